@@ -1,0 +1,96 @@
+"""The array dataset: alignment checks, float16 storage, flat memory."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from yaware.data import EpochSampler, NpyArray, ScanDataset
+from yaware.errors import DataError
+
+
+def _write(tmp_path, n=5, dtype=np.float32, table=None):
+    arr = np.random.default_rng(0).normal(size=(n, 1, 4, 5, 3)).astype(dtype)
+    np.save(tmp_path / "x.npy", arr)
+    if table is None:
+        table = pd.DataFrame(
+            {"participant_id": [f"s{i}" for i in range(n)], "age": 20.0 + np.arange(n)}
+        )
+    table.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    return arr, tmp_path / "x.npy", tmp_path / "p.tsv"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_rows_and_labels(tmp_path, dtype):
+    arr, x, p = _write(tmp_path, dtype=dtype)
+    ds = ScanDataset(x, p, label="age", indices=[3, 1])
+    scan, label = ds[0]
+    assert scan.dtype == torch.float32 and scan.shape == (1, 4, 5, 3)
+    assert np.array_equal(scan.numpy(), arr[3].astype(np.float32))
+    assert float(label) == 23.0 and len(ds) == 2
+
+
+def test_row_count_mismatch_names_both_files(tmp_path):
+    table = pd.DataFrame({"participant_id": ["a", "b"], "age": [1.0, 2.0]})
+    _, x, p = _write(tmp_path, table=table)
+    with pytest.raises(DataError, match=r"p.tsv has 2 rows but .*x.npy has 5 scans"):
+        ScanDataset(x, p)
+
+
+@pytest.mark.parametrize(
+    ("ages", "message"),
+    [
+        (["20", "x", "30", "31", "32"], r"1 missing or non-numeric values, e.g. rows \[1\]"),
+        ([20, None, 30, np.inf, 32], r"2 missing or non-numeric values, e.g. rows \[1, 3\]"),
+    ],
+)
+def test_bad_labels_name_the_rows(tmp_path, ages, message):
+    table = pd.DataFrame({"participant_id": list("abcde"), "age": ages})
+    _, x, p = _write(tmp_path, table=table)
+    with pytest.raises(DataError, match=message):
+        ScanDataset(x, p, label="age")
+    with pytest.raises(DataError, match="no column 'sex'"):
+        ScanDataset(x, p, label="sex")
+
+
+def test_duplicated_rows_and_missing_ids(tmp_path):
+    table = pd.DataFrame(
+        {"participant_id": list("abcca"), "session": list("11121"), "age": range(5)}
+    )
+    _, x, p = _write(tmp_path, table=table)
+    with pytest.raises(DataError, match="duplicated"):
+        ScanDataset(x, p)
+    table = pd.DataFrame({"subject": list("abcde"), "age": range(5)})
+    _, x, p = _write(tmp_path, table=table)
+    with pytest.raises(DataError, match="no 'participant_id' column"):
+        ScanDataset(x, p)
+
+
+def test_comma_separated_tsv_is_explained(tmp_path):
+    _, x, p = _write(tmp_path)
+    pd.read_csv(p, sep="\t").to_csv(p, index=False)
+    with pytest.raises(DataError, match="looks comma-separated"):
+        ScanDataset(x, p)
+
+
+def test_bad_arrays(tmp_path):
+    np.save(tmp_path / "flat.npy", np.zeros((3, 4, 5, 6), np.float32))
+    with pytest.raises(DataError, match=r"expected \(N, C, X, Y, Z\)"):
+        NpyArray(tmp_path / "flat.npy")
+    _, x, _ = _write(tmp_path)
+    data = x.read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[: len(data) - 100])
+    with pytest.raises(DataError, match="truncated"):
+        NpyArray(tmp_path / "cut.npy")
+    (tmp_path / "junk.npy").write_bytes(b"hello")
+    with pytest.raises(DataError, match=r"not a readable \.npy"):
+        NpyArray(tmp_path / "junk.npy")
+
+
+def test_epoch_sampler_depends_only_on_seed_and_epoch():
+    a, b = EpochSampler(50, seed=1), EpochSampler(50, seed=1)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    assert list(a) == list(b) and sorted(a) == list(range(50))
+    b.set_epoch(4)
+    assert list(a) != list(b)

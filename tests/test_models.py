@@ -1,0 +1,148 @@
+"""Encoders: the original's DenseNet layout, checkpoint round trips, refusals."""
+
+import pickle
+
+import pytest
+import torch
+
+from yaware.checkpoint import (
+    encoder_name_of,
+    load_encoder_weights,
+    read_checkpoint,
+    save_checkpoint,
+    state_dict_of,
+)
+from yaware.errors import CheckpointError, ConfigError
+from yaware.models import ENCODERS, build_model, densenet121
+
+
+def test_densenet121_has_the_original_keys():
+    keys = list(densenet121("encoder").state_dict())
+    assert len(keys) == 724
+    assert keys[0] == "features.conv0.weight"
+    assert "features.denseblock4.denselayer16.conv2.weight" in keys
+    assert "features.transition3.conv.weight" in keys
+    assert keys[-4:] == [
+        "hidden_representation.weight",
+        "hidden_representation.bias",
+        "head_projection.weight",
+        "head_projection.bias",
+    ]
+    classifier = densenet121("classifier", num_classes=3).state_dict()
+    assert "features.norm5.weight" in classifier
+    assert tuple(classifier["classifier.weight"].shape) == (3, 1024)
+
+
+def _original_layout(model: torch.nn.Module) -> dict:
+    """A checkpoint as the original wrote it: DataParallel prefixes, epoch/model/optimizer."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return {
+        "epoch": 99,
+        "model": {f"module.{k}": v for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+    }
+
+
+def test_original_checkpoint_loads_into_encoder_and_classifier(tmp_path):
+    torch.manual_seed(0)
+    source = densenet121("encoder").eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so a skipped load would show
+        for module in source.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "DenseNet121_BHB-10K_yAwareContrastive.pth"
+    save_checkpoint(path, _original_layout(source))
+
+    ckpt = read_checkpoint(path)
+    assert encoder_name_of(ckpt) == "densenet121"  # the released file records no encoder
+    state = state_dict_of(ckpt)
+    x = torch.randn(2, 1, 32, 40, 32)
+    with torch.no_grad():
+        expected = source.representation(x)
+        for mode in ("encoder", "classifier"):
+            torch.manual_seed(1)
+            target = densenet121(mode).eval()
+            report = load_encoder_weights(target, state)
+            assert len(report.loaded) == 720  # 724 minus the 4 head tensors
+            assert torch.equal(target.representation(x), expected) is (mode == "encoder")
+            # The classifier adds norm5 after the shared trunk: compare the trunk itself.
+            trunk = [m for name, m in target.features.named_children() if name != "norm5"]
+            out = x
+            for module in trunk:
+                out = module(out)
+            pooled = torch.flatten(torch.nn.functional.adaptive_avg_pool3d(out.relu(), 1), 1)
+            assert pooled.shape == (2, 1024)
+            assert torch.equal(pooled, expected)
+        head = densenet121("encoder").eval()
+        load_encoder_weights(head, state, include_head=True)
+        assert torch.equal(head(x), source(x))
+
+
+def test_loading_nothing_fails_loudly(tmp_path):
+    resnet_state = build_model("resnet18").state_dict()
+    with pytest.raises(CheckpointError, match=r"tensors differ in shape|backbone tensors"):
+        load_encoder_weights(densenet121(), resnet_state)
+    renamed = {f"encoder.{k}": v for k, v in densenet121().state_dict().items()}
+    with pytest.raises(CheckpointError, match="only 0 of the encoder's 720 backbone tensors"):
+        load_encoder_weights(densenet121(), renamed)
+
+
+def test_arbitrary_pickles_are_refused_unless_trusted(tmp_path):
+    path = tmp_path / "evil.pt"
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"model": densenet121().state_dict(), "extra": Payload()}, path)
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        read_checkpoint(path)
+    assert "model" in read_checkpoint(path, trust=True)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
+def test_unreadable_checkpoints(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content is None:  # truncated
+        save_checkpoint(path, {"model": build_model("tinycnn").state_dict()})
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=str(path)):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_every_encoder_shares_the_interface(name):
+    model = build_model(name).eval()
+    x = torch.randn(2, 1, 32, 36, 32)
+    with torch.no_grad():
+        h = model.representation(x)
+        assert h.shape == (2, model.num_features)
+        assert model(x).shape == (2, 128)
+        assert build_model(name, "classifier", num_classes=3).eval()(x).shape == (2, 3)
+
+
+def test_memory_efficient_densenet_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = densenet121()
+    efficient = densenet121(memory_efficient=True)
+    efficient.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 32, 32, 32)
+    plain(x).sum().backward()
+    efficient(x).sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), efficient.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+
+
+def test_unknown_encoder_names_the_choices():
+    with pytest.raises(ConfigError, match="densenet121, resnet18, tinycnn"):
+        build_model("densenet")
+
+
+def test_pickle_module_is_the_stdlib_one():
+    # read_checkpoint relies on torch raising pickle.UnpicklingError for refused objects.
+    assert pickle.UnpicklingError.__module__ == "_pickle"

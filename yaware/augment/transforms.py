@@ -1,0 +1,227 @@
+"""Batched 3D transforms, each scan of the batch with its own random parameters.
+
+Every transform splits sampling from applying, as TorchIO and MONAI do:
+``sample_params(batch_size, generator)`` draws one value per scan from a CPU
+``torch.Generator`` (so the same seed gives the same views on CPU and GPU, and reading the
+parameters never waits for the device) and returns tensors of leading size B, with a
+per-scan ``keep`` mask for the probability; ``apply(x, params)`` is deterministic and runs
+on the batch's device. Batches have shape (B, C, X, Y, Z).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Params = dict[str, torch.Tensor]
+Shape3 = tuple[int, int, int]
+
+
+def _check_probability(p: float, name: str) -> float:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: probability p must lie in [0, 1], got {p}")
+    return float(p)
+
+
+def _check_range(bounds: tuple[float, float], name: str) -> tuple[float, float]:
+    low, high = map(float, bounds)
+    if not 0 <= low <= high:
+        raise ValueError(f"{name}: range must satisfy 0 <= low <= high, got {bounds}")
+    return low, high
+
+
+def _uniform(n: int, bounds: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    return bounds[0] + (bounds[1] - bounds[0]) * torch.rand(n, generator=generator)
+
+
+def _keep(n: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator) < p
+
+
+def _corners(n: int, volume: Shape3, box: Shape3, generator: torch.Generator) -> torch.Tensor:
+    """Random corners (n, 3) so that a box of size ``box`` lies inside ``volume``."""
+    columns = [
+        torch.randint(0, v - b + 1, (n,), generator=generator)
+        for v, b in zip(volume, box, strict=True)
+    ]
+    return torch.stack(columns, dim=1)
+
+
+class ZScore:
+    """Standardise each scan to zero mean and unit variance over all its voxels."""
+
+    name = "zscore"
+
+    def sample_params(self, batch_size: int, generator: torch.Generator) -> Params:
+        return {}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        dims = tuple(range(1, x.ndim))
+        n = x[0].numel()
+        # Mean and sum of squares: on CPU about 20x faster than torch.std_mean, and exact
+        # enough for image intensities (|mean| / std far below 1e3).
+        mean = x.mean(dim=dims, keepdim=True)
+        sum_sq = torch.linalg.vector_norm(x, dim=dims, keepdim=True).square()
+        var = ((sum_sq - n * mean.square()) / max(n - 1, 1)).clamp_min(0)
+        return (x - mean).div_(var.sqrt().clamp_min(1e-6))
+
+
+@dataclass
+class Flip:
+    """Mirror each selected scan along one random spatial axis."""
+
+    p: float = 0.5
+    name: str = "flip"
+
+    def __post_init__(self) -> None:
+        self.p = _check_probability(self.p, self.name)
+
+    def sample_params(self, batch_size: int, generator: torch.Generator) -> Params:
+        keep = _keep(batch_size, self.p, generator)
+        return {"keep": keep, "axis": torch.randint(0, 3, (batch_size,), generator=generator)}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        for b in params["keep"].nonzero().flatten().tolist():
+            x[b] = x[b].flip(int(params["axis"][b]) + 1)
+        return x
+
+
+@dataclass
+class GaussianBlur:
+    """Gaussian smoothing with a per-scan width sigma ~ U(low, high) voxels, all axes alike.
+
+    Separable convolution truncated at 4 sigma, edges replicated: the numbers of
+    ``scipy.ndimage.gaussian_filter(x, sigma, mode="nearest")``.
+    """
+
+    sigma: tuple[float, float] = (0.1, 1.0)
+    p: float = 0.5
+    name: str = "blur"
+
+    def __post_init__(self) -> None:
+        self.p = _check_probability(self.p, self.name)
+        self.sigma = _check_range(self.sigma, self.name)
+
+    def sample_params(self, batch_size: int, generator: torch.Generator) -> Params:
+        keep = _keep(batch_size, self.p, generator)
+        return {"keep": keep, "sigma": _uniform(batch_size, self.sigma, generator)}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        selected = params["keep"].nonzero().flatten()
+        if len(selected) == 0:
+            return x
+        for b in selected.tolist():
+            x[b] = _gaussian_blur(x[b : b + 1], float(params["sigma"][b]))[0]
+        return x
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of one scan (1, C, X, Y, Z) as sums of shifted views.
+
+    One scan at a time with scalar tap weights: on CPU about twice as fast as the batched
+    form (the working set stays in cache) and far faster than a grouped conv3d.
+    """
+    sigma = max(sigma, 1e-3)
+    radius = max(1, int(4.0 * sigma + 0.5))  # scipy's truncation at 4 sigma
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    taps = (taps / taps.sum()).tolist()
+    out = x
+    for axis in range(2, 5):
+        pad = [0] * 6
+        pad[2 * (4 - axis)], pad[2 * (4 - axis) + 1] = radius, radius
+        padded = F.pad(out, pad, mode="replicate")
+        size = out.shape[axis]
+        acc = padded.narrow(axis, radius, size) * taps[radius]
+        for t, weight in enumerate(taps):
+            if t != radius:
+                acc.add_(padded.narrow(axis, t, size), alpha=weight)
+        out = acc
+    return out
+
+
+@dataclass
+class GaussianNoise:
+    """Additive Gaussian noise with a per-scan standard deviation ~ U(low, high)."""
+
+    std: tuple[float, float] = (0.1, 1.0)
+    p: float = 0.5
+    name: str = "noise"
+
+    def __post_init__(self) -> None:
+        self.p = _check_probability(self.p, self.name)
+        self.std = _check_range(self.std, self.name)
+
+    def sample_params(self, batch_size: int, generator: torch.Generator) -> Params:
+        keep = _keep(batch_size, self.p, generator)
+        std = _uniform(batch_size, self.std, generator)
+        seed = torch.randint(0, 2**62, (1,), generator=generator)
+        return {"keep": keep, "std": std, "seed": seed}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        selected = params["keep"].nonzero().flatten()
+        if len(selected) == 0:
+            return x
+        noise_gen = torch.Generator(device=x.device).manual_seed(int(params["seed"]))
+        index = selected.to(x.device)
+        shape = (len(selected), *x.shape[1:])
+        noise = torch.randn(shape, generator=noise_gen, device=x.device, dtype=x.dtype)
+        std = params["std"][selected].to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1, 1)
+        x.index_add_(0, index, noise * std)
+        return x
+
+
+@dataclass
+class Cutout:
+    """Set one box of ``patch`` voxels per scan to zero, at a random position inside."""
+
+    volume: Shape3
+    patch: Shape3
+    p: float = 1.0
+    name: str = "cutout"
+
+    def __post_init__(self) -> None:
+        self.p = _check_probability(self.p, self.name)
+
+    def sample_params(self, batch_size: int, generator: torch.Generator) -> Params:
+        keep = _keep(batch_size, self.p, generator)
+        return {"keep": keep, "corner": _corners(batch_size, self.volume, self.patch, generator)}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        px, py, pz = self.patch
+        for b in params["keep"].nonzero().flatten().tolist():
+            i, j, k = params["corner"][b].tolist()
+            x[b, :, i : i + px, j : j + py, k : k + pz] = 0
+        return x
+
+
+@dataclass
+class CropResize:
+    """Crop a random box of ``crop`` voxels and resize it back to the full grid (trilinear)."""
+
+    volume: Shape3
+    crop: Shape3
+    p: float = 1.0
+    name: str = "crop"
+
+    def __post_init__(self) -> None:
+        self.p = _check_probability(self.p, self.name)
+
+    def sample_params(self, batch_size: int, generator: torch.Generator) -> Params:
+        keep = _keep(batch_size, self.p, generator)
+        return {"keep": keep, "corner": _corners(batch_size, self.volume, self.crop, generator)}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        selected = params["keep"].nonzero().flatten().tolist()
+        if not selected:
+            return x
+        cx, cy, cz = self.crop
+        boxes = []
+        for b in selected:
+            i, j, k = params["corner"][b].tolist()
+            boxes.append(x[b, :, i : i + cx, j : j + cy, k : k + cz])
+        resized = F.interpolate(
+            torch.stack(boxes), size=x.shape[2:], mode="trilinear", align_corners=False
+        )
+        x[torch.tensor(selected, device=x.device)] = resized
+        return x

@@ -1,0 +1,157 @@
+"""Reading and writing checkpoints, and loading encoder weights with a report.
+
+Layout written and read: ``{"epoch": int, "model": state_dict, "optimizer": state_dict,
+...}`` (the original repository's), optionally with ``module.`` prefixes from
+DataParallel/DDP; a bare state dict is read too. Our own checkpoints add ``"meta"`` with
+the encoder's name, so a loader need not guess it.
+"""
+
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from yaware.errors import CheckpointError
+from yaware.io import write_atomic
+
+log = logging.getLogger(__name__)
+
+# Keys of the projection head (encoder mode) and of the classifier.
+HEAD_PREFIXES = ("hidden_representation.", "head_projection.")
+CLASSIFIER_PREFIXES = ("classifier.",)
+# Below this fraction of the backbone's tensors found in the checkpoint, loading fails:
+# a mismatch of names must never silently leave a randomly initialised encoder.
+MIN_MATCH_FRACTION = 0.9
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (epoch, model, optimizer, meta, ...) atomically with torch.save."""
+    write_atomic(path, lambda handle: torch.save(payload, handle))
+
+
+def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
+    """Read a checkpoint on the CPU.
+
+    Only tensors and plain containers are unpickled (``weights_only=True``) unless
+    ``trust`` is set: a checkpoint from an unknown source can carry code.
+
+    Raises:
+        CheckpointError: missing, truncated or foreign file, or a pickle carrying objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty; the file was not fully written")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects beyond tensors and plain containers, "
+            "and loading it could run code. Refused. If you trust its source, pass "
+            f"--trust-checkpoint (trust=True). Detail: {str(err).splitlines()[0]}"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: it is truncated, corrupted or not a torch "
+            f"checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}). Re-download or "
+            "re-create it."
+        ) from err
+
+
+def state_dict_of(checkpoint: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The model state dict inside a checkpoint, ``module.`` prefixes removed."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+        state = checkpoint["model"]
+    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        state = checkpoint["state_dict"]
+    elif isinstance(checkpoint, dict) and checkpoint:
+        state = checkpoint
+    else:
+        raise CheckpointError(f"{source}: no model state dict found (expected key 'model')")
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source}: the state dict holds no tensors")
+    stripped = {}
+    for key, value in tensors.items():
+        while key.startswith("module."):
+            key = key[len("module.") :]
+        stripped[key] = value
+    return stripped
+
+
+def encoder_name_of(checkpoint: Any, default: str = "densenet121") -> str:
+    """The encoder a checkpoint records; the released file records none: ``default``."""
+    if isinstance(checkpoint, dict):
+        meta = checkpoint.get("meta")
+        if isinstance(meta, dict) and isinstance(meta.get("encoder"), str):
+            return meta["encoder"]
+    return default
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_encoder_weights` did."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"loaded {len(self.loaded)} tensors; {len(self.missing)} missing (kept as "
+            f"initialised): {self.missing[:5]}; {len(self.unexpected)} unused: "
+            f"{self.unexpected[:5]}"
+        )
+
+
+def load_encoder_weights(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    include_head: bool = False,
+    source: str = "checkpoint",
+) -> LoadReport:
+    """Copy the backbone (``features.*``) and, if asked, the projection head into ``model``.
+
+    Raises:
+        CheckpointError: a tensor's shape differs (another architecture), or fewer than
+            90 % of the model's backbone tensors are found (names do not match).
+    """
+    target = model.state_dict()
+    wanted = HEAD_PREFIXES if include_head else ()
+    keep = {k: v for k, v in state.items() if k.startswith("features.") or k.startswith(wanted)}
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in keep.items()
+        if k in target and target[k].shape != v.shape
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"{source} does not fit this encoder ({len(mismatched)} tensors differ in shape, "
+            f"e.g. {mismatched[:3]}); it holds another architecture: choose the matching "
+            "--encoder"
+        )
+    backbone = [k for k in target if k.startswith("features.")]
+    found = [k for k in backbone if k in keep]
+    if len(found) < MIN_MATCH_FRACTION * len(backbone):
+        raise CheckpointError(
+            f"{source}: only {len(found)} of the encoder's {len(backbone)} backbone tensors "
+            f"are in the checkpoint (its keys look like {list(state)[:3]}); it was saved from "
+            "another architecture or naming scheme. Nothing was loaded."
+        )
+    report = LoadReport(
+        loaded=[k for k in keep if k in target],
+        missing=[k for k in target if k not in keep and not k.startswith(CLASSIFIER_PREFIXES)],
+        unexpected=[k for k in state if k not in target],
+    )
+    if not include_head:
+        report.missing = [k for k in report.missing if not k.startswith(HEAD_PREFIXES)]
+    merged = {**target, **{k: keep[k] for k in report.loaded}}
+    model.load_state_dict(merged)
+    log.info("%s: %s", source, report.summary())
+    return report

@@ -1,0 +1,206 @@
+"""Scans in an (N, C, X, Y, Z) ``.npy`` array with a participants table aligned to its rows.
+
+The array is memory-mapped and read one row at a time; after a row is copied out its pages
+are dropped from the process (``madvise(MADV_DONTNEED)``), so the resident memory of an
+epoch stays flat whatever N is. float32 and float16 arrays are read, returned as float32.
+"""
+
+import mmap
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from yaware.errors import DataError
+
+ID_COLUMN = "participant_id"
+
+
+class NpyArray:
+    """Row-wise reader of a C-ordered ``.npy`` file through a private memory map.
+
+    Opens lazily, so an instance can be handed to DataLoader workers (each maps the file
+    itself after the fork).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"array {self.path} does not exist; check the path")
+        try:
+            with open(self.path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = read_header(handle)
+                self.offset = handle.tell()
+        except (ValueError, OSError) as err:
+            raise DataError(f"{self.path} is not a readable .npy array ({err})") from err
+        if fortran:
+            raise DataError(f"{self.path} is stored in Fortran order; save it C-ordered")
+        if dtype not in (np.float32, np.float16, np.float64):
+            raise DataError(f"{self.path} holds {dtype}; expected float32 or float16 scans")
+        self.shape: tuple[int, ...] = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        if len(self.shape) != 5:
+            raise DataError(
+                f"{self.path} has shape {self.shape}; expected (N, C, X, Y, Z), e.g. "
+                "(N, 1, 121, 145, 121). Add the channel axis with arr[:, None]."
+            )
+        self.row_shape = self.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
+        expected = self.offset + self.row_bytes * self.shape[0]
+        if self.path.stat().st_size < expected:
+            raise DataError(
+                f"{self.path} is truncated: {self.path.stat().st_size} bytes for a header "
+                f"announcing {expected}; re-run the conversion that wrote it"
+            )
+        self._map: mmap.mmap | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_map": None, "_pid": -1}
+
+    def _mapping(self) -> mmap.mmap:
+        if self._map is None or self._pid != os.getpid():
+            with open(self.path, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            self._pid = os.getpid()
+        return self._map
+
+    def row(self, index: int) -> np.ndarray:
+        """Row ``index`` as a float32 array of shape (C, X, Y, Z), copied out of the map."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} out of range for {self.path} with {len(self)} rows")
+        mapping = self._mapping()
+        start = self.offset + index * self.row_bytes
+        view = np.frombuffer(mapping, self.dtype, int(np.prod(self.row_shape)), start)
+        out = view.astype(np.float32).reshape(self.row_shape)
+        del view
+        page = mmap.PAGESIZE
+        first = start // page * page
+        mapping.madvise(mmap.MADV_DONTNEED, first, start + self.row_bytes - first)
+        return out
+
+    def rows(self, indices: Sequence[int]) -> np.ndarray:
+        return np.stack([self.row(int(i)) for i in indices])
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a participants table: tab-separated (BIDS) unless the name ends in .csv."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"table {path} does not exist; check the path")
+    sep = "," if path.suffix == ".csv" else "\t"
+    table = pd.read_csv(path, sep=sep, dtype={ID_COLUMN: str, "session": str})
+    if len(table.columns) == 1 and sep == "\t" and "," in table.columns[0]:
+        raise DataError(
+            f"{path} looks comma-separated but is read as a tab-separated BIDS table: "
+            "convert it to tabs, or rename it to .csv"
+        )
+    return table
+
+
+def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndarray:
+    """The label column as float64, with every row finite; raises DataError naming rows."""
+    if column not in table.columns:
+        raise DataError(
+            f"{source}: no column {column!r}; the table has {list(table.columns)}. "
+            "Set the label to one of these."
+        )
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        ids = table[ID_COLUMN].iloc[bad[:5]].tolist() if ID_COLUMN in table else bad[:5].tolist()
+        raw = table[column].iloc[bad[:5]].tolist()
+        raise DataError(
+            f"{source}: column {column!r} has {len(bad)} missing or non-numeric values, "
+            f"e.g. rows {bad[:5].tolist()} (participants {ids}, values {raw}). "
+            "Fix or drop those rows."
+        )
+    return values
+
+
+class ScanDataset(Dataset):
+    """Scans of an array with the matching rows of its participants table.
+
+    Args:
+        array: path of the (N, C, X, Y, Z) ``.npy``.
+        table: path of the participants table, one row per array row, same order.
+        label: column used as label (numeric); None for no label.
+        indices: subset of rows to expose (e.g. a split); all rows by default.
+
+    Raises:
+        DataError: row counts differ, no participant_id column, duplicated
+            (participant_id, session) rows, or a missing or non-finite label.
+    """
+
+    def __init__(
+        self,
+        array: str | os.PathLike,
+        table: str | os.PathLike,
+        label: str | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.array = NpyArray(array)
+        self.table = read_table(table)
+        source = f"{table} (rows of {array})"
+        if len(self.table) != len(self.array):
+            raise DataError(
+                f"{table} has {len(self.table)} rows but {array} has {len(self.array)} "
+                "scans; the table must list the array's rows in order (re-run the conversion)"
+            )
+        if ID_COLUMN not in self.table.columns:
+            raise DataError(f"{table}: no {ID_COLUMN!r} column to align rows with scans")
+        keys = [ID_COLUMN, "session"] if "session" in self.table.columns else [ID_COLUMN]
+        duplicated = self.table.duplicated(keys, keep=False)
+        if duplicated.any():
+            rows = self.table.loc[duplicated, keys].head(4).to_dict("records")
+            raise DataError(f"{table}: duplicated {keys} rows, e.g. {rows}; keep one per scan")
+        self.labels = (
+            check_label_column(self.table, label, source)
+            if label is not None
+            else np.zeros(len(self.table))
+        )
+        self.indices = np.arange(len(self.array)) if indices is None else np.asarray(indices)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.row_shape
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        row = int(self.indices[item])
+        scan = torch.from_numpy(self.array.row(row))
+        return scan, torch.tensor(self.labels[row], dtype=torch.float32)
+
+
+class EpochSampler(Sampler[int]):
+    """A random order that depends only on (seed, epoch), so a resumed run replays it."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size

@@ -1,0 +1,17 @@
+"""Errors the user can act on: each message names the file, key or row and the fix."""
+
+
+class YAwareError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(YAwareError, ValueError):
+    """A configuration value or key is invalid."""
+
+
+class DataError(YAwareError, ValueError):
+    """An input array or table is unusable."""
+
+
+class CheckpointError(YAwareError, ValueError):
+    """A checkpoint cannot be read or does not fit the model."""

@@ -1,0 +1,53 @@
+"""Atomic file writes: write beside the target, fsync, then rename over it.
+
+A process killed half way leaves at most a ``.tmp`` file, never a target that looks complete.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it to ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_atomic(target: str | os.PathLike, writer: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``writer(handle)`` on a temporary binary file, then rename it to ``target``."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        writer(handle)
+
+
+def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
+    write_atomic(target, lambda handle: np.save(handle, array))
+
+
+def save_table(target: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write a table as TSV (``.tsv``) or CSV (anything else), atomically."""
+    sep = "\t" if str(target).endswith(".tsv") else ","
+    write_atomic(target, lambda handle: handle.write(table.to_csv(sep=sep, index=False).encode()))
+
+
+def save_json(target: str | os.PathLike, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    write_atomic(target, lambda handle: handle.write(text.encode()))

@@ -1,0 +1,35 @@
+"""3D encoders sharing one interface (see :class:`yaware.models.base.Backbone3D`)."""
+
+from collections.abc import Callable
+
+from yaware.errors import ConfigError
+from yaware.models.base import Backbone3D
+from yaware.models.densenet import DenseNet3D, densenet121
+from yaware.models.resnet import ResNet3D, resnet18
+from yaware.models.tinycnn import TinyCNN3D, tinycnn
+
+ENCODERS: dict[str, Callable[..., Backbone3D]] = {
+    "densenet121": densenet121,
+    "resnet18": resnet18,
+    "tinycnn": tinycnn,
+}
+
+
+def build_model(name: str, mode: str = "encoder", num_classes: int = 2, **kwargs) -> Backbone3D:
+    """Build a registered backbone by name (see ``ENCODERS``)."""
+    if name not in ENCODERS:
+        raise ConfigError(f"encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    return ENCODERS[name](mode=mode, num_classes=num_classes, **kwargs)
+
+
+__all__ = [
+    "ENCODERS",
+    "Backbone3D",
+    "DenseNet3D",
+    "ResNet3D",
+    "TinyCNN3D",
+    "build_model",
+    "densenet121",
+    "resnet18",
+    "tinycnn",
+]

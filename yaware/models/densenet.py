@@ -1,0 +1,138 @@
+"""3D DenseNet with the original y-Aware repository's architecture and state-dict keys.
+
+Keys (encoder mode, 724 tensors): ``features.conv0.weight``, ``features.norm0.*``,
+``features.denseblock{1..4}.denselayer{k}.{norm1,conv1,norm2,conv2}.*``,
+``features.transition{1..3}.{norm,conv}.*``, ``hidden_representation.*``,
+``head_projection.*``. Classifier mode adds ``features.norm5.*`` and ``classifier.*``.
+The released DenseNet121_BHB-10K_yAwareContrastive.pth loads into these modules.
+"""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from yaware.models.base import Backbone3D, init_weights
+
+
+class _DenseLayer(nn.Module):
+    """BN-ReLU-conv1x1(bn_size * k)-BN-ReLU-conv3x3(k) over the concatenated inputs."""
+
+    def __init__(self, num_input: int, growth_rate: int, bn_size: int, memory_efficient: bool):
+        super().__init__()
+        self.norm1 = nn.BatchNorm3d(num_input)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv3d(num_input, bn_size * growth_rate, 1, bias=False)
+        self.norm2 = nn.BatchNorm3d(bn_size * growth_rate)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv3d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False)
+        self.memory_efficient = memory_efficient
+
+    def _bottleneck(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.conv1(self.relu1(self.norm1(torch.cat(inputs, 1))))
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        if self.memory_efficient and any(t.requires_grad for t in inputs):
+            # Recompute the concatenation and bottleneck in backward: memory grows
+            # linearly instead of quadratically with the block depth.
+            bottleneck = checkpoint(self._bottleneck, *inputs, use_reentrant=False)
+        else:
+            bottleneck = self._bottleneck(*inputs)
+        return self.conv2(self.relu2(self.norm2(bottleneck)))
+
+
+class _DenseBlock(nn.ModuleDict):
+    def __init__(
+        self,
+        num_layers: int,
+        num_input: int,
+        growth_rate: int,
+        bn_size: int,
+        memory_efficient: bool,
+    ):
+        super().__init__()
+        for i in range(num_layers):
+            layer = _DenseLayer(num_input + i * growth_rate, growth_rate, bn_size, memory_efficient)
+            self.add_module(f"denselayer{i + 1}", layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class _Transition(nn.Sequential):
+    def __init__(self, num_input: int, num_output: int):
+        super().__init__()
+        self.add_module("norm", nn.BatchNorm3d(num_input))
+        self.add_module("relu", nn.ReLU(inplace=True))
+        self.add_module("conv", nn.Conv3d(num_input, num_output, 1, bias=False))
+        self.add_module("pool", nn.AvgPool3d(2, stride=2))
+
+
+class DenseNet3D(Backbone3D):
+    """3D DenseNet-BC (Huang et al., CVPR 2017) as used by y-Aware.
+
+    Args:
+        growth_rate: k, channels added per dense layer.
+        block_config: dense layers per block.
+        num_init_features: channels of the stem convolution.
+        bn_size: bottleneck width factor.
+        in_channels: input channels (1 for grey-matter maps).
+        mode: ``"encoder"`` (projection head) or ``"classifier"``.
+        memory_efficient: gradient checkpointing of each bottleneck, for small GPUs.
+    """
+
+    def __init__(
+        self,
+        growth_rate: int = 32,
+        block_config: tuple[int, ...] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        in_channels: int = 1,
+        mode: str = "encoder",
+        num_classes: int = 2,
+        hidden_dim: int = 512,
+        out_dim: int = 128,
+        memory_efficient: bool = False,
+    ) -> None:
+        num_features = num_init_features
+        for i, num_layers in enumerate(block_config):
+            num_features += num_layers * growth_rate
+            if i != len(block_config) - 1:
+                num_features //= 2
+        super().__init__(num_features, mode, num_classes, hidden_dim, out_dim)
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv0", nn.Conv3d(in_channels, num_init_features, 7, 2, 3, bias=False)),
+                    ("norm0", nn.BatchNorm3d(num_init_features)),
+                    ("relu0", nn.ReLU(inplace=True)),
+                    ("pool0", nn.MaxPool3d(3, stride=2, padding=1)),
+                ]
+            )
+        )
+        channels = num_init_features
+        for i, num_layers in enumerate(block_config):
+            block = _DenseBlock(num_layers, channels, growth_rate, bn_size, memory_efficient)
+            self.features.add_module(f"denseblock{i + 1}", block)
+            channels += num_layers * growth_rate
+            if i != len(block_config) - 1:
+                self.features.add_module(f"transition{i + 1}", _Transition(channels, channels // 2))
+                channels //= 2
+        if mode == "classifier":
+            self.features.add_module("norm5", nn.BatchNorm3d(channels))
+        self._build_head(num_classes, hidden_dim, out_dim)
+        init_weights(self)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.features(x))
+        return torch.flatten(F.adaptive_avg_pool3d(out, 1), 1)
+
+
+def densenet121(mode: str = "encoder", num_classes: int = 2, **kwargs) -> DenseNet3D:
+    """DenseNet121 3D: growth 32, blocks (6, 12, 24, 16), 64 stem channels, 1024 features."""
+    return DenseNet3D(32, (6, 12, 24, 16), 64, mode=mode, num_classes=num_classes, **kwargs)
