@@ -137,8 +137,9 @@ class ScanDataset(Dataset):
     Args:
         array: path of the (N, C, X, Y, Z) ``.npy``.
         table: path of the participants table, one row per array row, same order.
-        label: column used as label (numeric); None for no label.
+        label: column(s) used as label (numeric); None for no label.
         indices: subset of rows to expose (e.g. a split); all rows by default.
+        labels: labels computed by the caller, one per table row (overrides ``label``).
 
     Raises:
         DataError: row counts differ, no participant_id column, duplicated
@@ -149,8 +150,9 @@ class ScanDataset(Dataset):
         self,
         array: str | os.PathLike,
         table: str | os.PathLike,
-        label: str | None = None,
+        label: str | Sequence[str] | None = None,
         indices: Sequence[int] | None = None,
+        labels: np.ndarray | None = None,
     ) -> None:
         self.array = NpyArray(array)
         self.table = read_table(table)
@@ -167,11 +169,14 @@ class ScanDataset(Dataset):
         if duplicated.any():
             rows = self.table.loc[duplicated, keys].head(4).to_dict("records")
             raise DataError(f"{table}: duplicated {keys} rows, e.g. {rows}; keep one per scan")
-        self.labels = (
-            check_label_column(self.table, label, source)
-            if label is not None
-            else np.zeros(len(self.table))
-        )
+        if labels is not None:
+            self.labels = np.asarray(labels)
+        elif label is None:
+            self.labels = np.zeros(len(self.table))
+        elif isinstance(label, str):
+            self.labels = check_label_column(self.table, label, source)
+        else:
+            self.labels = np.stack([check_label_column(self.table, c, source) for c in label], 1)
         self.indices = np.arange(len(self.array)) if indices is None else np.asarray(indices)
 
     @property
@@ -184,23 +189,26 @@ class ScanDataset(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         row = int(self.indices[item])
         scan = torch.from_numpy(self.array.row(row))
-        return scan, torch.tensor(self.labels[row], dtype=torch.float32)
+        return scan, torch.as_tensor(self.labels[row], dtype=torch.float32)
 
 
 class EpochSampler(Sampler[int]):
     """A random order that depends only on (seed, epoch), so a resumed run replays it."""
 
     def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
-        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+        self.size, self.seed, self.shuffle, self.epoch, self.skip = size, seed, shuffle, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch's order; ``skip`` drops its first items (mid-epoch resume)."""
+        self.epoch, self.skip = epoch, skip
 
     def __iter__(self) -> Iterator[int]:
         if not self.shuffle:
-            return iter(range(self.size))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+            order = list(range(self.size))
+        else:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        return iter(order[self.skip :])
 
     def __len__(self) -> int:
-        return self.size
+        return self.size - self.skip

@@ -1,0 +1,166 @@
+"""The engine through its public entry points: pretrain, resume, extract, finetune."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import pretrain_keys, run_cli, write_config
+from yaware.checkpoint import read_checkpoint, save_checkpoint
+from yaware.config import PretrainConfig, build_config
+from yaware.features import extract_features, load_encoder
+from yaware.models import densenet121
+from yaware.train.pretrain import pretrain
+
+
+@pytest.mark.parametrize("method", ["yaware", "simclr"])
+def test_resumed_run_ends_with_identical_weights(toy_cohort, tmp_path, method):
+    keys = pretrain_keys(
+        toy_cohort, tmp_path / "a", epochs=3, schedule="cosine", warmup_epochs=1, method=method
+    )
+    straight = read_checkpoint(pretrain(build_config(PretrainConfig, keys)))
+    keys["out_dir"] = str(tmp_path / "b")
+    cfg = build_config(PretrainConfig, keys)
+    first = read_checkpoint(pretrain(cfg, stop_after_epochs=1))
+    assert first["epoch"] == 1
+    resumed = read_checkpoint(pretrain(cfg, resume=True))
+    assert resumed["epoch"] == 3
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert [r["train_loss"] for r in straight["history"]] == [
+        r["train_loss"] for r in resumed["history"]
+    ]
+    metrics = pd.read_csv(tmp_path / "b" / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2, 3]
+    assert metrics["val_loss"].notna().all()
+    # Training changed the weights: the comparison above is not between two untouched nets.
+    assert not torch.equal(
+        first["model"]["features.conv0.weight"], resumed["model"]["features.conv0.weight"]
+    )
+
+
+def test_cli_pretrain_then_extract(toy_cohort, tmp_path):
+    config = write_config(tmp_path / "pre.yaml", **pretrain_keys(toy_cohort, tmp_path / "run"))
+    done = run_cli("pretrain", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    for name in ("last.pt", "best.pt", "metrics.csv", "config.yaml"):
+        assert (tmp_path / "run" / name).is_file()
+    assert len(pd.read_csv(tmp_path / "run" / "metrics.csv")) == 2
+    out = tmp_path / "features.npy"
+    done = run_cli(
+        "extract",
+        "--checkpoint",
+        str(tmp_path / "run" / "last.pt"),
+        "--data",
+        str(toy_cohort / "val.npy"),
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    features = np.load(out)
+    n_val = len(pd.read_csv(toy_cohort / "val.tsv", sep="\t"))
+    assert features.shape == (n_val, 128) and np.isfinite(features).all()
+    # Same numbers as the encoder rebuilt in this process, row for row.
+    model, name = load_encoder(tmp_path / "run" / "last.pt")
+    assert name == "tinycnn"
+    np.testing.assert_allclose(
+        features, extract_features(model, toy_cohort / "val.npy"), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(features[0], features[1])
+
+
+def test_extract_defaults_to_densenet_for_the_released_layout(tmp_path):
+    source = densenet121().eval()
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    save_checkpoint(tmp_path / "released.pth", {"epoch": 99, "model": state, "optimizer": {}})
+    scans = np.random.default_rng(0).random((3, 1, 32, 32, 32), dtype=np.float32)
+    np.save(tmp_path / "x.npy", scans)
+    out = tmp_path / "f.npy"
+    done = run_cli(
+        "extract",
+        "--checkpoint",
+        str(tmp_path / "released.pth"),
+        "--data",
+        str(tmp_path / "x.npy"),
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "densenet121" in done.stdout
+    x = torch.from_numpy(scans)
+    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
+    with torch.no_grad():
+        expected = source.representation(x).numpy()
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pretrained", [True, False])
+def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrained):
+    checkpoint = None
+    if pretrained:
+        checkpoint = pretrain(
+            build_config(PretrainConfig, pretrain_keys(toy_cohort, tmp_path / "pre", epochs=1))
+        )
+    keys = {
+        "train_data": str(toy_cohort / "train.npy"),
+        "train_table": str(toy_cohort / "train.tsv"),
+        "val_data": str(toy_cohort / "val.npy"),
+        "val_table": str(toy_cohort / "val.tsv"),
+        "test_data": str(toy_cohort / "val.npy"),
+        "test_table": str(toy_cohort / "val.tsv"),
+        "out_dir": str(tmp_path / "ft"),
+        "encoder": "tinycnn",
+        "label": "sex",
+        "positive": ["M"],
+        "negative": ["F"],
+        "epochs": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+    }
+    if checkpoint:
+        keys["pretrained"] = str(checkpoint)
+    done = run_cli("finetune", "--config", str(write_config(tmp_path / "ft.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    metrics = pd.read_csv(tmp_path / "ft" / "metrics.csv")
+    assert len(metrics) == 2 and metrics["val_auc"].between(0, 1).all()
+    predictions = pd.read_csv(tmp_path / "ft" / "predictions.csv")
+    table = pd.read_csv(toy_cohort / "val.tsv", sep="\t")
+    assert list(predictions["participant_id"]) == list(table["participant_id"])
+    assert (predictions["label"] == (table["sex"] == "M").astype(int)).all()
+    assert predictions["prob_positive"].between(0, 1).all()
+    test_metrics = json.loads((tmp_path / "ft" / "test_metrics.json").read_text())
+    assert test_metrics["n"] == len(table) and 0 <= test_metrics["auc"] <= 1
+    meta = read_checkpoint(tmp_path / "ft" / "best.pt")["meta"]
+    assert meta["pretrained"] == (str(checkpoint) if pretrained else None)
+    if pretrained:
+        assert meta["loaded"] > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"sigmaa": 2.0}, "unknown key 'sigmaa'; did you mean 'sigma'"),
+        ({"sigma": 0.0}, "sigma must be > 0"),
+        ({"sigma": "five"}, "key 'sigma' must be"),
+        ({"encoder": "vit"}, "encoder must be one of"),
+        (
+            {"train_table": "/nonexistent/participants.tsv"},
+            "train_table '/nonexistent/participants.tsv' does not exist",
+        ),
+    ],
+)
+def test_config_errors_stop_before_any_work(toy_cohort, tmp_path, override, message):
+    keys = pretrain_keys(toy_cohort, tmp_path / "run") | override
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "bad.yaml", **keys)))
+    assert done.returncode == 2
+    assert message in done.stderr and "bad.yaml" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_command_has_help():
+    for command in ("pretrain", "finetune", "extract", "toy-data"):
+        done = run_cli(command, "--help")
+        assert done.returncode == 0 and "usage: yaware" in done.stdout

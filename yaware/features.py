@@ -1,0 +1,44 @@
+"""Encoder representations of every scan of an array, in the array's row order."""
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from yaware.augment.transforms import ZScore
+from yaware.checkpoint import encoder_name_of, load_encoder_weights, read_checkpoint, state_dict_of
+from yaware.data import NpyArray
+from yaware.models import build_model
+
+
+def load_encoder(
+    checkpoint_path: str | os.PathLike, encoder: str | None = None, trust: bool = False
+) -> tuple[nn.Module, str]:
+    """An encoder with the checkpoint's backbone weights; the name defaults to the recorded
+    one, else densenet121 (the released checkpoint records none)."""
+    checkpoint = read_checkpoint(checkpoint_path, trust=trust)
+    name = encoder or encoder_name_of(checkpoint)
+    model = build_model(name, "encoder")
+    load_encoder_weights(
+        model, state_dict_of(checkpoint, str(checkpoint_path)), source=str(checkpoint_path)
+    )
+    return model, name
+
+
+@torch.inference_mode()
+def extract_features(
+    model: nn.Module, array_path: str | os.PathLike, batch_size: int = 8, device: str = "cpu"
+) -> np.ndarray:
+    """Representations (N, F) of the z-scored scans, in the array's row order."""
+    array = NpyArray(array_path)
+    model = model.to(device).eval()
+    zscore = ZScore()
+    out = np.empty((len(array), model.num_features), dtype=np.float32)
+    for start in range(0, len(array), batch_size):
+        rows = range(start, min(start + batch_size, len(array)))
+        x = torch.from_numpy(array.rows(rows)).to(device)
+        out[start : start + len(rows)] = (
+            model.representation(zscore.apply(x, {})).float().cpu().numpy()
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Training engines: contrastive pretraining, fine-tuning, feature extraction."""

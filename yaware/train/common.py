@@ -1,0 +1,135 @@
+"""Pieces shared by the pretraining and fine-tuning loops."""
+
+import contextlib
+import logging
+import math
+import random
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from yaware.config import TrainingOptions
+from yaware.data import ID_COLUMN, EpochSampler, ScanDataset, read_table
+from yaware.errors import ConfigError, DataError
+from yaware.io import save_table
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but no GPU is visible; use 'auto'")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default; fp32 on the CPU, where bf16 convolutions are slow."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def split_indices(table: pd.DataFrame, split: str | None, source: str) -> np.ndarray | None:
+    """Rows of ``table`` listed in the split table ``split`` (None: all rows)."""
+    if split is None:
+        return None
+    chosen = read_table(split)
+    keys = [k for k in (ID_COLUMN, "session") if k in chosen.columns and k in table.columns]
+    if ID_COLUMN not in keys:
+        raise DataError(f"split {split}: needs a {ID_COLUMN!r} column to select rows of {source}")
+    position = {tuple(row): i for i, row in enumerate(table[keys].astype(str).itertuples(False))}
+    missing = [
+        tuple(r) for r in chosen[keys].astype(str).itertuples(False) if tuple(r) not in position
+    ]
+    if missing:
+        raise DataError(
+            f"split {split}: {len(missing)} rows are not in {source}, e.g. {missing[:3]}; "
+            "the split was made for another table"
+        )
+    return np.sort([position[tuple(r)] for r in chosen[keys].astype(str).itertuples(False)])
+
+
+def make_loader(
+    dataset: ScanDataset, options: TrainingOptions, shuffle: bool, device: torch.device
+) -> tuple[DataLoader, EpochSampler]:
+    sampler = EpochSampler(len(dataset), options.seed, shuffle=shuffle)
+    loader = DataLoader(
+        dataset,
+        batch_size=options.batch_size,
+        sampler=sampler,
+        num_workers=options.num_workers,
+        drop_last=shuffle and len(dataset) >= options.batch_size,
+        pin_memory=device.type == "cuda",
+        persistent_workers=options.num_workers > 0,
+    )
+    return loader, sampler
+
+
+def lr_factor(options: TrainingOptions, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up then, with ``schedule: cosine``, cosine decay to zero."""
+    warmup = options.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
+    if options.schedule == "cosine":
+        total = max(1, options.epochs * steps_per_epoch - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / total)))
+    return 1.0
+
+
+class StopRequest:
+    """Turns SIGTERM (Slurm's time limit, scancel) into a flag the loop checks per step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        log.warning("signal %d received: saving a checkpoint after this step", signum)
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        try:
+            previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Interrupted(Exception):
+    """Raised after a checkpoint was saved on SIGTERM; the CLI exits with status 143."""
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    save_table(path, pd.DataFrame(history))
+
+
+def rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state()}
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])

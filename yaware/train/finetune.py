@@ -1,0 +1,213 @@
+"""Fine-tuning: a classifier from pretrained encoder weights (or from scratch).
+
+Cross-entropy with optional balanced class weights, validation ROC AUC and balanced
+accuracy per epoch, the best epoch (by validation AUC) kept, and the test set's
+predictions written as ``predictions.csv`` with ``test_metrics.json``.
+"""
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from torch import nn
+from tqdm import tqdm
+
+from yaware import __version__
+from yaware.augment import build_policy
+from yaware.checkpoint import (
+    encoder_name_of,
+    load_encoder_weights,
+    read_checkpoint,
+    save_checkpoint,
+    state_dict_of,
+)
+from yaware.config import FinetuneConfig, to_dict
+from yaware.data import ID_COLUMN, ScanDataset, read_table
+from yaware.errors import ConfigError, DataError
+from yaware.io import save_json, save_table, write_atomic
+from yaware.labels import binary_labels
+from yaware.train.common import (
+    autocast,
+    autocast_dtype,
+    lr_factor,
+    make_loader,
+    resolve_device,
+    seed_everything,
+    split_indices,
+    write_history,
+)
+from yaware.train.pretrain import build_encoder
+
+log = logging.getLogger(__name__)
+
+
+def _task_dataset(
+    cfg: FinetuneConfig, array: str, table_path: str, split: str | None
+) -> ScanDataset:
+    table = read_table(table_path)
+    labels, in_task = binary_labels(table, cfg.label, cfg.positive, cfg.negative, table_path)
+    dataset = ScanDataset(array, table_path, labels=labels)
+    rows = split_indices(dataset.table, split, table_path)
+    rows = np.arange(len(table)) if rows is None else rows
+    dataset.indices = rows[in_task[rows]]
+    if len(dataset) == 0:
+        raise DataError(f"{split or table_path}: no row of this task; check label values")
+    return dataset
+
+
+def _split_datasets(cfg: FinetuneConfig) -> dict[str, ScanDataset]:
+    sets = {"train": _task_dataset(cfg, cfg.train_data, cfg.train_table, cfg.train_split)}
+    for name in ("val", "test"):
+        array = getattr(cfg, f"{name}_data") or (
+            cfg.train_data if getattr(cfg, f"{name}_split") else None
+        )
+        table = getattr(cfg, f"{name}_table") or cfg.train_table
+        if array:
+            sets[name] = _task_dataset(cfg, array, table, getattr(cfg, f"{name}_split"))
+    classes = set(sets["train"].labels[sets["train"].indices].tolist())
+    if classes != {0, 1}:
+        raise DataError(f"{cfg.train_table}: the training rows hold only class {classes}")
+    return sets
+
+
+def _class_weights(cfg: FinetuneConfig, dataset: ScanDataset) -> torch.Tensor | None:
+    if cfg.class_weights == "none":
+        return None
+    counts = np.bincount(dataset.labels[dataset.indices].astype(int), minlength=2)
+    return torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)
+
+
+def _initial_weights(cfg: FinetuneConfig, model: nn.Module) -> dict[str, Any]:
+    if not cfg.pretrained:
+        return {"pretrained": None}
+    checkpoint = read_checkpoint(cfg.pretrained, trust=cfg.trust_checkpoint)
+    recorded = encoder_name_of(checkpoint, default=cfg.encoder)
+    if recorded != cfg.encoder:
+        raise ConfigError(
+            f"{cfg.pretrained} holds a {recorded!r} encoder but the config asks for "
+            f"{cfg.encoder!r}; set encoder: {recorded}"
+        )
+    report = load_encoder_weights(
+        model, state_dict_of(checkpoint, cfg.pretrained), source=cfg.pretrained
+    )
+    return {"pretrained": cfg.pretrained, "loaded": len(report.loaded), "missing": report.missing}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: ScanDataset, cfg: FinetuneConfig, device) -> np.ndarray:
+    """Probability of the positive class for each scan of ``dataset``, in its order."""
+    policy = build_policy("none", dataset.shape, seed=0)
+    loader, _ = make_loader(dataset, cfg, shuffle=False, device=device)
+    model.eval()
+    probs = []
+    for x, _ in loader:
+        with autocast(device, autocast_dtype(cfg.precision, device)):
+            logits = model(policy(x.to(device)))
+        probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+    return torch.cat(probs).numpy()
+
+
+def scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    auc = roc_auc_score(labels, probs) if len(set(labels.tolist())) == 2 else float("nan")
+    return {
+        "auc": float(auc),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, probs >= 0.5)),
+    }
+
+
+def finetune(cfg: FinetuneConfig) -> Path:
+    """Train the classifier; returns the path of the kept checkpoint (``best.pt``)."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    sets = _split_datasets(cfg)
+    model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)
+    origin = _initial_weights(cfg, model)
+    model.to(device)
+    weights = _class_weights(cfg, sets["train"])
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader, sampler = make_loader(sets["train"], cfg, shuffle=True, device=device)
+    steps = max(1, len(loader))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps))
+    policy = build_policy(cfg.augmentation, sets["train"].shape, seed=cfg.seed)
+    amp = autocast_dtype(cfg.precision, device)
+    meta = {
+        "encoder": cfg.encoder,
+        "mode": "classifier",
+        "yaware_version": __version__,
+        "config": to_dict(cfg),
+        **origin,
+    }
+    history: list[dict[str, Any]] = []
+    best_score = -np.inf
+    for epoch in range(cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        start, total = time.perf_counter(), 0.0
+        for x, y in tqdm(
+            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5
+        ):
+            with autocast(device, amp):
+                logits = model(policy(x.to(device, non_blocking=True)))
+            loss = loss_fn(logits.float(), y.to(device).long())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach())
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": total / steps,
+            "seconds": time.perf_counter() - start,
+        }
+        if "val" in sets:
+            val = sets["val"]
+            row |= {
+                f"val_{k}": v
+                for k, v in scores(
+                    val.labels[val.indices], predict(model, val, cfg, device)
+                ).items()
+            }
+        history.append(row)
+        payload = {
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "meta": meta,
+        }
+        save_checkpoint(out / "last.pt", payload)
+        score = row.get("val_auc", -row["train_loss"])
+        if np.isnan(score):
+            score = -row["train_loss"]
+        if score > best_score:
+            best_score = score
+            save_checkpoint(out / "best.pt", payload)
+        write_history(out / "metrics.csv", history)
+    if "test" in sets:
+        _write_test_predictions(out, sets["test"], cfg, device)
+    return out / "best.pt"
+
+
+def _write_test_predictions(out: Path, test: ScanDataset, cfg: FinetuneConfig, device) -> None:
+    model = build_encoder(cfg.encoder, "classifier").to(device)
+    model.load_state_dict(read_checkpoint(out / "best.pt")["model"])
+    probs = predict(model, test, cfg, device)
+    labels = test.labels[test.indices]
+    rows = test.table.iloc[test.indices]
+    keep = [c for c in (ID_COLUMN, "session") if c in rows.columns]
+    table = (
+        rows[keep]
+        .reset_index(drop=True)
+        .assign(label=labels, prob_positive=probs, prediction=(probs >= 0.5).astype(int))
+    )
+    save_table(out / "predictions.csv", pd.DataFrame(table))
+    save_json(out / "test_metrics.json", {"n": len(labels), **scores(labels, probs)})

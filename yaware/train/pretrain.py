@@ -1,0 +1,249 @@
+"""Contrastive pretraining: two augmented views per scan, y-Aware InfoNCE or NT-Xent.
+
+Writes into ``out_dir``: ``last.pt`` (every epoch), ``best.pt`` (lowest validation loss,
+or training loss without validation), ``metrics.csv`` and the resolved ``config.yaml``.
+All writes are atomic. ``resume=True`` continues from ``last.pt``; a run stopped by
+SIGTERM saves a mid-epoch checkpoint first. On the CPU with a fixed seed a resumed run
+ends with the same weights as an uninterrupted one.
+"""
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from yaware import __version__
+from yaware.augment import AugmentationPolicy, build_policy
+from yaware.checkpoint import read_checkpoint, save_checkpoint
+from yaware.config import PretrainConfig, to_dict
+from yaware.data import ScanDataset
+from yaware.errors import CheckpointError
+from yaware.io import write_atomic
+from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.models import build_model
+from yaware.train.common import (
+    Interrupted,
+    StopRequest,
+    autocast,
+    autocast_dtype,
+    lr_factor,
+    make_loader,
+    resolve_device,
+    restore_rng,
+    rng_state,
+    seed_everything,
+    split_indices,
+    write_history,
+)
+
+log = logging.getLogger(__name__)
+
+# Fixed so that every epoch's validation loss sees the same views.
+VALIDATION_SEED_OFFSET = 7919
+
+
+def build_loss(cfg: PretrainConfig) -> nn.Module:
+    if cfg.method == "simclr":
+        return NTXentLoss(cfg.temperature)
+    return YAwareInfoNCE(
+        cfg.sigma, cfg.temperature, cfg.kernel, cfg.normalisation, method=cfg.loss_variant
+    )
+
+
+def build_encoder(name: str, mode: str = "encoder", memory_efficient: bool = False) -> nn.Module:
+    kwargs = {"memory_efficient": True} if memory_efficient and name == "densenet121" else {}
+    return build_model(name, mode, **kwargs)
+
+
+def _datasets(cfg: PretrainConfig) -> tuple[ScanDataset, ScanDataset | None]:
+    train = ScanDataset(cfg.train_data, cfg.train_table, label=cfg.label)
+    train.indices = _rows(train, cfg.train_split, cfg.train_table)
+    if cfg.val_data:
+        val = ScanDataset(cfg.val_data, cfg.val_table or "", label=cfg.label)
+        val.indices = _rows(val, cfg.val_split, cfg.val_table or "")
+    elif cfg.val_split:
+        val = ScanDataset(cfg.train_data, cfg.train_table, label=cfg.label)
+        val.indices = _rows(val, cfg.val_split, cfg.train_table)
+    else:
+        val = None
+    return train, val
+
+
+def _rows(dataset: ScanDataset, split: str | None, source: str):
+    chosen = split_indices(dataset.table, split, source)
+    return dataset.indices if chosen is None else chosen
+
+
+class _Views:
+    """Moves a batch to the device, draws two views of each scan, projects both at once."""
+
+    def __init__(self, model: nn.Module, device: torch.device, amp: torch.dtype | None):
+        self.model, self.device, self.amp = model, device, amp
+
+    def loss(self, batch: Any, policy: AugmentationPolicy, loss_fn: nn.Module) -> torch.Tensor:
+        x, y = batch
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        views = policy(torch.cat([x, x]))  # (2B, C, X, Y, Z): both views, drawn independently
+        if self.device.type == "cuda":
+            views = views.contiguous(memory_format=torch.channels_last_3d)
+        with autocast(self.device, self.amp):
+            z = self.model(views)
+        z1, z2 = z.float().chunk(2)
+        return loss_fn(z1, z2, y)
+
+
+def pretrain(
+    cfg: PretrainConfig, resume: bool = False, stop_after_epochs: int | None = None
+) -> Path:
+    """Run (or resume) a pretraining; returns the path of ``last.pt``.
+
+    ``stop_after_epochs`` ends this invocation after that many epochs in total, leaving a
+    checkpoint to resume from (used to split long runs and to test resumption).
+    """
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    train_set, val_set = _datasets(cfg)
+    if len(train_set) < 2:
+        raise CheckpointError(f"{cfg.train_table}: at least 2 training scans are needed")
+    model = build_encoder(cfg.encoder, "encoder", cfg.memory_efficient).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last_3d)
+        torch.backends.cudnn.benchmark = True
+    loss_fn = build_loss(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader, sampler = make_loader(train_set, cfg, shuffle=True, device=device)
+    steps_per_epoch = max(1, len(loader))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch)
+    )
+    policy = build_policy(cfg.augmentation, train_set.shape, seed=cfg.seed)
+    views = _Views(model, device, autocast_dtype(cfg.precision, device))
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": None, "history": [], "best": None}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        state = _restore(last, cfg, model, optimizer, scheduler, policy)
+        log.info("resuming %s at epoch %d step %d", last, state["epoch"], state["step"])
+    meta = {
+        "encoder": cfg.encoder,
+        "mode": "encoder",
+        "input_shape": list(train_set.shape),
+        "method": cfg.method,
+        "yaware_version": __version__,
+        "config": to_dict(cfg),
+    }
+
+    def save(epoch: int, step: int, partial: dict | None) -> dict[str, Any]:
+        payload = {
+            "epoch": epoch,
+            "step": step,
+            "partial": partial,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "policy": policy.state_dict(),
+            "rng": rng_state(),
+            "history": state["history"],
+            "best": state["best"],
+            "meta": meta,
+        }
+        save_checkpoint(last, payload)
+        return payload
+
+    end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+    with StopRequest().installed() as stop:
+        for epoch in range(state["epoch"], end):
+            skip_steps = state["step"] if epoch == state["epoch"] else 0
+            partial = (state["partial"] if skip_steps else None) or {"loss": 0.0, "seconds": 0.0}
+            sampler.set_epoch(epoch, skip=skip_steps * cfg.batch_size)
+            model.train()
+            start = time.perf_counter()
+            bar = tqdm(
+                loader,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                leave=False,
+                initial=skip_steps,
+                total=steps_per_epoch,
+                mininterval=5,
+            )
+            for step, batch in enumerate(bar, start=skip_steps):
+                loss = views.loss(batch, policy, loss_fn)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                partial["loss"] += float(loss.detach())
+                bar.set_postfix(loss=f"{partial['loss'] / (step + 1):.3f}", refresh=False)
+                if stop.requested:
+                    partial["seconds"] += time.perf_counter() - start
+                    save(epoch, step + 1, partial)
+                    raise Interrupted(f"stopped by signal; resume from {last} with --resume")
+            seconds = partial["seconds"] + time.perf_counter() - start
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": partial["loss"] / steps_per_epoch,
+                "val_loss": _validate(views, val_set, cfg, loss_fn, device),
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": seconds,
+                "scans_per_s": steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
+            }
+            state["history"].append(row)
+            score = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+            improved = state["best"] is None or score < state["best"]
+            if improved:
+                state["best"] = score
+            payload = save(epoch + 1, 0, None)
+            if improved:
+                save_checkpoint(out / "best.pt", payload)
+            write_history(out / "metrics.csv", state["history"])
+            log.info("epoch %d: %s", epoch + 1, row)
+    return last
+
+
+@torch.no_grad()
+def _validate(
+    views: _Views,
+    dataset: ScanDataset | None,
+    cfg: PretrainConfig,
+    loss_fn: nn.Module,
+    device: torch.device,
+) -> float | None:
+    if dataset is None or len(dataset) < 2:
+        return None
+    policy = build_policy(cfg.augmentation, dataset.shape, seed=cfg.seed + VALIDATION_SEED_OFFSET)
+    loader, _ = make_loader(dataset, cfg, shuffle=False, device=device)
+    views.model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        if len(batch[0]) < 2:  # a contrastive loss needs two scans
+            continue
+        total += float(views.loss(batch, policy, loss_fn)) * len(batch[0])
+        count += len(batch[0])
+    return total / count if count else None
+
+
+def _restore(
+    path: Path, cfg: PretrainConfig, model: nn.Module, optimizer, scheduler, policy
+) -> dict[str, Any]:
+    checkpoint = read_checkpoint(path)
+    recorded = checkpoint.get("meta", {}).get("config", {})
+    for key in ("encoder", "method", "augmentation", "batch_size"):
+        if key in recorded and recorded[key] != getattr(cfg, key):
+            raise CheckpointError(
+                f"{path} was written with {key}={recorded[key]!r} but the config now says "
+                f"{getattr(cfg, key)!r}; use another out_dir or drop --resume"
+            )
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    policy.load_state_dict(checkpoint["policy"])
+    restore_rng(checkpoint["rng"])
+    return {key: checkpoint[key] for key in ("epoch", "step", "partial", "history", "best")}
