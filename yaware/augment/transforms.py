@@ -163,11 +163,9 @@ class GaussianNoise:
         if len(selected) == 0:
             return x
         noise_gen = torch.Generator(device=x.device).manual_seed(int(params["seed"]))
-        index = selected.to(x.device)
-        shape = (len(selected), *x.shape[1:])
-        noise = torch.randn(shape, generator=noise_gen, device=x.device, dtype=x.dtype)
-        std = params["std"][selected].to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1, 1)
-        x.index_add_(0, index, noise * std)
+        noise = torch.empty(x.shape[1:], device=x.device, dtype=x.dtype)
+        for b in selected.tolist():
+            x[b].add_(noise.normal_(generator=noise_gen), alpha=float(params["std"][b]))
         return x
 
 
