@@ -1,0 +1,42 @@
+"""The CAT12 template grid (MNI, 1.5 mm: 121 x 145 x 121) and coarser grids over its box."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Corner (first voxel centre) and extent of CAT12's 1.5 mm grid, in MNI millimetres.
+CAT12_ORIGIN = np.array([90.0, -126.0, -72.0])
+CAT12_EXTENT_MM = np.array([180.0, 216.0, 180.0])
+CAT12_DIRECTIONS = np.array([-1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A voxel grid: shape and voxel-to-MNI affine."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+
+    @property
+    def voxel_mm(self) -> float:
+        return float(abs(self.affine[0, 0]))
+
+    def matches(self, shape: tuple[int, ...], affine: np.ndarray, atol: float = 1e-3) -> bool:
+        return tuple(shape) == self.shape and np.allclose(affine, self.affine, atol=atol)
+
+    def world_coordinates(self) -> np.ndarray:
+        """MNI coordinates of every voxel centre, shape (3, X, Y, Z)."""
+        index = np.indices(self.shape).reshape(3, -1)
+        world = self.affine[:3, :3] @ index + self.affine[:3, 3:]
+        return world.reshape(3, *self.shape)
+
+
+def cat12_grid(voxel_mm: float = 1.5) -> Grid:
+    """CAT12's box at ``voxel_mm``: 1.5 -> 121x145x121, 3 -> 61x73x61, 6 -> 31x37x31."""
+    if voxel_mm <= 0:
+        raise ValueError(f"voxel size must be > 0 mm, got {voxel_mm}")
+    shape = tuple(round(e / voxel_mm) + 1 for e in CAT12_EXTENT_MM)
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(CAT12_DIRECTIONS * voxel_mm)
+    affine[:3, 3] = CAT12_ORIGIN
+    return Grid(shape, affine)  # type: ignore[arg-type]

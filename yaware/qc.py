@@ -1,0 +1,284 @@
+"""Quality control of a CAT12 cohort: brainprep's rule plus integrity checks.
+
+Per scan: the NCR and IQR marks of its ``cat_*.xml`` and ``corr_mean``, the mean Fisher-z
+correlation of its grey-matter map with every other scan of the cohort (on a coarse grid,
+inside the mean map's grey matter). ``qc = NCR < 4.5 and IQR < 4.5 and corr_mean > 0.5``
+(thresholds configurable). Before that a scan fails, with its reason, when its file is
+missing, unreadable or ambiguous, is not 3-D, has another shape, voxel size or affine
+than the cohort's grid, holds NaN/inf or only zeros, lacks a report, or its row is
+unusable (unsafe or duplicated id, missing age where age is the label, no TIV where TIV
+scaling needs it). A bad scan never stops the stage.
+"""
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from yaware.cat12 import find_scan, read_report
+from yaware.data import ID_COLUMN, read_table
+from yaware.errors import DataError
+from yaware.grid import Grid
+
+log = logging.getLogger(__name__)
+
+QC_COLUMNS = [
+    "participant_id",
+    "session",
+    "run",
+    "path",
+    "tiv",
+    "corr_mean",
+    "NCR",
+    "ICR",
+    "IQR",
+    "qc",
+    "reason",
+]
+
+
+@dataclass
+class QCThresholds:
+    ncr_max: float = 4.5
+    iqr_max: float = 4.5
+    corr_mean_min: float = 0.5
+    corr_voxel_mm: float = 6.0
+
+
+@dataclass
+class _Scan:
+    reasons: list[str]
+    path: str = ""
+    tiv: float = math.nan
+    marks: dict[str, float] | None = None
+    coarse: np.ndarray | None = None
+
+
+def unsafe_id(value: str) -> bool:
+    """Ids become file names: refuse separators, '..', and empty or hidden names."""
+    return (
+        not value
+        or value.startswith(".")
+        or "/" in value
+        or "\\" in value
+        or ".." in value
+        or "\x00" in value
+    )
+
+
+def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
+    """A grey-matter map as float32 (X, Y, Z), checked against ``grid``.
+
+    Raises:
+        DataError: unreadable file, not 3-D, wrong shape/voxel size/affine, NaN/inf or
+            all zeros; the message says which and what the grid should be.
+    """
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj, dtype=np.float32)
+    except Exception as err:  # nibabel raises many types for broken files
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"unreadable NIfTI ({detail})") from err
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"image is {data.ndim}-D with shape {data.shape}; expected one 3-D map")
+    if data.shape != grid.shape:
+        raise DataError(f"shape {data.shape} differs from the grid's {grid.shape}")
+    zooms = image.header.get_zooms()[:3]
+    if not np.allclose(zooms, grid.voxel_mm, atol=1e-3):
+        raise DataError(f"voxel size {tuple(map(float, zooms))} mm, expected {grid.voxel_mm} mm")
+    if not np.allclose(image.affine, grid.affine, atol=1e-2):
+        raise DataError("affine is not the template space's (not normalised to MNI by CAT12?)")
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise DataError(f"{int((~finite).sum())} voxels are NaN or infinite")
+    if not data.any():
+        raise DataError("all voxels are zero")
+    return data
+
+
+def coarse_map(data: np.ndarray, factor: int) -> np.ndarray:
+    """Block means of ``factor`` voxels per axis (edges cropped)."""
+    if factor <= 1:
+        return data
+    cropped = data[tuple(slice(0, s - s % factor) for s in data.shape)]
+    shape = [s // factor for s in cropped.shape]
+    blocks = cropped.reshape(shape[0], factor, shape[1], factor, shape[2], factor)
+    return blocks.mean(axis=(1, 3, 5))
+
+
+def run_qc(
+    participants: str | os.PathLike,
+    cat12_root: str | os.PathLike,
+    grid: Grid,
+    thresholds: QCThresholds | None = None,
+    required_columns: Sequence[str] = (),
+    require_tiv: bool = False,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """QC table of a cohort, one row per row of ``participants`` (in its order)."""
+    thresholds = thresholds or QCThresholds()
+    table = read_table(participants)
+    source = str(participants)
+    for column in (ID_COLUMN, *required_columns):
+        if column not in table.columns:
+            raise DataError(f"{source}: no {column!r} column; the table has {list(table.columns)}")
+    has_path = "path" in table.columns
+    if "session" not in table.columns and not has_path:
+        raise DataError(
+            f"{source}: no 'session' column; add one (the ses-<label> of each scan) or a "
+            "'path' column giving each scan's mwp1 file"
+        )
+    rows = table.assign(
+        participant_id=table[ID_COLUMN].astype(str).str.strip(),
+        session=table["session"].astype(str).str.strip() if "session" in table else "",
+        run=table["run"].astype(str).str.strip() if "run" in table else "",
+    )
+    rows["run"] = rows["run"].replace({"nan": ""})
+    scans = [_Scan(reasons=[]) for _ in range(len(rows))]
+    duplicated = rows.duplicated([ID_COLUMN, "session", "run"], keep="first")
+    for i, row in enumerate(rows.itertuples(index=False)):
+        reasons = scans[i].reasons
+        if unsafe_id(row.participant_id) or unsafe_id(row.session or "x"):
+            reasons.append("unsafe participant_id or session (path separator or '..')")
+        if duplicated.iloc[i]:
+            reasons.append("duplicated (participant_id, session) row")
+        for column in required_columns:
+            value = pd.to_numeric(pd.Series([getattr(row, column)]), errors="coerce").iloc[0]
+            if not np.isfinite(value):
+                reasons.append(f"missing or non-numeric {column}")
+    factor = max(1, round(thresholds.corr_voxel_mm / grid.voxel_mm))
+    base = Path(participants).parent
+
+    def check(i: int) -> None:
+        scan, row = scans[i], rows.iloc[i]
+        if scan.reasons:
+            return
+        if has_path and isinstance(row["path"], str) and row["path"].strip():
+            image = Path(row["path"].strip())
+            image = image if image.is_absolute() else base / image
+            found = find_scan(cat12_root, row[ID_COLUMN], row["session"], row["run"] or None)
+            found.image, found.problem = image, "" if image.exists() else f"missing file {image}"
+        else:
+            found = find_scan(cat12_root, row[ID_COLUMN], row["session"], row["run"] or None)
+        if found.problem:
+            scan.reasons.append(found.problem)
+            return
+        scan.path = str(found.image)
+        try:
+            data = load_map(found.image, grid)
+        except DataError as err:
+            scan.reasons.append(str(err))
+            return
+        scan.coarse = coarse_map(data, factor).ravel()
+        if found.report is None:
+            scan.reasons.append("missing CAT12 report cat_*.xml")
+            return
+        try:
+            scan.marks = read_report(found.report)
+        except Exception as err:
+            scan.reasons.append(f"unreadable report {found.report.name} ({err})")
+            return
+        tiv = pd.to_numeric(pd.Series([row.get("tiv", math.nan)]), errors="coerce").iloc[0]
+        scan.tiv = float(tiv) if np.isfinite(tiv) else scan.marks["vol_TIV"]
+        if require_tiv and not (np.isfinite(scan.tiv) and scan.tiv > 0):
+            scan.reasons.append("no TIV in the table or the report (needed for TIV scaling)")
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(check, range(len(scans))))
+    corr = _corr_mean([s.coarse if not s.reasons else None for s in scans])
+    return _table(rows, scans, corr, thresholds)
+
+
+def _corr_mean(maps: list[np.ndarray | None]) -> np.ndarray:
+    """Mean Fisher-z correlation of each map with every other one (NaN where no map)."""
+    out = np.full(len(maps), np.nan)
+    present = [i for i, m in enumerate(maps) if m is not None]
+    if len(present) < 2:
+        return out
+    stack = np.stack([maps[i] for i in present]).astype(np.float64)
+    mask = stack.mean(0) > 0.1 * stack.mean(0).max()
+    z = stack[:, mask]
+    z = (z - z.mean(1, keepdims=True)) / np.maximum(z.std(1, keepdims=True), 1e-12)
+    r = np.clip(z @ z.T / z.shape[1], -0.999999, 0.999999)
+    fisher = np.arctanh(r)
+    np.fill_diagonal(fisher, 0.0)
+    out[present] = fisher.sum(1) / (len(present) - 1)
+    return out
+
+
+def _table(
+    rows: pd.DataFrame, scans: list[_Scan], corr: np.ndarray, t: QCThresholds
+) -> pd.DataFrame:
+    records = []
+    for i, scan in enumerate(scans):
+        marks = scan.marks or {}
+        ncr, iqr = marks.get("NCR", math.nan), marks.get("IQR", math.nan)
+        reasons = list(scan.reasons)
+        if not reasons:
+            if not np.isfinite(ncr) or not np.isfinite(iqr):
+                reasons.append("report lacks NCR or IQR marks")
+            if ncr >= t.ncr_max:
+                reasons.append(f"NCR {ncr:.2f} >= {t.ncr_max}")
+            if iqr >= t.iqr_max:
+                reasons.append(f"IQR {iqr:.2f} >= {t.iqr_max}")
+            if not corr[i] > t.corr_mean_min:
+                reasons.append(f"corr_mean {corr[i]:.3f} <= {t.corr_mean_min}")
+        records.append(
+            {
+                "participant_id": rows.iloc[i][ID_COLUMN],
+                "session": rows.iloc[i]["session"],
+                "run": rows.iloc[i]["run"],
+                "path": scan.path,
+                "tiv": scan.tiv,
+                "corr_mean": corr[i],
+                "NCR": ncr,
+                "ICR": marks.get("ICR", math.nan),
+                "IQR": iqr,
+                "qc": int(not reasons),
+                "reason": "; ".join(reasons),
+            }
+        )
+    return pd.DataFrame.from_records(records, columns=QC_COLUMNS)
+
+
+def plot_qc(
+    qc: pd.DataFrame, thresholds: QCThresholds, path: str | os.PathLike, title: str
+) -> None:
+    """Histograms of NCR, IQR and corr_mean with their thresholds, for a human to look at."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from yaware.io import write_atomic
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (column, limit) in zip(
+        axes,
+        [
+            ("NCR", thresholds.ncr_max),
+            ("IQR", thresholds.iqr_max),
+            ("corr_mean", thresholds.corr_mean_min),
+        ],
+        strict=True,
+    ):
+        values = qc[column].dropna()
+        ax.hist(values, bins=30, color="0.6")
+        ax.axvline(limit, color="crimson", linestyle="--", label=f"threshold {limit}")
+        ax.set_xlabel(column)
+        ax.set_ylabel("scans")
+        ax.legend(fontsize=8)
+    n_fail = int((qc["qc"] == 0).sum())
+    fig.suptitle(f"{title}: {len(qc) - n_fail} of {len(qc)} scans pass QC")
+    fig.tight_layout()
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=90))
+    plt.close(fig)

@@ -1,0 +1,133 @@
+"""Leak-free splits: by subject, never by scan, stratified by site, age bin and sex.
+
+- Pretraining cohorts: ``train`` / ``val``.
+- Evaluation cohorts: a fixed held-out ``test`` set, the rest ``train`` (the pool), and
+  for each N_target and repeat r a stratified draw of N_target training subjects (the
+  paper's x axis). Optionally whole sites held out as ``external``. Evaluation uses one
+  scan per subject (its first session), so AUCs are over independent subjects.
+"""
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+from yaware.data import ID_COLUMN
+from yaware.errors import ConfigError, DataError
+
+
+@dataclass
+class SplitSettings:
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.25
+    n_target: list[int] = field(default_factory=lambda: [50, 100])
+    repeats: int = 3
+    age_bins: int = 4
+    external_sites: list[str] = field(default_factory=list)
+
+
+def strata(table: pd.DataFrame, columns: Sequence[str], age_bins: int) -> np.ndarray:
+    """One stratum code per row from the available columns (age cut into quantile bins)."""
+    parts = []
+    for column in columns:
+        if column not in table.columns:
+            continue
+        values = table[column]
+        if column == "age":
+            ages = pd.to_numeric(values, errors="coerce")
+            values = pd.qcut(ages.rank(method="first"), q=min(age_bins, len(ages)), labels=False)
+        parts.append(values.astype(str))
+    if not parts:
+        return np.zeros(len(table), dtype=int)
+    joined = parts[0].str.cat(parts[1:], sep="|") if len(parts) > 1 else parts[0]
+    return pd.factorize(joined)[0]
+
+
+def _group_fold(table: pd.DataFrame, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of one subject-level fold of about ``fraction`` of the rows."""
+    n_splits = max(2, round(1 / fraction))
+    groups = table[ID_COLUMN].astype(str).to_numpy()
+    if len(np.unique(groups)) < n_splits:
+        raise DataError(f"{len(np.unique(groups))} subjects are too few for a {fraction:.0%} split")
+    with warnings.catch_warnings():  # rare strata trigger a warning per fit, not an error
+        warnings.simplefilter("ignore", UserWarning)
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        _, held = next(folds.split(np.zeros(len(table)), labels, groups))
+    mask = np.zeros(len(table), bool)
+    mask[held] = True
+    return mask
+
+
+def pretrain_split(table: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame:
+    codes = strata(table, ["site", "age", "sex"], settings.age_bins)
+    val = _group_fold(table, codes, settings.val_fraction, settings.seed)
+    return pd.DataFrame(
+        {
+            ID_COLUMN: table[ID_COLUMN],
+            "session": table["session"],
+            "split": np.where(val, "val", "train"),
+        }
+    )
+
+
+def first_sessions(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values([ID_COLUMN, "session"]).drop_duplicates(ID_COLUMN).sort_index()
+
+
+def evaluation_split(
+    table: pd.DataFrame, task_labels: np.ndarray, settings: SplitSettings, cohort: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(split table, draws table) for an evaluation cohort; ``task_labels`` 0/1 per row."""
+    table = table.assign(_label=task_labels)
+    base = first_sessions(table)
+    split = pd.Series("train", index=base.index)
+    if settings.external_sites:
+        unknown = set(settings.external_sites) - set(base["site"].astype(str))
+        if unknown:
+            raise ConfigError(
+                f"splits.external_sites: {sorted(unknown)} not among {cohort}'s sites"
+            )
+        split[base["site"].astype(str).isin(settings.external_sites)] = "external"
+    inside = base[split == "train"]
+    codes = strata(inside.assign(dx=inside["_label"]), ["dx", "site", "sex"], settings.age_bins)
+    test = _group_fold(inside, codes, settings.test_fraction, settings.seed)
+    split[inside.index[test]] = "test"
+    pool = base[split == "train"]
+    for n_target in settings.n_target:
+        if n_target > len(pool):
+            raise ConfigError(
+                f"splits.n_target: {n_target} exceeds the {len(pool)} training subjects of "
+                f"{cohort} ({len(base)} subjects, test fraction {settings.test_fraction}); "
+                "lower it"
+            )
+    draws = []
+    for n_target in settings.n_target:
+        for repeat in range(settings.repeats):
+            if n_target == len(pool):
+                chosen = pool
+            else:
+                chosen, _ = train_test_split(
+                    pool,
+                    train_size=n_target,
+                    stratify=pool["_label"]
+                    if n_target >= 2 and pool["_label"].nunique() == 2
+                    else None,
+                    random_state=settings.seed * 1000 + repeat,
+                )
+            if chosen["_label"].nunique() < 2:
+                raise ConfigError(
+                    f"splits.n_target: a draw of {n_target} from {cohort} holds one class only"
+                )
+            draws.append(chosen[[ID_COLUMN, "session"]].assign(n_target=n_target, repeat=repeat))
+    split_table = pd.DataFrame(
+        {ID_COLUMN: base[ID_COLUMN], "session": base["session"], "split": split}
+    )
+    return split_table.sort_index(), pd.concat(draws, ignore_index=True)
+
+
+def split_arguments(settings: SplitSettings, **extra: object) -> dict:
+    return {"settings": asdict(settings), **extra}
