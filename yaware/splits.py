@@ -47,23 +47,38 @@ def strata(table: pd.DataFrame, columns: Sequence[str], age_bins: int) -> np.nda
     return pd.factorize(joined)[0]
 
 
-def _group_fold(table: pd.DataFrame, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of one subject-level fold of about ``fraction`` of the rows."""
+def _group_fold(
+    table: pd.DataFrame, candidates: Sequence[np.ndarray], fraction: float, seed: int
+) -> np.ndarray:
+    """Boolean mask of one subject-level fold of about ``fraction`` of the rows.
+
+    ``candidates`` are stratum codes from the finest to the coarsest: a small cohort can
+    have strata too rare to split, and then the next, coarser one is used.
+    """
     n_splits = max(2, round(1 / fraction))
     groups = table[ID_COLUMN].astype(str).to_numpy()
     if len(np.unique(groups)) < n_splits:
         raise DataError(f"{len(np.unique(groups))} subjects are too few for a {fraction:.0%} split")
-    with warnings.catch_warnings():  # rare strata trigger a warning per fit, not an error
-        warnings.simplefilter("ignore", UserWarning)
-        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        _, held = next(folds.split(np.zeros(len(table)), labels, groups))
+    for labels in [*candidates, np.zeros(len(table), dtype=int)]:
+        if np.bincount(labels).max() < n_splits:
+            continue
+        with warnings.catch_warnings():  # rare strata trigger a warning per fit, not an error
+            warnings.simplefilter("ignore", UserWarning)
+            folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            _, held = next(folds.split(np.zeros(len(table)), labels, groups))
+        break
     mask = np.zeros(len(table), bool)
     mask[held] = True
     return mask
 
 
+def _candidates(table: pd.DataFrame, columns: Sequence[str], age_bins: int) -> list[np.ndarray]:
+    """Strata over columns[:k] for k from all of them down to one."""
+    return [strata(table, columns[:k], age_bins) for k in range(len(columns), 0, -1)]
+
+
 def pretrain_split(table: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame:
-    codes = strata(table, ["site", "age", "sex"], settings.age_bins)
+    codes = _candidates(table, ["age", "site", "sex"], settings.age_bins)
     val = _group_fold(table, codes, settings.val_fraction, settings.seed)
     return pd.DataFrame(
         {
@@ -93,7 +108,9 @@ def evaluation_split(
             )
         split[base["site"].astype(str).isin(settings.external_sites)] = "external"
     inside = base[split == "train"]
-    codes = strata(inside.assign(dx=inside["_label"]), ["dx", "site", "sex"], settings.age_bins)
+    codes = _candidates(
+        inside.assign(dx=inside["_label"]), ["dx", "site", "sex"], settings.age_bins
+    )
     test = _group_fold(inside, codes, settings.test_fraction, settings.seed)
     split[inside.index[test]] = "test"
     pool = base[split == "train"]

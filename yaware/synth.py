@@ -184,12 +184,10 @@ def regional_log_change(age: float, diagnosis: str | None) -> dict[str, float]:
     return change
 
 
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: int = 6) -> np.ndarray:
-    """A smooth random field of unit-order amplitude (noise on a coarse grid, upsampled)."""
-    small = rng.normal(size=tuple(max(2, s // coarse) for s in shape))
-    return ndimage.zoom(small, [s / t for s, t in zip(shape, small.shape, strict=True)], order=3)[
-        tuple(slice(0, s) for s in shape)
-    ].astype(np.float32)
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 6) -> np.ndarray:
+    """A smooth random field of unit SD: white noise blurred over about ``scale`` voxels."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), scale / 2)
+    return field / max(float(field.std()), 1e-12)
 
 
 def _bias_field(rng: np.random.Generator, grid: Grid, amplitude: float) -> np.ndarray:
@@ -363,7 +361,7 @@ def write_cohort(root: str | Path, spec: CohortSpec, settings: SimulationSetting
     records = table.to_dict("records")
     with ThreadPoolExecutor(max(1, settings.threads)) as pool:
         tivs = list(pool.map(write_one, records))
-    table["tiv"] = np.round(tivs, 1)
+    table["tiv"] = np.round(tivs, 4)  # as written in the report
     public = [c for c in table.columns if not c.startswith("_") and c != "planted_failure"]
     save_table(root / "truth.tsv", table[["participant_id", "session", "planted_failure"]])
     save_table(root / "participants.tsv", table[public])

@@ -1,0 +1,109 @@
+# Data stages, one job per cohort: simulation (synthetic cohorts), QC, conversion, splits.
+
+
+rule synth_cohort:
+    output:
+        participants="results/synth/{synthetic}/participants.tsv",
+        truth="results/synth/{synthetic}/truth.tsv",
+    log:
+        "results/logs/synth_cohort/{synthetic}.log",
+    benchmark:
+        "results/benchmarks/synth_cohort/{synthetic}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    threads: config["synthetic"]["threads"]
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        spec=lambda wc: config["synthetic"]["cohorts"][wc.synthetic],
+        voxel_mm=config["synthetic"]["voxel_mm"],
+        seed=config["synthetic"]["seed"],
+        brain_age_gap=config["synthetic"]["brain_age_gap"],
+        code=code_version("synth", "cat12", "grid"),
+    script:
+        "../workflow_scripts/synth_cohort.py"
+
+
+rule qc:
+    input:
+        participants=get_participants,
+    output:
+        table="results/qc/{cohort}/qc.tsv",
+        figure=report(
+            "results/qc/{cohort}/qc.png",
+            caption="../report/qc.rst",
+            category="Data",
+            subcategory="{cohort}",
+        ),
+    log:
+        "results/logs/qc/{cohort}.log",
+    benchmark:
+        "results/benchmarks/qc/{cohort}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    threads: config["qc"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cohort=cohort,
+        settings=config["qc"],
+        label=config["pretrain_label"],
+        require_tiv=config["conversion"]["tiv_scaling"],
+        code=code_version("qc", "cat12", "grid", "data"),
+    script:
+        "../workflow_scripts/qc.py"
+
+
+rule convert:
+    input:
+        qc="results/qc/{cohort}/qc.tsv",
+        participants=get_participants,
+    output:
+        data="results/data/{cohort}/data.npy",
+        participants="results/data/{cohort}/participants.tsv",
+        manifest="results/data/{cohort}/manifest.json",
+    log:
+        "results/logs/convert/{cohort}.log",
+    benchmark:
+        "results/benchmarks/convert/{cohort}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    threads: config["conversion"]["threads"]
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        cohort=cohort,
+        settings=config["conversion"],
+        code=code_version("convert", "qc", "grid"),
+    script:
+        "../workflow_scripts/convert.py"
+
+
+rule split:
+    input:
+        participants="results/data/{cohort}/participants.tsv",
+    output:
+        split="results/splits/{cohort}/split.tsv",
+        draws="results/splits/{cohort}/draws.tsv",
+        arguments="results/splits/{cohort}/split_args.json",
+    log:
+        "results/logs/split/{cohort}.log",
+    conda:
+        "../envs/yaware.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        cohort=cohort,
+        settings=config["splits"],
+        code=code_version("splits", "labels"),
+    script:
+        "../workflow_scripts/split.py"
+
+
+rule data:
+    input:
+        data_outputs(),

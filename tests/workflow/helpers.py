@@ -1,0 +1,41 @@
+"""Running the real workflow in a scratch working directory."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_workdir(path: Path, config: dict) -> Path:
+    """A working directory whose config/config.yaml is ``config`` (as in .test/ folders)."""
+    (path / "config").mkdir(parents=True, exist_ok=True)
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=workdir
+    )
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Job counts per rule of a dry run (from Snakemake's job stats table)."""
+    done = snakemake(workdir, "-n", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts: dict[str, int] = {}
+    lines = done.stdout.splitlines()
+    if "Nothing to be done" in done.stdout + done.stderr:
+        return counts
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    return counts

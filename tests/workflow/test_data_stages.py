@@ -1,0 +1,224 @@
+"""The data stages through Snakemake: simulation, QC, conversion, splits."""
+
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
+
+TINY = {
+    "synthetic": {
+        "voxel_mm": 6.0,
+        "seed": 1,
+        "cohorts": {
+            "bhb": {
+                "role": "pretrain",
+                "n_subjects": 30,
+                "n_sites": 3,
+                "age_range": [20, 80],
+                "qc_failure_rate": 0.1,
+                "second_session_rate": 0.2,
+            },
+            "adni": {
+                "role": "evaluate",
+                "n_subjects": 36,
+                "n_sites": 2,
+                "diagnosis": "alzheimer",
+                "age_mean": 75,
+                "age_sd": 6,
+                "age_range": [55, 95],
+                "qc_failure_rate": 0.1,
+            },
+        },
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 6.0},
+    "splits": {"n_target": [6, 10], "repeats": 2, "val_fraction": 0.2},
+}
+
+
+def read(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session": str})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("wf"), TINY)
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+def test_array_rows_are_the_passing_scans_with_nibabel_values(tiny_run):
+    for cohort in ("bhb", "adni"):
+        participants = read(tiny_run / f"results/synth/{cohort}/participants.tsv")
+        qc = read(tiny_run / f"results/qc/{cohort}/qc.tsv")
+        data = np.load(tiny_run / f"results/data/{cohort}/data.npy")
+        aligned = read(tiny_run / f"results/data/{cohort}/participants.tsv")
+        passing = qc[qc["qc"] == 1]
+        assert len(qc) == len(participants)
+        assert data.shape == (len(passing), 1, 31, 37, 31) and data.dtype == np.float32
+        assert list(aligned["participant_id"]) == list(passing["participant_id"])
+        assert list(aligned["session"]) == list(passing["session"])
+        for k in (0, len(passing) // 2, len(passing) - 1):
+            row = passing.iloc[k]
+            anat = (
+                tiny_run
+                / f"results/synth/{cohort}/cat12/sub-{row.participant_id}/ses-{row.session}/anat"
+            )
+            image = nib.load(
+                anat / "mri" / f"mwp1sub-{row.participant_id}_ses-{row.session}_T1w.nii.gz"
+            )
+            report = ET.parse(
+                anat / "report" / f"cat_sub-{row.participant_id}_ses-{row.session}_T1w.xml"
+            )
+            tiv = float(report.getroot().find("subjectmeasures/vol_TIV").text)
+            expected = image.get_fdata() * 1500.0 / tiv
+            np.testing.assert_allclose(data[k, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_planted_failures_are_excluded_with_their_reasons(tiny_run):
+    expected = {"noise": "NCR", "misregistration": "corr_mean", "wrong_tissue": "corr_mean"}
+    for cohort in ("bhb", "adni"):
+        truth = read(tiny_run / f"results/synth/{cohort}/truth.tsv").fillna("")
+        qc = read(tiny_run / f"results/qc/{cohort}/qc.tsv")
+        qc["reason"] = qc["reason"].fillna("")
+        assert 0 < (truth["planted_failure"] != "").sum() < len(truth) * 0.2
+        for planted, row in zip(truth["planted_failure"], qc.itertuples(), strict=True):
+            if planted:
+                assert row.qc == 0 and expected[planted] in row.reason, (planted, row.reason)
+            else:
+                assert row.qc == 1, row.reason
+        # The planted failures are in no table a user reads as data.
+        assert "planted_failure" not in read(tiny_run / f"results/synth/{cohort}/participants.tsv")
+
+
+def test_manifest_records_shape_grid_and_checksums(tiny_run):
+    manifest = json.loads((tiny_run / "results/data/adni/manifest.json").read_text())
+    data = np.load(tiny_run / "results/data/adni/data.npy", mmap_mode="r")
+    assert manifest["shape"] == list(data.shape)
+    assert manifest["grid"]["voxel_mm"] == 6.0 and manifest["settings"]["tiv_scaling"] is True
+    source = manifest["sources"][3]
+    path = tiny_run / source["path"]  # relative to the workflow's working directory
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == source["sha256"]
+
+
+def test_splits_never_share_a_subject(tiny_run):
+    bhb = read(tiny_run / "results/splits/bhb/split.tsv")
+    sides = bhb.groupby("participant_id")["split"].nunique()
+    assert (sides == 1).all() and set(bhb["split"]) == {"train", "val"}
+    assert len(bhb) == len(read(tiny_run / "results/data/bhb/participants.tsv"))
+    adni = read(tiny_run / "results/splits/adni/split.tsv")
+    assert adni["participant_id"].is_unique  # one scan per subject for evaluation
+    draws = read(tiny_run / "results/splits/adni/draws.tsv")
+    table = read(tiny_run / "results/data/adni/participants.tsv").drop_duplicates("participant_id")
+    diagnosis = dict(zip(table["participant_id"], table["diagnosis"], strict=True))
+    train = set(adni.loc[adni["split"] == "train", "participant_id"])
+    test = set(adni.loc[adni["split"] == "test", "participant_id"])
+    assert train and test and not train & test
+    assert {diagnosis[s] for s in test} == {"alzheimer", "control"}
+    for (n_target, _), draw in draws.groupby(["n_target", "repeat"]):
+        assert len(draw) == n_target and draw["participant_id"].is_unique
+        assert set(draw["participant_id"]) <= train
+        assert {diagnosis[s] for s in draw["participant_id"]} == {"alzheimer", "control"}
+    assert sorted(draws.groupby(["n_target", "repeat"]).size().index) == [
+        (6, 0),
+        (6, 1),
+        (10, 0),
+        (10, 1),
+    ]
+
+
+def test_qc_figure_is_a_png(tiny_run):
+    figure = (tiny_run / "results/qc/bhb/qc.png").read_bytes()
+    assert figure.startswith(b"\x89PNG") and len(figure) > 5000
+
+
+def test_only_what_changed_reruns(tiny_run, tmp_path):
+    def plan_with(override: dict) -> set[str]:
+        path = tmp_path / "override.yaml"
+        path.write_text(yaml.safe_dump(override))
+        return set(planned_jobs(tiny_run, "data", "--configfile", str(path)))
+
+    assert planned_jobs(tiny_run, "data") == {}
+    # A split setting: only the splits (and the target).
+    assert plan_with({"splits": {"repeats": 3}}) == {"split", "data"}
+    # A QC threshold: QC, conversion and splits, never the simulation.
+    assert plan_with({"qc": {"ncr_max": 4.0}}) == {"qc", "convert", "split", "data"}
+    # The simulation's settings: everything of that cohort.
+    bhb = TINY["synthetic"]["cohorts"]["bhb"] | {"n_sites": 4}
+    everything = {"synth_cohort", "qc", "convert", "split", "data"}
+    assert plan_with({"synthetic": {"cohorts": {"bhb": bhb}}}) == everything
+
+
+def test_a_mistyped_key_is_named(tmp_path):
+    workdir = make_workdir(tmp_path, TINY | {"splitz": {}})
+    done = snakemake(workdir, "-n", "data")
+    assert done.returncode != 0 and "'splitz' was unexpected" in done.stdout + done.stderr
+
+
+def test_cat12_grid_simulation_and_resampled_conversion(tmp_path):
+    from nilearn import image as nimage
+
+    config = {
+        "synthetic": {
+            "voxel_mm": 1.5,
+            "cohorts": {
+                "bhb": {
+                    "role": "pretrain",
+                    "n_subjects": 4,
+                    "qc_failure_rate": 0.0,
+                    "second_session_rate": 0.0,
+                }
+            },
+        },
+        "conversion": {"voxel_mm": 3.0},
+        "splits": {"val_fraction": 0.5},
+    }
+    workdir = make_workdir(tmp_path, config)
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    maps = sorted((workdir / "results/synth/bhb/cat12").glob("sub-*/ses-*/anat/mri/mwp1*.nii.gz"))
+    first = nib.load(maps[0])
+    assert first.shape == (121, 145, 121)
+    np.testing.assert_allclose(
+        first.affine, [[-1.5, 0, 0, 90], [0, 1.5, 0, -126], [0, 0, 1.5, -72], [0, 0, 0, 1]]
+    )
+    data = np.load(workdir / "results/data/bhb/data.npy")
+    assert data.shape == (4, 1, 61, 73, 61)
+    # Against nilearn's own resampling of the same map onto the 3 mm CAT12 box.
+    tiv = read(workdir / "results/data/bhb/participants.tsv")["tiv"].iloc[0]
+    target = np.diag([-3.0, 3.0, 3.0, 1.0])
+    target[:3, 3] = [90, -126, -72]
+    reference = nimage.resample_img(
+        first,
+        target_affine=target,
+        target_shape=(61, 73, 61),
+        interpolation="linear",
+        force_resample=True,
+        copy_header=True,
+    )
+    expected = reference.get_fdata() * 1500 / tiv
+    assert np.corrcoef(expected.ravel(), data[0, 0].ravel())[0, 1] > 0.98
+    assert data[0, 0].sum() == pytest.approx(expected.sum(), rel=0.02)
+
+
+def test_workflow_lint_and_format_are_clean():
+    done = snakemake(REPO, "--lint")
+    assert done.returncode == 0, done.stdout
+    import subprocess
+    import sys
+
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert fmt.returncode == 0, fmt.stderr

@@ -1,0 +1,48 @@
+"""Snakemake script: subject-level splits of one converted cohort."""
+
+import pandas as pd
+
+from yaware.data import read_table
+from yaware.io import save_json, save_table
+from yaware.labels import binary_labels
+from yaware.splits import SplitSettings, evaluation_split, pretrain_split, split_arguments
+from yaware.workflow import run_logged
+
+
+def main(participants: str, outputs: dict, name: str, cohort: dict, settings: dict) -> None:
+    table = read_table(participants)
+    external = settings.get("external_sites", {}).get(name, [])
+    fields = {k: v for k, v in settings.items() if k != "external_sites"}
+    split_settings = SplitSettings(**fields, external_sites=external)
+    if cohort["role"] == "pretrain":
+        split = pretrain_split(table, split_settings)
+        draws = pd.DataFrame(columns=["participant_id", "session", "n_target", "repeat"])
+    else:
+        task = cohort["task"]
+        labels, in_task = binary_labels(
+            table, task["label"], task["positive"], task["negative"], participants
+        )
+        split, draws = evaluation_split(table[in_task], labels[in_task], split_settings, name)
+    save_table(outputs["split"], split)
+    save_table(outputs["draws"], draws)
+    save_json(
+        outputs["arguments"],
+        split_arguments(
+            split_settings,
+            cohort=name,
+            role=cohort["role"],
+            task=cohort.get("task"),
+            source=participants,
+        ),
+    )
+
+
+run_logged(
+    snakemake.log[0],
+    main,
+    snakemake.input.participants,
+    dict(snakemake.output.items()),
+    snakemake.wildcards.cohort,
+    snakemake.params.cohort,
+    snakemake.params.settings,
+)
