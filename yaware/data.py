@@ -96,13 +96,25 @@ class NpyArray:
         return np.stack([self.row(int(i)) for i in indices])
 
 
+_NA_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "None"]
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a participants table: tab-separated (BIDS) unless the name ends in .csv."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"table {path} does not exist; check the path")
     sep = "," if path.suffix == ".csv" else "\t"
-    table = pd.read_csv(path, sep=sep, dtype={ID_COLUMN: str, "session": str})
+    columns = pd.read_csv(path, sep=sep, nrows=0).columns
+    # Identifiers are text, kept verbatim: an id like "nan" or "NA" is not a missing value.
+    verbatim = [c for c in (ID_COLUMN, "session", "run") if c in columns]
+    table = pd.read_csv(
+        path,
+        sep=sep,
+        dtype=dict.fromkeys(verbatim, str),
+        keep_default_na=False,
+        na_values={c: _NA_VALUES for c in columns if c not in verbatim},
+    )
     if len(table.columns) == 1 and sep == "\t" and "," in table.columns[0]:
         raise DataError(
             f"{path} looks comma-separated but is read as a tab-separated BIDS table: "

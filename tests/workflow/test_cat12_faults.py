@@ -1,0 +1,158 @@
+"""A CAT12 tree built by hand here (not by the simulator), with faults, through `data`."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.workflow.helpers import make_workdir, snakemake
+
+VOXEL_MM = 6.0
+SHAPE = (31, 37, 31)
+
+
+def _affine(voxel: float = VOXEL_MM) -> np.ndarray:
+    affine = np.diag([-voxel, voxel, voxel, 1.0])
+    affine[:3, 3] = [90.0, -126.0, -72.0]
+    return affine
+
+
+def _brain(rng: np.random.Generator, shape=SHAPE) -> np.ndarray:
+    """An ellipsoidal shell of 'grey matter' with per-subject texture."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
+    radius = np.sqrt((grid**2).sum(0))
+    shell = np.exp(-(((radius - 0.6) / 0.15) ** 2))
+    return (shell * (0.8 + 0.05 * rng.standard_normal(shape))).clip(0).astype(np.float32)
+
+
+def _report(path, ncr: float, iqr: float, tiv: float = 1500.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "<?xml version='1.0'?><S><qualityratings>"
+        f"<NCR>{ncr}</NCR><ICR>2.0</ICR><IQR>{iqr}</IQR></qualityratings>"
+        f"<subjectmeasures><vol_TIV>{tiv}</vol_TIV></subjectmeasures></S>"
+    )
+
+
+def _write_scan(root, subject, data, ext=".nii.gz", ncr=2.0, iqr=2.1, affine=None, prefix=""):
+    anat = root / f"sub-{subject}" / "ses-1" / "anat"
+    image = anat / "mri" / f"mwp1{prefix}sub-{subject}_ses-1_T1w{ext}"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, _affine() if affine is None else affine), image)
+    _report(anat / "report" / f"cat_{prefix}sub-{subject}_ses-1_T1w.xml", ncr, iqr)
+    return image
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cat12")
+    root = base / "derivatives" / "cat12"
+    rng = np.random.default_rng(0)
+    subjects = []
+    for i in range(8):  # good scans, both extensions and the brainprep 'u' prefix
+        name = f"good{i}"
+        _write_scan(
+            root,
+            name,
+            _brain(rng),
+            ext=".nii" if i % 3 == 0 else ".nii.gz",
+            prefix="u" if i == 1 else "",
+        )
+        subjects.append(name)
+    truncated = _write_scan(root, "trunc", _brain(rng))
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    nan = _brain(rng)
+    nan[10, 10, 10] = np.nan
+    _write_scan(root, "nan", nan)
+    _write_scan(root, "shape", _brain(rng, (30, 37, 31)))
+    _write_scan(root, "badiqr", _brain(rng), ncr=5.2, iqr=6.0)
+    _write_scan(root, "zeros", np.zeros(SHAPE, np.float32))
+    shifted = _affine()
+    shifted[0, 3] += 30.0  # 30 mm off the template's origin
+    _write_scan(root, "shifted", _brain(rng), affine=shifted)
+    (root / "sub-notgz" / "ses-1" / "anat" / "mri").mkdir(parents=True)
+    (root / "sub-notgz" / "ses-1" / "anat" / "mri" / "mwp1sub-notgz_ses-1_T1w.nii.gz").write_bytes(
+        gzip.compress(b"not a nifti")
+    )
+    _report(root / "sub-notgz" / "ses-1" / "anat" / "report" / "cat_sub-notgz_ses-1_T1w.xml", 2, 2)
+    four_d = np.stack([_brain(rng), _brain(rng)], axis=-1)
+    _write_scan(root, "fourd", four_d)
+    _write_scan(root, "noreport", _brain(rng))
+    (root / "sub-noreport/ses-1/anat/report/cat_sub-noreport_ses-1_T1w.xml").unlink()
+    names = [
+        *subjects,
+        "trunc",
+        "nan",
+        "shape",
+        "badiqr",
+        "missing",
+        "zeros",
+        "shifted",
+        "notgz",
+        "fourd",
+        "noreport",
+        "good2",
+        "../evil",
+    ]
+    table = pd.DataFrame(
+        {"participant_id": names, "session": "1", "age": 40 + np.arange(len(names)), "sex": "F"}
+    )
+    table.loc[table["participant_id"] == "good3", "age"] = np.nan
+    table.to_csv(base / "participants.tsv", sep="\t", index=False)
+    config = {
+        "synthetic": {"cohorts": {}},
+        "cohorts": {
+            "hand": {
+                "role": "pretrain",
+                "participants": str(base / "participants.tsv"),
+                "cat12_root": str(root),
+                "voxel_mm": VOXEL_MM,
+            }
+        },
+        "qc": {"corr_voxel_mm": VOXEL_MM},
+        "conversion": {"voxel_mm": VOXEL_MM},
+        "splits": {"val_fraction": 0.34},
+    }
+    workdir = make_workdir(base / "work", config)
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+EXPECTED = {
+    "trunc": "unreadable NIfTI",
+    "notgz": "unreadable NIfTI",
+    "nan": "NaN or infinite",
+    "shape": "shape (30, 37, 31) differs",
+    "badiqr": "IQR 6.00 >= 4.5",
+    "missing": "no mwp1 map",
+    "zeros": "all voxels are zero",
+    "shifted": "affine is not the template space",
+    "fourd": "4-D",
+    "noreport": "missing CAT12 report",
+    "good3": "missing or non-numeric age",
+    "../evil": "unsafe participant_id",
+}
+
+
+def test_every_fault_is_excluded_with_its_reason(faulty_run):
+    qc = pd.read_csv(
+        faulty_run / "results/qc/hand/qc.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
+    qc["reason"] = qc["reason"].fillna("")
+    for subject, reason in EXPECTED.items():
+        row = qc[qc["participant_id"] == subject].iloc[0]
+        assert row["qc"] == "0" and reason in row["reason"], (subject, row["reason"])
+    duplicated = qc[qc["participant_id"] == "good2"]
+    assert list(duplicated["qc"]) == ["1", "0"] and "duplicated" in duplicated["reason"].iloc[1]
+    passing = qc[qc["qc"] == "1"]
+    assert sorted(passing["participant_id"]) == [f"good{i}" for i in range(8) if i != 3]
+
+
+def test_only_the_good_scans_are_converted(faulty_run):
+    data = np.load(faulty_run / "results/data/hand/data.npy")
+    table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t")
+    assert data.shape == (7, 1, *SHAPE) and len(table) == 7
+    assert np.isfinite(data).all()
