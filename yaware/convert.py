@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from yaware.data import ID_COLUMN, read_table
+from yaware.data import ID_COLUMN, NpyRowWriter, read_table
 from yaware.errors import DataError
 from yaware.grid import Grid, cat12_grid
 from yaware.io import atomic_path, save_json, save_table
@@ -99,16 +99,18 @@ def convert_cohort(
     out.mkdir(parents=True, exist_ok=True)
     shape = (len(passing), 1, *target.shape)
     with atomic_path(out / "data.npy") as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=settings.dtype, shape=shape)
+        writer = NpyRowWriter(tmp, shape, settings.dtype)
 
         def write(k: int) -> str:
             row = qc.iloc[passing[k]]
-            array[k, 0] = prepare_scan(row["path"], float(row["tiv"]), source, target, settings)
+            writer.write(k, prepare_scan(row["path"], float(row["tiv"]), source, target, settings))
             return sha256(row["path"])
 
-        with ThreadPoolExecutor(max(1, settings.threads)) as pool:
-            checksums = list(pool.map(write, range(len(passing))))
-        array.flush()
+        try:
+            with ThreadPoolExecutor(max(1, settings.threads)) as pool:
+                checksums = list(pool.map(write, range(len(passing))))
+        finally:
+            writer.close()
     aligned = table.iloc[passing].reset_index(drop=True)
     aligned[ID_COLUMN] = qc["participant_id"].iloc[passing].to_numpy()
     aligned["session"] = qc["session"].iloc[passing].to_numpy()

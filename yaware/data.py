@@ -99,6 +99,40 @@ class NpyArray:
 _NA_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "None"]
 
 
+class NpyRowWriter:
+    """Writes an (N, ...) ``.npy`` row by row through a shared memory map.
+
+    After a row is copied in, its pages are dropped from this process's mapping
+    (``MADV_DONTNEED``): the data stays in the page cache and reaches the file, but the
+    writer's resident memory does not grow with N. Rows may be written from several
+    threads at once.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: str) -> None:
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        self.offset = header.offset
+        del header
+        self.dtype = np.dtype(dtype)
+        self.row_items = int(np.prod(shape[1:]))
+        self.row_bytes = self.row_items * self.dtype.itemsize
+        self._file = open(path, "r+b")  # noqa: SIM115 (closed in close())
+        self._map = mmap.mmap(self._file.fileno(), 0)
+
+    def write(self, index: int, row: np.ndarray) -> None:
+        start = self.offset + index * self.row_bytes
+        view = np.frombuffer(self._map, self.dtype, self.row_items, start)
+        view[:] = row.ravel()
+        del view
+        first = start // mmap.PAGESIZE * mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, first, start + self.row_bytes - first)
+
+    def close(self) -> None:
+        self._map.flush()
+        self._map.close()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a participants table: tab-separated (BIDS) unless the name ends in .csv."""
     path = Path(path)
