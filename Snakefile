@@ -16,9 +16,18 @@ include: "rules/common.smk"
 wildcard_constraints:
     cohort="|".join(COHORTS),
     synthetic="|".join(SYNTHETIC) or "^$",
+    experiment="|".join(EXPERIMENTS),
+    init="|".join([*EXPERIMENTS, SCRATCH_NAME]),
+    model="|".join(MODELS),
+    n_target=r"\d+",
+    repeat=r"\d+",
 
 
 include: "rules/data.smk"
+include: "rules/pretrain.smk"
+include: "rules/features.smk"
+include: "rules/evaluate.smk"
+include: "rules/figures.smk"
 
 
 rule all:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from yaware.experiments import PCA_NAME, SCRATCH_NAME, experiments, random_encoder_name
+
 validate(config, schema="../config/schema.yaml")
 
 PACKAGE = Path(workflow.basedir) / "yaware"
@@ -46,6 +48,126 @@ COHORTS = build_cohorts(config)
 SYNTHETIC = [name for name, spec in COHORTS.items() if spec["synthetic"]]
 
 
+def pretrain_cohort(config):
+    chosen = config["pretraining"]["cohort"]
+    candidates = [name for name, spec in COHORTS.items() if spec["role"] == "pretrain"]
+    if chosen is None:
+        if len(candidates) != 1:
+            raise ValueError(
+                f"pretraining.cohort: choose one of the pretraining cohorts {candidates}"
+            )
+        return candidates[0]
+    if chosen not in candidates:
+        raise ValueError(
+            f"pretraining.cohort: {chosen!r} is not among the pretraining cohorts {candidates}"
+        )
+    return chosen
+
+
+def task_name(name):
+    """The task of an evaluation cohort as figures show it, e.g. 'AD vs CTL'."""
+    names = {
+        "alzheimer": "AD",
+        "schizophrenia": "SCZ",
+        "bipolar": "BD",
+        "control": "CTL",
+    }
+    task = COHORTS[name]["task"]
+
+    def side(values):
+        return "+".join(names.get(str(v), str(v)) for v in values)
+
+    return f"{side(task['positive'])} vs {side(task['negative'])}"
+
+
+PRETRAINING = config["pretraining"]
+PRETRAIN_COHORT = pretrain_cohort(config)
+EVALUATION_COHORTS = [
+    name for name, spec in COHORTS.items() if spec["role"] == "evaluate"
+]
+FEATURE_COHORTS = [PRETRAIN_COHORT, *EVALUATION_COHORTS]
+EXPERIMENTS = {e.name: e for e in experiments(PRETRAINING)}
+
+
+def build_models():
+    """Every representation that is probed: the pretrained experiments and the floors."""
+    models = {
+        name: {
+            "model": name,
+            "label": e.label,
+            "method": e.method,
+            "sigma": e.sigma or 0.0,
+            "seed": e.seed,
+            "kind": "pretrained",
+        }
+        for name, e in EXPERIMENTS.items()
+    }
+    if config["features"]["random_encoder"]:
+        name = random_encoder_name(PRETRAINING)
+        models[name] = {
+            "model": name,
+            "label": "Random encoder",
+            "method": "random",
+            "sigma": float("nan"),
+            "seed": PRETRAINING["seeds"][0],
+            "kind": "floor",
+        }
+    if config["features"]["pca"]:
+        models[PCA_NAME] = {
+            "model": PCA_NAME,
+            "label": "PCA of voxels",
+            "method": "pca",
+            "sigma": float("nan"),
+            "seed": 0,
+            "kind": "floor",
+        }
+    return models
+
+
+MODELS = build_models()
+NEURAL_MODELS = [name for name in MODELS if name != PCA_NAME]
+
+
+def finetune_jobs():
+    settings = config["fine_tuning"]
+    if not settings["enabled"] or not EVALUATION_COHORTS:
+        return []
+    n_targets = settings["n_target"] or config["splits"]["n_target"]
+    unknown = sorted(set(n_targets) - set(config["splits"]["n_target"]))
+    if unknown:
+        raise ValueError(f"fine_tuning.n_target: {unknown} are not in splits.n_target")
+    repeats = min(
+        settings["repeats"] or config["splits"]["repeats"], config["splits"]["repeats"]
+    )
+    inits = [*EXPERIMENTS, SCRATCH_NAME]
+    return [
+        f"results/finetune/{init}/{cohort}/n{n}_r{r}/test_metrics.json"
+        for init in inits
+        for cohort in EVALUATION_COHORTS
+        for n in n_targets
+        for r in range(repeats)
+    ]
+
+
+def features_inputs(wildcards):
+    inputs = {"data": expand("results/data/{cohort}/data.npy", cohort=FEATURE_COHORTS)}
+    if wildcards.model in EXPERIMENTS:
+        inputs["checkpoint"] = f"results/pretrain/{wildcards.model}/best.pt"
+    return inputs
+
+
+def finetune_inputs(wildcards):
+    inputs = {
+        "data": f"results/data/{wildcards.cohort}/data.npy",
+        "participants": f"results/data/{wildcards.cohort}/participants.tsv",
+        "split": f"results/splits/{wildcards.cohort}/split.tsv",
+        "draws": f"results/splits/{wildcards.cohort}/draws.tsv",
+    }
+    if wildcards.init != SCRATCH_NAME:
+        inputs["checkpoint"] = f"results/pretrain/{wildcards.init}/best.pt"
+    return inputs
+
+
 def code_version(*modules):
     """Fingerprint of the yaware modules behind a step, used as a params value; editing the code
     reruns the rule and what follows (Snakemake does not track package edits itself)."""
@@ -74,5 +196,41 @@ def data_outputs():
     )
 
 
+def evaluation_outputs():
+    if not EVALUATION_COHORTS:
+        return expand("results/probes/{model}/age_site.json", model=MODELS)
+    figures = [
+        "results/figures/fig1_auc_vs_n_target.png",
+        "results/figures/fig3_sigma.png",
+    ]
+    if umap_models():
+        figures.append("results/figures/fig2_umap.png")
+    return [*figures, "results/tables/summary.md"]
+
+
+def umap_models():
+    """SimCLR and the first y-Aware experiment of the first seed, when both are run."""
+    first = {}
+    for name, e in EXPERIMENTS.items():
+        first.setdefault(e.method, name)
+    return (
+        [first[m] for m in ("simclr", "yaware") if m in first]
+        if {"simclr", "yaware"} <= set(first)
+        else []
+    )
+
+
+def umap_cohort():
+    chosen = config["figures"]["umap_cohort"]
+    if chosen:
+        return chosen
+    ad = [
+        c
+        for c in EVALUATION_COHORTS
+        if "alzheimer" in map(str, COHORTS[c]["task"]["positive"])
+    ]
+    return (ad or EVALUATION_COHORTS)[0]
+
+
 def get_final_output():
-    return data_outputs()
+    return [*data_outputs(), *evaluation_outputs()]

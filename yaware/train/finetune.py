@@ -185,9 +185,11 @@ def finetune(cfg: FinetuneConfig) -> Path:
             "meta": meta,
         }
         save_checkpoint(out / "last.pt", payload)
-        score = row.get("val_auc", -row["train_loss"])
+        # Without a validation set the last epoch is kept (training loss would pick the
+        # most overfitted epoch); with one, the best validation AUC.
+        score = row.get("val_auc", float(epoch))
         if np.isnan(score):
-            score = -row["train_loss"]
+            score = float(epoch)
         if score > best_score:
             best_score = score
             save_checkpoint(out / "best.pt", payload)

@@ -1,0 +1,98 @@
+# Evaluation: linear, age and site probes of every model; fine-tuning; result tables.
+
+
+rule probe:
+    input:
+        features=expand(
+            "results/features/{{model}}/{cohort}.npy", cohort=FEATURE_COHORTS
+        ),
+        participants=expand(
+            "results/data/{cohort}/participants.tsv", cohort=FEATURE_COHORTS
+        ),
+        splits=expand("results/splits/{cohort}/split.tsv", cohort=FEATURE_COHORTS),
+        draws=expand("results/splits/{cohort}/draws.tsv", cohort=FEATURE_COHORTS),
+    output:
+        linear="results/probes/{model}/linear.csv",
+        age_site="results/probes/{model}/age_site.json",
+    log:
+        "results/logs/probe/{model}.log",
+    benchmark:
+        "results/benchmarks/probe/{model}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        cohorts=FEATURE_COHORTS,
+        tasks={
+            c: {**COHORTS[c]["task"], "name": task_name(c)} for c in EVALUATION_COHORTS
+        },
+        label=PRETRAINING["label"],
+        probe=config["probes"],
+        code=code_version("evaluate", "probes", "labels"),
+    script:
+        "../workflow_scripts/probe.py"
+
+
+rule finetune:
+    input:
+        unpack(finetune_inputs),
+    output:
+        metrics="results/finetune/{init}/{cohort}/n{n_target}_r{repeat}/test_metrics.json",
+        predictions="results/finetune/{init}/{cohort}/n{n_target}_r{repeat}/predictions.csv",
+    log:
+        "results/logs/finetune/{init}/{cohort}/n{n_target}_r{repeat}.log",
+    benchmark:
+        "results/benchmarks/finetune/{init}/{cohort}/n{n_target}_r{repeat}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    threads: config["fine_tuning"]["threads"]
+    resources:
+        gpu=config["fine_tuning"]["resources"]["gpu"],
+        cpus_per_gpu=config["fine_tuning"]["resources"]["cpus_per_gpu"],
+        mem_mb=lambda wc, attempt: config["fine_tuning"]["resources"]["mem_mb"]
+        * attempt,
+        runtime=config["fine_tuning"]["resources"]["runtime"],
+    params:
+        task=lambda wc: COHORTS[wc.cohort]["task"],
+        encoder=PRETRAINING["encoder"],
+        settings={k: v for k, v in config["fine_tuning"].items() if k != "resources"},
+        seed=lambda wc: int(wc.repeat),
+        code=code_version(
+            "train/finetune", "train/common", "checkpoint", "labels", "data"
+        ),
+    script:
+        "../workflow_scripts/finetune.py"
+
+
+rule tables:
+    input:
+        linear=expand("results/probes/{model}/linear.csv", model=MODELS),
+        age_site=expand("results/probes/{model}/age_site.json", model=MODELS),
+        finetune=finetune_jobs(),
+    output:
+        linear="results/tables/linear_probe.csv",
+        age_site="results/tables/age_site.csv",
+        finetune="results/tables/finetune.csv",
+        summary=report(
+            "results/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Results",
+        ),
+        markdown="results/tables/summary.md",
+    log:
+        "results/logs/tables.log",
+    conda:
+        "../envs/yaware.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        models=MODELS,
+        tasks={c: task_name(c) for c in EVALUATION_COHORTS},
+        finetune_models={**{n: vars(e) for n, e in EXPERIMENTS.items()}},
+        config=config,
+        code=code_version("tables"),
+    script:
+        "../workflow_scripts/tables.py"

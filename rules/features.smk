@@ -1,0 +1,52 @@
+# Representations: every scan of every cohort, once per model, reused by every probe.
+
+
+rule features:
+    input:
+        unpack(features_inputs),
+    output:
+        expand("results/features/{{model}}/{cohort}.npy", cohort=FEATURE_COHORTS),
+    log:
+        "results/logs/features/{model}.log",
+    benchmark:
+        "results/benchmarks/features/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(NEURAL_MODELS) or "^$",
+    conda:
+        "../envs/yaware.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        cohorts=FEATURE_COHORTS,
+        encoder=PRETRAINING["encoder"],
+        seed=lambda wc: MODELS[wc.model]["seed"],
+        batch_size=config["features"]["batch_size"],
+        code=code_version("features", "checkpoint", "data", "augment/transforms"),
+    script:
+        "../workflow_scripts/features.py"
+
+
+rule pca_features:
+    input:
+        data=expand("results/data/{cohort}/data.npy", cohort=FEATURE_COHORTS),
+        participants=f"results/data/{PRETRAIN_COHORT}/participants.tsv",
+        split=f"results/splits/{PRETRAIN_COHORT}/split.tsv",
+    output:
+        expand("results/features/pca/{cohort}.npy", cohort=FEATURE_COHORTS),
+    log:
+        "results/logs/features/pca.log",
+    benchmark:
+        "results/benchmarks/features/pca.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        components=config["features"]["pca_components"],
+        code=code_version("probes", "data"),
+    script:
+        "../workflow_scripts/pca_features.py"

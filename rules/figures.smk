@@ -1,0 +1,69 @@
+# The paper's figures, each drawn from a table or feature file the workflow wrote.
+
+
+rule figure_auc:
+    input:
+        linear="results/tables/linear_probe.csv",
+        finetune="results/tables/finetune.csv",
+    output:
+        report(
+            "results/figures/fig1_auc_vs_n_target.png",
+            caption="../report/fig1.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/figures/fig1.log",
+    conda:
+        "../envs/yaware.yaml"
+    params:
+        tasks=[task_name(c) for c in EVALUATION_COHORTS],
+        config=config,
+    script:
+        "../workflow_scripts/figure_auc.py"
+
+
+rule figure_umap:
+    input:
+        features=expand(
+            f"results/features/{{model}}/{umap_cohort()}.npy", model=umap_models()
+        ),
+        participants=f"results/data/{umap_cohort()}/participants.tsv",
+    output:
+        report(
+            "results/figures/fig2_umap.png",
+            caption="../report/fig2.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/figures/fig2.log",
+    benchmark:
+        "results/benchmarks/figures/fig2_umap.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    params:
+        titles=[MODELS[m]["label"] for m in umap_models()],
+        task=COHORTS[umap_cohort()]["task"] if EVALUATION_COHORTS else None,
+        settings=config["figures"],
+        cohort=umap_cohort() if EVALUATION_COHORTS else None,
+    script:
+        "../workflow_scripts/figure_umap.py"
+
+
+rule figure_sigma:
+    input:
+        linear="results/tables/linear_probe.csv",
+        age_site="results/tables/age_site.csv",
+    output:
+        report(
+            "results/figures/fig3_sigma.png",
+            caption="../report/fig3.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/figures/fig3.log",
+    conda:
+        "../envs/yaware.yaml"
+    params:
+        config=config,
+    script:
+        "../workflow_scripts/figure_sigma.py"

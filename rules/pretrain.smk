@@ -1,0 +1,52 @@
+# Pretraining: one job per experiment (method x sigma x seed), on the pretraining cohort.
+
+
+rule pretrain:
+    input:
+        data=f"results/data/{PRETRAIN_COHORT}/data.npy",
+        participants=f"results/data/{PRETRAIN_COHORT}/participants.tsv",
+        split=f"results/splits/{PRETRAIN_COHORT}/split.tsv",
+    output:
+        best="results/pretrain/{experiment}/best.pt",
+        metrics="results/pretrain/{experiment}/metrics.csv",
+        curve=report(
+            "results/pretrain/{experiment}/loss.png",
+            caption="../report/loss.rst",
+            category="Pretraining",
+        ),
+    log:
+        "results/logs/pretrain/{experiment}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{experiment}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    threads: PRETRAINING["threads"]
+    resources:
+        gpu=PRETRAINING["resources"]["gpu"],
+        cpus_per_gpu=PRETRAINING["resources"]["cpus_per_gpu"],
+        mem_mb=lambda wc, attempt: PRETRAINING["resources"]["mem_mb"] * attempt,
+        runtime=PRETRAINING["resources"]["runtime"],
+    params:
+        experiment=lambda wc: vars(EXPERIMENTS[wc.experiment]),
+        settings={
+            k: v
+            for k, v in PRETRAINING.items()
+            if k not in ("methods", "seeds", "resources")
+        },
+        code=code_version(
+            "train/pretrain",
+            "train/common",
+            "losses/yaware_infonce",
+            "losses/kernels",
+            "losses/ntxent",
+            "losses/_logits",
+            "augment/transforms",
+            "augment/policy",
+            "models/base",
+            "models/densenet",
+            "models/resnet",
+            "models/tinycnn",
+            "data",
+        ),
+    script:
+        "../workflow_scripts/pretrain.py"

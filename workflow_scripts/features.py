@@ -1,0 +1,42 @@
+"""Snakemake script: one model's representation of every scan of every cohort."""
+
+import torch
+
+from yaware.features import extract_features, load_encoder
+from yaware.io import save_npy
+from yaware.models import build_model
+from yaware.train.common import resolve_device
+from yaware.workflow import run_logged
+
+
+def main(
+    data: list[str],
+    outputs: list[str],
+    checkpoint: str | None,
+    encoder: str,
+    seed: int,
+    batch_size: int,
+    threads: int,
+) -> None:
+    torch.set_num_threads(threads)
+    if checkpoint:
+        model, _ = load_encoder(checkpoint, encoder)
+    else:  # the floor: a randomly initialised encoder
+        torch.manual_seed(seed)
+        model = build_model(encoder, "encoder")
+    device = str(resolve_device("auto"))
+    for array, out in zip(data, outputs, strict=True):
+        save_npy(out, extract_features(model, array, batch_size, device))
+
+
+run_logged(
+    snakemake.log[0],
+    main,
+    list(snakemake.input.data),
+    list(snakemake.output),
+    snakemake.input.get("checkpoint"),
+    snakemake.params.encoder,
+    snakemake.params.seed,
+    snakemake.params.batch_size,
+    snakemake.threads,
+)

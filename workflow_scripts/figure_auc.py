@@ -1,0 +1,26 @@
+"""Snakemake script: Figure 1, test AUC against N_target per task."""
+
+import pandas as pd
+
+from yaware.plots import auc_vs_n_target
+from yaware.workflow import run_logged
+
+
+def main(linear: str, finetune: str, out: str, tasks: list[str], config: dict) -> None:
+    p = config["pretraining"]
+    caption = (
+        f"Linear probes of frozen representations; {p['encoder']}, {p['augmentation']}, "
+        f"{p['epochs']} epochs, seeds {p['seeds']}; data: {linear}, {finetune}"
+    )
+    auc_vs_n_target(pd.read_csv(linear), pd.read_csv(finetune), tasks, out, caption)
+
+
+run_logged(
+    snakemake.log[0],
+    main,
+    snakemake.input.linear,
+    snakemake.input.finetune,
+    snakemake.output[0],
+    snakemake.params.tasks,
+    snakemake.params.config,
+)

@@ -1,0 +1,66 @@
+"""Snakemake script: fine-tune (or train from scratch) on one draw of one task."""
+
+from pathlib import Path
+
+import torch
+
+from yaware.config import FinetuneConfig, build_config
+from yaware.data import read_table
+from yaware.io import save_table
+from yaware.train.finetune import finetune
+from yaware.workflow import run_logged
+
+
+def main(
+    inputs: dict,
+    outputs: dict,
+    n_target: int,
+    repeat: int,
+    task: dict,
+    encoder: str,
+    settings: dict,
+    seed: int,
+    threads: int,
+) -> None:
+    torch.set_num_threads(threads)
+    out = Path(outputs["metrics"]).parent
+    draws = read_table(inputs["draws"])
+    chosen = draws[(draws["n_target"] == n_target) & (draws["repeat"] == repeat)]
+    save_table(out / "train_rows.tsv", chosen[["participant_id", "session"]])
+    split = read_table(inputs["split"])
+    save_table(
+        out / "test_rows.tsv", split.loc[split["split"] == "test", ["participant_id", "session"]]
+    )
+    keys = {
+        "train_data": inputs["data"],
+        "train_table": inputs["participants"],
+        "train_split": str(out / "train_rows.tsv"),
+        "test_data": inputs["data"],
+        "test_table": inputs["participants"],
+        "test_split": str(out / "test_rows.tsv"),
+        "out_dir": str(out),
+        "label": task["label"],
+        "positive": [str(v) for v in task["positive"]],
+        "negative": [str(v) for v in task["negative"]],
+        "encoder": encoder,
+        "seed": seed,
+        **{k: settings[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "augmentation")},
+    }
+    if inputs.get("checkpoint"):
+        keys["pretrained"] = inputs["checkpoint"]
+    finetune(build_config(FinetuneConfig, keys, source="workflow config (fine_tuning)"))
+
+
+run_logged(
+    snakemake.log[0],
+    main,
+    dict(snakemake.input.items()),
+    dict(snakemake.output.items()),
+    int(snakemake.wildcards.n_target),
+    int(snakemake.wildcards.repeat),
+    snakemake.params.task,
+    snakemake.params.encoder,
+    snakemake.params.settings,
+    snakemake.params.seed,
+    snakemake.threads,
+)

@@ -1,0 +1,102 @@
+"""Snakemake script: one pretraining experiment on the pretraining cohort's training rows."""
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from yaware.checkpoint import read_checkpoint
+from yaware.config import PretrainConfig, build_config, to_dict
+from yaware.data import read_table
+from yaware.io import save_table
+from yaware.plots import loss_curve
+from yaware.train.pretrain import pretrain
+from yaware.workflow import run_logged
+
+# A checkpoint left by an earlier run is resumed only if it was made with these unchanged.
+MUST_MATCH = (
+    "method",
+    "sigma",
+    "kernel",
+    "temperature",
+    "augmentation",
+    "encoder",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "seed",
+    "label",
+    "normalisation",
+)
+
+
+def main(inputs: dict, outputs: dict, experiment: dict, settings: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    out = Path(outputs["best"]).parent
+    split = read_table(inputs["split"])
+    for side in ("train", "val"):
+        save_table(
+            out / f"{side}_rows.tsv",
+            split.loc[split["split"] == side, ["participant_id", "session"]],
+        )
+    keys = {
+        "train_data": inputs["data"],
+        "train_table": inputs["participants"],
+        "train_split": str(out / "train_rows.tsv"),
+        "val_split": str(out / "val_rows.tsv"),
+        "out_dir": str(out),
+        "label": settings["label"],
+        "method": experiment["method"],
+        "temperature": settings["temperature"],
+        "kernel": settings["kernel"],
+        "augmentation": experiment["augmentation"],
+        "encoder": experiment["encoder"],
+        "seed": experiment["seed"],
+        "memory_efficient": settings["memory_efficient"],
+        **{
+            k: settings[k]
+            for k in (
+                "batch_size",
+                "epochs",
+                "lr",
+                "weight_decay",
+                "schedule",
+                "warmup_epochs",
+                "num_workers",
+            )
+        },
+    }
+    if experiment["sigma"] is not None:
+        keys["sigma"] = float(experiment["sigma"])
+    cfg = build_config(PretrainConfig, keys, source="workflow config (pretraining)")
+    _discard_stale_checkpoint(out / "last.pt", cfg)
+    pretrain(cfg, resume=True)
+    metrics = pd.read_csv(out / "metrics.csv")
+    loss_curve(metrics, outputs["curve"], out.name)
+
+
+def _discard_stale_checkpoint(last: Path, cfg: PretrainConfig) -> None:
+    if not last.exists():
+        return
+    recorded = read_checkpoint(last).get("meta", {}).get("config", {})
+    current = to_dict(cfg)
+    changed = [k for k in MUST_MATCH if recorded.get(k) != current.get(k)]
+    if changed:
+        logging.info("%s was made with other settings (%s): starting over", last, changed)
+        last.unlink()
+    else:
+        logging.info("resuming from %s", last)
+
+
+run_logged(
+    snakemake.log[0],
+    main,
+    dict(snakemake.input.items()),
+    dict(snakemake.output.items()),
+    snakemake.params.experiment,
+    snakemake.params.settings,
+    snakemake.threads,
+)

@@ -1,0 +1,50 @@
+"""Snakemake script: linear probes of one model on every task; age and site probes."""
+
+import pandas as pd
+
+from yaware.evaluate import probe_age_and_site, probe_task
+from yaware.io import save_json, save_table
+from yaware.workflow import run_logged
+
+COLUMNS = ["cohort", "task", "n_target", "repeat", "n_test", "auc", "balanced_accuracy", "C"]
+
+
+def main(
+    inputs: dict, outputs: dict, cohorts: list[str], tasks: dict, label: str, probe: dict
+) -> None:
+    frames = []
+    for i, cohort in enumerate(cohorts):
+        if cohort not in tasks:
+            continue
+        frame = probe_task(
+            inputs["features"][i],
+            inputs["participants"][i],
+            inputs["splits"][i],
+            inputs["draws"][i],
+            tasks[cohort],
+            probe,
+        )
+        frames.append(frame.assign(cohort=cohort, task=tasks[cohort]["name"]))
+    table = (
+        pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
+    )
+    save_table(outputs["linear"], table)
+    # cohorts[0] is the pretraining cohort.
+    save_json(
+        outputs["age_site"],
+        probe_age_and_site(
+            inputs["features"][0], inputs["participants"][0], inputs["splits"][0], label
+        ),
+    )
+
+
+run_logged(
+    snakemake.log[0],
+    main,
+    {k: list(v) for k, v in snakemake.input.items()},
+    dict(snakemake.output.items()),
+    snakemake.params.cohorts,
+    snakemake.params.tasks,
+    snakemake.params.label,
+    snakemake.params.probe,
+)

@@ -1,0 +1,100 @@
+"""Snakemake script: gather every probe and fine-tuning result into tidy tables and a summary."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from yaware.io import save_table
+from yaware.tables import gather_json, gather_linear, markdown, summarise, with_paper
+from yaware.workflow import run_logged
+
+
+def finetune_rows(paths: list[str], tasks: dict, experiments: dict) -> pd.DataFrame:
+    rows = []
+    for path in paths:
+        parts = Path(path).parts  # results/finetune/<init>/<cohort>/n<N>_r<R>/test_metrics.json
+        init, cohort, draw = parts[-4], parts[-3], parts[-2]
+        n_target, repeat = (int(v) for v in draw[1:].split("_r"))
+        method = experiments[init]["method"] if init in experiments else "scratch"
+        sigma = experiments.get(init, {}).get("sigma")
+        label = "Fully supervised" if method == "scratch" else f"fine-tuned {init.split('_')[0]}"
+        rows.append(
+            {
+                "init": init,
+                "init_kind": "scratch" if method == "scratch" else "pretrained",
+                "method": method,
+                "sigma": sigma,
+                "label": label,
+                "cohort": cohort,
+                "task": tasks[cohort],
+                "n_target": n_target,
+                "repeat": repeat,
+                **json.loads(Path(path).read_text()),
+            }
+        )
+    columns = [
+        "init",
+        "init_kind",
+        "method",
+        "sigma",
+        "label",
+        "cohort",
+        "task",
+        "n_target",
+        "repeat",
+        "n",
+        "auc",
+        "balanced_accuracy",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def main(
+    inputs: dict, outputs: dict, models: dict, tasks: dict, experiments: dict, config: dict
+) -> None:
+    names = list(models)
+    linear = gather_linear(dict(zip(names, inputs["linear"], strict=True)), models)
+    age_site = gather_json(dict(zip(names, inputs["age_site"], strict=True)), models)
+    finetune = finetune_rows(inputs["finetune"], tasks, experiments)
+    save_table(outputs["linear"], linear)
+    save_table(outputs["age_site"], age_site)
+    save_table(outputs["finetune"], finetune)
+    keys = ["label", "method", "kind", "task", "n_target"]
+    probe = with_paper(summarise(linear, keys, "auc")).assign(evaluation="linear probe")
+    tuned = summarise(finetune.rename(columns={"init_kind": "kind"}), keys, "auc").assign(
+        evaluation="fine-tuning"
+    )
+    tuned = with_paper(tuned).assign(
+        paper_auc=lambda t: t["paper_auc"].where(t["method"] == "scratch")
+    )
+    summary = pd.concat([probe, tuned], ignore_index=True)
+    summary = summary[["evaluation", *keys, "auc_mean", "auc_sd", "n", "paper_auc"]]
+    save_table(outputs["summary"], summary)
+    age = age_site[
+        ["label", "method", "kind", "age_mae", "age_mae_constant"]
+        + [c for c in ("site_balanced_accuracy", "site_chance") if c in age_site]
+    ]
+    p, splits = config["pretraining"], config["splits"]
+    note = (
+        f"Made by the workflow from results/tables/*.csv. Pretraining: {p['encoder']}, "
+        f"{p['augmentation']}, {p['epochs']} epochs, seeds {p['seeds']}; probes over "
+        f"{splits['repeats']} draws per N_target (split seed {splits['seed']}). auc_sd is the "
+        "spread over draws (and seeds). paper_auc: the published value on real data, where "
+        "task and N_target match.\n\n## Age and site probes (pretraining validation set)\n\n"
+        + age.to_markdown(index=False, floatfmt=".3f")
+        + "\n\n## AUC by method, task and N_target"
+    )
+    markdown(summary, outputs["markdown"], "Results", note)
+
+
+run_logged(
+    snakemake.log[0],
+    main,
+    {k: list(v) for k, v in snakemake.input.items()},
+    dict(snakemake.output.items()),
+    snakemake.params.models,
+    snakemake.params.tasks,
+    snakemake.params.finetune_models,
+    snakemake.params.config,
+)

@@ -1,0 +1,56 @@
+"""Pretraining experiments declared in the workflow config, and their folder names.
+
+Kept free of torch imports: Snakemake reads it at every DAG build. A name carries the
+parameters, e.g. ``yaware-sigma5_cutout_tinycnn_seed0`` or ``simclr_cutout_tinycnn_seed0``,
+so a user finds an experiment's folder by what it is.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Experiment:
+    method: str
+    sigma: float | None
+    augmentation: str
+    encoder: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        method = self.method if self.sigma is None else f"{self.method}-sigma{_number(self.sigma)}"
+        return f"{method}_{self.augmentation}_{self.encoder}_seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """The method as a figure legend shows it."""
+        return {"yaware": f"y-Aware (sigma={_number(self.sigma or 0)})", "simclr": "SimCLR"}.get(
+            self.method, self.method
+        )
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def experiments(pretraining: dict) -> list[Experiment]:
+    """Every experiment of the config's ``pretraining`` section (methods x sigmas x seeds)."""
+    out = []
+    for seed in pretraining["seeds"]:
+        for method, options in pretraining["methods"].items():
+            sigmas = (options or {}).get("sigma")
+            for sigma in sigmas if sigmas else [None]:
+                out.append(
+                    Experiment(
+                        method, sigma, pretraining["augmentation"], pretraining["encoder"], seed
+                    )
+                )
+    return out
+
+
+def random_encoder_name(pretraining: dict) -> str:
+    return f"random_{pretraining['encoder']}_seed{pretraining['seeds'][0]}"
+
+
+PCA_NAME = "pca"
+SCRATCH_NAME = "scratch"

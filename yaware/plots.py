@@ -1,0 +1,155 @@
+"""The workflow's figures, each drawn from a table the workflow wrote."""
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from yaware.io import write_atomic
+
+FLOOR_STYLES = {
+    "Random encoder": {"linestyle": ":", "color": "0.55", "marker": "v"},
+    "PCA of voxels": {"linestyle": "-.", "color": "0.3", "marker": "^"},
+}
+DEFAULT_FLOOR = {"linestyle": ":", "color": "0.45", "marker": "x"}
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    fig.tight_layout()
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    plt.close(fig)
+
+
+def loss_curve(metrics: pd.DataFrame, path: str | os.PathLike, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(metrics["epoch"], metrics["train_loss"], label="training")
+    if "val_loss" in metrics and metrics["val_loss"].notna().any():
+        ax.plot(metrics["epoch"], metrics["val_loss"], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    _save(fig, path)
+
+
+def auc_vs_n_target(
+    linear: pd.DataFrame,
+    finetune: pd.DataFrame,
+    tasks: Sequence[str],
+    path: str | os.PathLike,
+    caption: str,
+) -> None:
+    """Figure 1: one panel per task, mean AUC +- sd over draws against N_target."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for label, group in linear[linear["task"] == task].groupby("label", sort=False):
+            stats = group.groupby("n_target")["auc"].agg(["mean", "std"]).reset_index()
+            floor = group["kind"].iloc[0] == "floor"
+            style = FLOOR_STYLES.get(label, DEFAULT_FLOOR) if floor else {"marker": "o"}
+            ax.errorbar(
+                stats["n_target"],
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                capsize=3,
+                label=label,
+                **style,
+            )
+        scratch = finetune[(finetune["task"] == task) & (finetune["init_kind"] == "scratch")]
+        if len(scratch):
+            stats = scratch.groupby("n_target")["auc"].agg(["mean", "std"]).reset_index()
+            ax.errorbar(
+                stats["n_target"],
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                marker="s",
+                linestyle="--",
+                color="black",
+                capsize=3,
+                label="Fully supervised",
+            )
+        ax.axhline(0.5, color="0.8", linewidth=0.8)
+        ax.set_title(task)
+        ax.set_xlabel("N_target (training subjects)")
+        ax.set_ylabel("test ROC AUC")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(caption, fontsize=8, y=0.02, va="bottom")
+    fig.subplots_adjust(bottom=0.2)
+    _save(fig, path)
+
+
+def sigma_effect(
+    linear: pd.DataFrame, age: pd.DataFrame, path: str | os.PathLike, caption: str
+) -> None:
+    """Figure 3: AUC at the largest N_target and age MAE against sigma (0 = SimCLR)."""
+    models = linear[linear["method"].isin(["yaware", "simclr"])]
+    tasks = list(dict.fromkeys(models["task"]))
+    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(4 * (len(tasks) + 1), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=False):
+        rows = models[(models["task"] == task) & (models["n_target"] == models["n_target"].max())]
+        stats = rows.groupby("sigma")["auc"].agg(["mean", "std"]).reset_index()
+        ax.errorbar(
+            stats["sigma"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3
+        )
+        ax.set_title(f"{task}, N_target={int(models['n_target'].max())}", fontsize=9)
+        ax.set_xlabel("sigma (0 = SimCLR)")
+        ax.set_ylabel("test ROC AUC")
+    ax = axes[0][-1]
+    rows = age[age["method"].isin(["yaware", "simclr"])]
+    stats = rows.groupby("sigma")["age_mae"].agg(["mean", "std"]).reset_index()
+    ax.errorbar(stats["sigma"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3)
+    for label, group in age[age["kind"] == "floor"].groupby("label"):
+        style = {k: v for k, v in FLOOR_STYLES.get(label, DEFAULT_FLOOR).items() if k != "marker"}
+        ax.axhline(group["age_mae"].mean(), label=label, **style)
+    if len(age):
+        ax.axhline(
+            age["age_mae_constant"].mean(),
+            color="crimson",
+            linestyle="--",
+            label="constant predictor",
+        )
+    ax.set_title("age probe (pretraining validation)", fontsize=9)
+    ax.set_xlabel("sigma (0 = SimCLR)")
+    ax.set_ylabel("MAE (years)")
+    ax.legend(fontsize=7)
+    fig.suptitle(caption, fontsize=8, y=0.02, va="bottom")
+    fig.subplots_adjust(bottom=0.22)
+    _save(fig, path)
+
+
+def umap_panels(
+    embeddings: Sequence[np.ndarray],
+    titles: Sequence[str],
+    diagnosis: np.ndarray,
+    age: np.ndarray,
+    path: str | os.PathLike,
+    caption: str,
+) -> None:
+    """Figure 2: 2-D embeddings side by side, colour = diagnosis, marker size = age."""
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(5 * len(embeddings), 4.4), squeeze=False)
+    sizes = 4 + 60 * (age - age.min()) / max(np.ptp(age), 1e-9)
+    for ax, points, title in zip(axes[0], embeddings, titles, strict=True):
+        for value, colour in zip(
+            sorted(set(diagnosis)), ["tab:blue", "tab:red", "tab:green"], strict=False
+        ):
+            chosen = diagnosis == value
+            ax.scatter(
+                points[chosen, 0],
+                points[chosen, 1],
+                s=sizes[chosen],
+                c=colour,
+                alpha=0.6,
+                label=value,
+                edgecolors="none",
+            )
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(caption, fontsize=7, y=0.005, va="bottom")
+    fig.subplots_adjust(bottom=0.1)
+    _save(fig, path)

@@ -1,0 +1,115 @@
+"""Probes of frozen representations, and the raw-voxel PCA baseline.
+
+- Linear probe (the paper's representation-quality measure): L2 logistic regression on
+  standardised features, C chosen by inner cross-validation on the training draw only,
+  scored by ROC AUC (and balanced accuracy) on the fixed held-out test set.
+- Age probe: ridge regression (alpha by inner CV) from the pretraining cohort's training
+  rows to its validation rows, mean absolute error in years; the constant predictor (the
+  training mean) is the floor.
+- Site probe: logistic regression from training to validation rows; balanced accuracy of
+  predicting the site (lower means less site information; chance is 1 / n_sites).
+"""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.decomposition import IncrementalPCA
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
+from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from yaware.data import NpyArray
+
+DEFAULT_CS = tuple(np.logspace(-4, 2, 7))
+
+
+def linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    cs: Sequence[float] = DEFAULT_CS,
+    inner_folds: int = 3,
+    seed: int = 0,
+) -> dict[str, float]:
+    """AUC and balanced accuracy on the test set; C picked on the training draw alone."""
+    folds = max(2, min(inner_folds, int(np.bincount(train_y.astype(int)).min())))
+    probe = make_pipeline(
+        StandardScaler(),
+        LogisticRegressionCV(
+            Cs=list(cs),
+            cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+            scoring="roc_auc",
+            max_iter=5000,
+        ),
+    )
+    probe.fit(train_x, train_y)
+    probability = probe.predict_proba(test_x)[:, 1]
+    return {
+        "auc": float(roc_auc_score(test_y, probability)),
+        "balanced_accuracy": float(balanced_accuracy_score(test_y, probability >= 0.5)),
+        "C": float(probe[-1].C_[0]),
+    }
+
+
+def age_probe(
+    train_x: np.ndarray, train_age: np.ndarray, test_x: np.ndarray, test_age: np.ndarray
+) -> dict[str, float]:
+    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    probe.fit(train_x, train_age)
+    return {
+        "age_mae": float(mean_absolute_error(test_age, probe.predict(test_x))),
+        "age_mae_constant": float(
+            mean_absolute_error(test_age, np.full_like(test_age, train_age.mean()))
+        ),
+    }
+
+
+def site_probe(
+    train_x: np.ndarray, train_site: np.ndarray, test_x: np.ndarray, test_site: np.ndarray
+) -> dict[str, float]:
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+    probe.fit(train_x, train_site)
+    return {
+        "site_balanced_accuracy": float(balanced_accuracy_score(test_site, probe.predict(test_x))),
+        "site_chance": 1.0 / len(np.unique(train_site)),
+    }
+
+
+def fit_voxel_pca(
+    array: str | os.PathLike, rows: Sequence[int], n_components: int = 128, batch: int = 256
+) -> tuple[IncrementalPCA, np.ndarray]:
+    """PCA of the grey matter (voxels whose mean map exceeds 10 % of its maximum), fitted by
+    batches on ``rows`` of the array; returns the model and the voxel mask."""
+    data = NpyArray(array)
+    rows = list(rows)
+    mean = np.zeros(data.row_shape, np.float64)
+    for row in rows:
+        mean += data.row(row)
+    mean /= len(rows)
+    mask = (mean > 0.1 * mean.max()).ravel()
+    n_components = min(n_components, len(rows) - 1, int(mask.sum()))
+    pca = IncrementalPCA(n_components=n_components)
+    step = max(batch, n_components)
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        if len(chunk) < n_components:  # IncrementalPCA needs a batch of n_components rows
+            chunk = rows[max(0, start + len(chunk) - step) : start + len(chunk)]
+        pca.partial_fit(data.rows(chunk).reshape(len(chunk), -1)[:, mask])
+    return pca, mask
+
+
+def voxel_pca_features(
+    pca: IncrementalPCA, mask: np.ndarray, array: str | os.PathLike, batch: int = 256
+) -> np.ndarray:
+    data = NpyArray(array)
+    out = np.empty((len(data), pca.n_components_), np.float32)
+    for start in range(0, len(data), batch):
+        rows = range(start, min(start + batch, len(data)))
+        out[start : start + len(rows)] = pca.transform(
+            data.rows(rows).reshape(len(rows), -1)[:, mask]
+        )
+    return out
