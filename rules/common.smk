@@ -132,21 +132,19 @@ def finetune_jobs():
     settings = config["fine_tuning"]
     if not settings["enabled"] or not EVALUATION_COHORTS:
         return []
-    n_targets = settings["n_target"] or config["splits"]["n_target"]
-    unknown = sorted(set(n_targets) - set(config["splits"]["n_target"]))
-    if unknown:
-        raise ValueError(f"fine_tuning.n_target: {unknown} are not in splits.n_target")
-    repeats = min(
-        settings["repeats"] or config["splits"]["repeats"], config["splits"]["repeats"]
-    )
-    inits = [*EXPERIMENTS, SCRATCH_NAME]
-    return [
-        f"results/finetune/{init}/{cohort}/n{n}_r{r}/test_metrics.json"
-        for init in inits
-        for cohort in EVALUATION_COHORTS
-        for n in n_targets
-        for r in range(repeats)
-    ]
+    repeats = min(settings["repeats"] or config["splits"]["repeats"], config["splits"]["repeats"])
+    jobs = []
+    for cohort in EVALUATION_COHORTS:
+        drawn = n_targets_of(cohort)
+        chosen = [n for n in settings["n_target"] or drawn if n in drawn]
+        for init in [*EXPERIMENTS, SCRATCH_NAME]:
+            for n in chosen:
+                jobs += [f"results/finetune/{init}/{cohort}/n{n}_r{r}/test_metrics.json" for r in range(repeats)]
+    return jobs
+
+
+def n_targets_of(cohort):
+    return COHORTS[cohort].get("n_target") or config["splits"]["n_target"]
 
 
 def features_inputs(wildcards):

@@ -13,6 +13,7 @@ def main(participants: str, outputs: dict, name: str, cohort: dict, settings: di
     table = read_table(participants)
     external = settings.get("external_sites", {}).get(name, [])
     fields = {k: v for k, v in settings.items() if k != "external_sites"}
+    fields["n_target"] = cohort.get("n_target") or fields["n_target"]
     split_settings = SplitSettings(**fields, external_sites=external)
     if cohort["role"] == "pretrain":
         split = pretrain_split(table, split_settings)

@@ -16,8 +16,10 @@ def make_workdir(path: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 900, snakefile: Path = REPO / "Snakefile"
+) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=workdir
     )

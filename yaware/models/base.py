@@ -6,6 +6,7 @@
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from yaware.errors import ConfigError
@@ -44,8 +45,8 @@ class Backbone3D(nn.Module):
             self.classifier = nn.Linear(self.num_features, num_classes)
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features, shape (B, F), from a batch (B, C, X, Y, Z)."""
-        raise NotImplementedError
+        """Globally average-pooled ``features``, shape (B, F), of a batch (B, C, X, Y, Z)."""
+        return torch.flatten(F.adaptive_avg_pool3d(self.features(x), 1), 1)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         if self.mode == "encoder":

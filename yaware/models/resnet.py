@@ -59,9 +59,6 @@ class ResNet3D(Backbone3D):
         self._build_head(num_classes, hidden_dim, out_dim)
         init_weights(self)
 
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(F.adaptive_avg_pool3d(self.features(x), 1), 1)
-
 
 def resnet18(mode: str = "encoder", num_classes: int = 2, **kwargs) -> ResNet3D:
     return ResNet3D((2, 2, 2, 2), mode=mode, num_classes=num_classes, **kwargs)

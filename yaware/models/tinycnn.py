@@ -1,7 +1,5 @@
 """A small 3D CNN with the backbone interface, fast enough for 2 CPU cores at 3-6 mm."""
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from yaware.models.base import Backbone3D, init_weights
@@ -39,9 +37,6 @@ class TinyCNN3D(Backbone3D):
             channels = width
         self._build_head(num_classes, hidden_dim, out_dim)
         init_weights(self)
-
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(F.adaptive_avg_pool3d(self.features(x), 1), 1)
 
 
 def tinycnn(mode: str = "encoder", num_classes: int = 2, **kwargs) -> TinyCNN3D:

@@ -1,0 +1,176 @@
+"""The whole workflow on a tiny config: outputs, consistency, reruns, the paper config."""
+
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
+
+TINY = {
+    "synthetic": {
+        "voxel_mm": 6.0,
+        "cohorts": {
+            "bhb": {"role": "pretrain", "n_subjects": 36, "n_sites": 3, "age_range": [20, 85]},
+            "adni": {
+                "role": "evaluate",
+                "n_subjects": 44,
+                "n_sites": 2,
+                "diagnosis": "alzheimer",
+                "age_mean": 75,
+                "age_sd": 6,
+                "age_range": [55, 95],
+            },
+            "scz": {
+                "role": "evaluate",
+                "n_subjects": 44,
+                "n_sites": 2,
+                "diagnosis": "schizophrenia",
+                "age_mean": 35,
+                "age_sd": 10,
+                "age_range": [18, 65],
+            },
+        },
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 6.0},
+    "splits": {"n_target": [10, 16], "repeats": 2, "val_fraction": 0.2},
+    "pretraining": {
+        "methods": {"simclr": {}, "yaware": {"sigma": [5.0]}},
+        "encoder": "tinycnn",
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 1.0e-3,
+    },
+    "features": {"pca_components": 8},
+    "probes": {"inner_folds": 2},
+    "fine_tuning": {"n_target": [10], "repeats": 1, "epochs": 1, "batch_size": 4},
+}
+
+MODELS = [
+    "simclr_cutout_tinycnn_seed0",
+    "yaware-sigma5_cutout_tinycnn_seed0",
+    "random_tinycnn_seed0",
+    "pca",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("pipeline"), TINY)
+    done = snakemake(workdir, "--cores", "2")
+    assert done.returncode == 0, done.stderr[-4000:]
+    return workdir
+
+
+def test_one_auc_row_per_method_task_n_target_and_repeat(run):
+    linear = pd.read_csv(run / "results/tables/linear_probe.csv")
+    keys = ["model", "task", "n_target", "repeat"]
+    assert not linear.duplicated(keys).any()
+    expected = {
+        (m, t, n, r)
+        for m in MODELS
+        for t in ("AD vs CTL", "SCZ vs CTL")
+        for n in (10, 16)
+        for r in (0, 1)
+    }
+    assert set(map(tuple, linear[keys].to_numpy().tolist())) == expected
+    assert linear["auc"].between(0, 1).all() and linear["balanced_accuracy"].between(0, 1).all()
+    assert set(linear.loc[linear["kind"] == "floor", "model"]) == {"random_tinycnn_seed0", "pca"}
+    age = pd.read_csv(run / "results/tables/age_site.csv")
+    assert set(age["model"]) == set(MODELS)
+    assert (age["age_mae"] > 0).all() and age["site_balanced_accuracy"].between(0, 1).all()
+    finetune = pd.read_csv(run / "results/tables/finetune.csv")
+    assert len(finetune) == 3 * 2  # (2 pretrained + scratch) x 2 tasks, N_target 10, 1 draw
+    assert finetune["auc"].between(0, 1).all()
+
+
+def test_summary_is_mean_and_spread_of_the_tidy_table(run):
+    linear = pd.read_csv(run / "results/tables/linear_probe.csv")
+    summary = pd.read_csv(run / "results/tables/summary.csv")
+    row = summary[
+        (summary["evaluation"] == "linear probe")
+        & (summary["label"] == "SimCLR")
+        & (summary["task"] == "AD vs CTL")
+        & (summary["n_target"] == 16)
+    ].iloc[0]
+    draws = linear[
+        (linear["label"] == "SimCLR") & (linear["task"] == "AD vs CTL") & (linear["n_target"] == 16)
+    ]
+    assert row["auc_mean"] == pytest.approx(draws["auc"].mean())
+    assert row["auc_sd"] == pytest.approx(draws["auc"].std())
+    assert "Age and site probes" in (run / "results/tables/summary.md").read_text()
+
+
+def test_figures_are_non_empty_pngs(run):
+    for name in ("fig1_auc_vs_n_target", "fig2_umap", "fig3_sigma"):
+        data = (run / f"results/figures/{name}.png").read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
+    for model in MODELS[:2]:
+        assert (run / f"results/pretrain/{model}/loss.png").stat().st_size > 5_000
+        assert len(pd.read_csv(run / f"results/pretrain/{model}/metrics.csv")) == 2
+
+
+def test_report_gathers_the_figures(run):
+    done = snakemake(run, "--report", "results/report.html")
+    assert done.returncode == 0, done.stderr[-2000:]
+    html = (run / "results/report.html").read_text(errors="replace")
+    assert "fig1_auc_vs_n_target.png" in html and "summary.csv" in html
+
+
+def _plan_with(run, tmp_path, override: dict, *extra: str) -> dict[str, int]:
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump(override))
+    return planned_jobs(run, "--configfile", str(path), *extra)
+
+
+def test_adding_a_sigma_adds_only_its_experiment(run, tmp_path):
+    assert planned_jobs(run) == {}
+    plan = _plan_with(
+        run, tmp_path, {"pretraining": {"methods": {"simclr": {}, "yaware": {"sigma": [5.0, 8.0]}}}}
+    )
+    assert plan["pretrain"] == 1 and plan["features"] == 1 and plan["probe"] == 1
+    assert plan["finetune"] == 2  # the new encoder on each task
+    assert {"qc", "convert", "split", "synth_cohort", "pca_features"}.isdisjoint(plan)
+
+
+def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
+    plan = _plan_with(run, tmp_path, {"probes": {"inner_folds": 3}})
+    assert set(plan) == {"probe", "tables", "figure_auc", "figure_sigma", "all"}
+    assert plan["probe"] == len(MODELS)
+
+
+def test_editing_the_augmentations_reruns_training_not_the_data(run, tmp_path):
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(REPO / "Snakefile", copy / "Snakefile")
+    for part in ("rules", "workflow_scripts", "config", "report", "envs", "yaware"):
+        shutil.copytree(REPO / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "yaware" / "augment" / "policy.py", "a") as handle:
+        handle.write("\n# an edit\n")
+    done = snakemake(
+        run, "-n", "--rerun-triggers", "params", "input", "mtime", snakefile=copy / "Snakefile"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    planned = done.stdout
+    assert "rule pretrain:" in planned and "rule finetune:" in planned
+    for rule in ("qc", "convert", "split", "synth_cohort"):
+        assert f"rule {rule}:" not in planned
+
+
+def test_paper_config_plans_over_placeholder_tables(tmp_path):
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    for name, cohort in config["cohorts"].items():
+        table = tmp_path / cohort["participants"]
+        table.parent.mkdir(parents=True)
+        pd.DataFrame({"participant_id": [f"{name}1"], "session": ["1"], "age": [30.0]}).to_csv(
+            table, sep="\t", index=False
+        )
+        (tmp_path / cohort["cat12_root"]).mkdir()
+    workdir = make_workdir(tmp_path, config)
+    plan = planned_jobs(workdir)
+    assert plan["pretrain"] == 2 and plan["qc"] == 4 and plan["probe"] == 4
+    assert (
+        plan["finetune"] == 3 * 3 * 3 * 5
+    )  # (simclr, yaware, scratch) x 3 tasks x 3 N_target x 5 draws
