@@ -48,19 +48,17 @@ COHORTS = build_cohorts(config)
 SYNTHETIC = [name for name, spec in COHORTS.items() if spec["synthetic"]]
 
 
-def pretrain_cohort(config):
-    chosen = config["pretraining"]["cohort"]
+def pretrain_cohorts(config):
+    """The pretraining cohorts, pooled into one training set."""
     candidates = [name for name, spec in COHORTS.items() if spec["role"] == "pretrain"]
-    if chosen is None:
-        if len(candidates) != 1:
-            raise ValueError(
-                f"pretraining.cohort: choose one of the pretraining cohorts {candidates}"
-            )
-        return candidates[0]
-    if chosen not in candidates:
+    chosen = config["pretraining"]["cohorts"] or candidates
+    unknown = sorted(set(chosen) - set(candidates))
+    if unknown:
         raise ValueError(
-            f"pretraining.cohort: {chosen!r} is not among the pretraining cohorts {candidates}"
+            f"pretraining.cohorts: {unknown} are not pretraining cohorts {candidates}"
         )
+    if not chosen:
+        raise ValueError("no pretraining cohort: give one cohort the role pretrain")
     return chosen
 
 
@@ -81,11 +79,11 @@ def task_name(name):
 
 
 PRETRAINING = config["pretraining"]
-PRETRAIN_COHORT = pretrain_cohort(config)
+PRETRAIN_COHORTS = pretrain_cohorts(config)
 EVALUATION_COHORTS = [
     name for name, spec in COHORTS.items() if spec["role"] == "evaluate"
 ]
-FEATURE_COHORTS = [PRETRAIN_COHORT, *EVALUATION_COHORTS]
+FEATURE_COHORTS = [*PRETRAIN_COHORTS, *EVALUATION_COHORTS]
 EXPERIMENTS = {e.name: e for e in experiments(PRETRAINING)}
 
 
@@ -132,14 +130,19 @@ def finetune_jobs():
     settings = config["fine_tuning"]
     if not settings["enabled"] or not EVALUATION_COHORTS:
         return []
-    repeats = min(settings["repeats"] or config["splits"]["repeats"], config["splits"]["repeats"])
+    repeats = min(
+        settings["repeats"] or config["splits"]["repeats"], config["splits"]["repeats"]
+    )
     jobs = []
     for cohort in EVALUATION_COHORTS:
         drawn = n_targets_of(cohort)
         chosen = [n for n in settings["n_target"] or drawn if n in drawn]
         for init in [*EXPERIMENTS, SCRATCH_NAME]:
             for n in chosen:
-                jobs += [f"results/finetune/{init}/{cohort}/n{n}_r{r}/test_metrics.json" for r in range(repeats)]
+                jobs += [
+                    f"results/finetune/{init}/{cohort}/n{n}_r{r}/test_metrics.json"
+                    for r in range(repeats)
+                ]
     return jobs
 
 
@@ -219,15 +222,30 @@ def umap_models():
 
 
 def umap_cohort():
+    """The cohort of Figure 2: configured, else the AD cohort, else the first evaluation one."""
     chosen = config["figures"]["umap_cohort"]
     if chosen:
+        if chosen not in EVALUATION_COHORTS:
+            raise ValueError(
+                f"figures.umap_cohort: {chosen!r} is not among {EVALUATION_COHORTS}"
+            )
         return chosen
     ad = [
         c
         for c in EVALUATION_COHORTS
         if "alzheimer" in map(str, COHORTS[c]["task"]["positive"])
     ]
-    return (ad or EVALUATION_COHORTS)[0]
+    return (ad or EVALUATION_COHORTS or [None])[0]
+
+
+def umap_inputs(wildcards):
+    cohort = umap_cohort()
+    return {
+        "features": [
+            f"results/features/{model}/{cohort}.npy" for model in umap_models()
+        ],
+        "participants": f"results/data/{cohort}/participants.tsv",
+    }
 
 
 def get_final_output():

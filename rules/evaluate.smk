@@ -25,6 +25,7 @@ rule probe:
         runtime=60,
     params:
         cohorts=FEATURE_COHORTS,
+        pretraining=PRETRAIN_COHORTS,
         tasks={
             c: {**COHORTS[c]["task"], "name": task_name(c)} for c in EVALUATION_COHORTS
         },

@@ -31,8 +31,10 @@ rule features:
 rule pca_features:
     input:
         data=expand("results/data/{cohort}/data.npy", cohort=FEATURE_COHORTS),
-        participants=f"results/data/{PRETRAIN_COHORT}/participants.tsv",
-        split=f"results/splits/{PRETRAIN_COHORT}/split.tsv",
+        participants=expand(
+            "results/data/{cohort}/participants.tsv", cohort=PRETRAIN_COHORTS
+        ),
+        split=expand("results/splits/{cohort}/split.tsv", cohort=PRETRAIN_COHORTS),
     output:
         expand("results/features/pca/{cohort}.npy", cohort=FEATURE_COHORTS),
     log:

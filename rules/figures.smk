@@ -24,10 +24,7 @@ rule figure_auc:
 
 rule figure_umap:
     input:
-        features=expand(
-            f"results/features/{{model}}/{umap_cohort()}.npy", model=umap_models()
-        ),
-        participants=f"results/data/{umap_cohort()}/participants.tsv",
+        unpack(umap_inputs),
     output:
         report(
             "results/figures/fig2_umap.png",
@@ -42,9 +39,9 @@ rule figure_umap:
         "../envs/yaware.yaml"
     params:
         titles=[MODELS[m]["label"] for m in umap_models()],
-        task=COHORTS[umap_cohort()]["task"] if EVALUATION_COHORTS else None,
+        task=lambda wc: COHORTS[umap_cohort()]["task"],
         settings=config["figures"],
-        cohort=umap_cohort() if EVALUATION_COHORTS else None,
+        cohort=lambda wc: umap_cohort(),
     script:
         "../workflow_scripts/figure_umap.py"
 

@@ -3,9 +3,11 @@
 
 rule pretrain:
     input:
-        data=f"results/data/{PRETRAIN_COHORT}/data.npy",
-        participants=f"results/data/{PRETRAIN_COHORT}/participants.tsv",
-        split=f"results/splits/{PRETRAIN_COHORT}/split.tsv",
+        data=expand("results/data/{cohort}/data.npy", cohort=PRETRAIN_COHORTS),
+        participants=expand(
+            "results/data/{cohort}/participants.tsv", cohort=PRETRAIN_COHORTS
+        ),
+        split=expand("results/splits/{cohort}/split.tsv", cohort=PRETRAIN_COHORTS),
     output:
         best="results/pretrain/{experiment}/best.pt",
         metrics="results/pretrain/{experiment}/metrics.csv",

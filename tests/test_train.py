@@ -164,3 +164,20 @@ def test_every_command_has_help():
     for command in ("pretrain", "finetune", "extract", "toy-data"):
         done = run_cli(command, "--help")
         assert done.returncode == 0 and "usage: yaware" in done.stdout
+
+
+def test_pretraining_pools_several_cohorts(toy_cohort, tmp_path):
+    keys = pretrain_keys(toy_cohort, tmp_path / "pooled", epochs=1, batch_size=4)
+    keys |= {
+        "train_data": [str(toy_cohort / "train.npy"), str(toy_cohort / "val.npy")],
+        "train_table": [str(toy_cohort / "train.tsv"), str(toy_cohort / "val.tsv")],
+    }
+    keys.pop("val_data"), keys.pop("val_table")
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "pool.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    metrics = pd.read_csv(tmp_path / "pooled" / "metrics.csv")
+    n_scans = sum(len(pd.read_csv(toy_cohort / f"{s}.tsv", sep="\t")) for s in ("train", "val"))
+    # drop_last: every full batch of the pooled set is one step of 4 scans.
+    assert metrics["scans_per_s"].iloc[0] * metrics["seconds"].iloc[0] == pytest.approx(
+        n_scans // 4 * 4
+    )

@@ -1,6 +1,6 @@
 """Snakemake script: the raw-voxel floor, PCA of the masked grey matter.
 
-Fitted on the pretraining cohort's training rows only (like a pretrained encoder), then
+Fitted on the pretraining cohorts' training rows only (like a pretrained encoder), then
 applied to every cohort.
 """
 
@@ -14,11 +14,15 @@ from yaware.workflow import run_logged
 
 
 def main(
-    data: list[str], participants: str, split: str, outputs: list[str], components: int
+    data: list[str], participants: list[str], splits: list[str], outputs: list[str], components: int
 ) -> None:
-    table, split_table = read_table(participants), read_table(split)
-    train = row_index(table, split_table[split_table["split"] == "train"], split)
-    pca, mask = fit_voxel_pca(data[0], np.sort(train), components)
+    sources = []
+    for array, table_path, split_path in zip(data, participants, splits, strict=False):
+        table, split = read_table(table_path), read_table(split_path)
+        sources.append(
+            (array, np.sort(row_index(table, split[split["split"] == "train"], split_path)))
+        )
+    pca, mask = fit_voxel_pca(sources, components)
     for array, out in zip(data, outputs, strict=True):
         save_npy(out, voxel_pca_features(pca, mask, array))
 
@@ -27,8 +31,8 @@ run_logged(
     snakemake.log[0],
     main,
     list(snakemake.input.data),
-    snakemake.input.participants,
-    snakemake.input.split,
+    list(snakemake.input.participants),
+    list(snakemake.input.split),
     list(snakemake.output),
     snakemake.params.components,
 )

@@ -36,17 +36,17 @@ MUST_MATCH = (
 def main(inputs: dict, outputs: dict, experiment: dict, settings: dict, threads: int) -> None:
     torch.set_num_threads(threads)
     out = Path(outputs["best"]).parent
-    split = read_table(inputs["split"])
-    for side in ("train", "val"):
-        save_table(
-            out / f"{side}_rows.tsv",
-            split.loc[split["split"] == side, ["participant_id", "session"]],
-        )
+    rows: dict[str, list[str]] = {"train": [], "val": []}
+    for k, path in enumerate(inputs["split"]):  # one split table per pooled cohort
+        split = read_table(path)
+        for side, files in rows.items():
+            files.append(str(out / f"{side}_rows_{k}.tsv"))
+            save_table(files[-1], split.loc[split["split"] == side, ["participant_id", "session"]])
     keys = {
         "train_data": inputs["data"],
         "train_table": inputs["participants"],
-        "train_split": str(out / "train_rows.tsv"),
-        "val_split": str(out / "val_rows.tsv"),
+        "train_split": rows["train"],
+        "val_split": rows["val"],
         "out_dir": str(out),
         "label": settings["label"],
         "method": experiment["method"],
@@ -94,7 +94,7 @@ def _discard_stale_checkpoint(last: Path, cfg: PretrainConfig) -> None:
 run_logged(
     snakemake.log[0],
     main,
-    dict(snakemake.input.items()),
+    {k: list(v) for k, v in snakemake.input.items()},
     dict(snakemake.output.items()),
     snakemake.params.experiment,
     snakemake.params.settings,

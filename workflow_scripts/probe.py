@@ -10,7 +10,13 @@ COLUMNS = ["cohort", "task", "n_target", "repeat", "n_test", "auc", "balanced_ac
 
 
 def main(
-    inputs: dict, outputs: dict, cohorts: list[str], tasks: dict, label: str, probe: dict
+    inputs: dict,
+    outputs: dict,
+    cohorts: list[str],
+    pretraining: list[str],
+    tasks: dict,
+    label: str,
+    probe: dict,
 ) -> None:
     frames = []
     for i, cohort in enumerate(cohorts):
@@ -29,13 +35,9 @@ def main(
         pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
     )
     save_table(outputs["linear"], table)
-    # cohorts[0] is the pretraining cohort.
-    save_json(
-        outputs["age_site"],
-        probe_age_and_site(
-            inputs["features"][0], inputs["participants"][0], inputs["splits"][0], label
-        ),
-    )
+    pooled = [cohorts.index(c) for c in pretraining]
+    files = [[inputs[kind][i] for i in pooled] for kind in ("features", "participants", "splits")]
+    save_json(outputs["age_site"], probe_age_and_site(*files, label))
 
 
 run_logged(
@@ -44,6 +46,7 @@ run_logged(
     {k: list(v) for k, v in snakemake.input.items()},
     dict(snakemake.output.items()),
     snakemake.params.cohorts,
+    snakemake.params.pretraining,
     snakemake.params.tasks,
     snakemake.params.label,
     snakemake.params.probe,

@@ -71,17 +71,19 @@ def main(
     summary = pd.concat([probe, tuned], ignore_index=True)
     summary = summary[["evaluation", *keys, "auc_mean", "auc_sd", "n", "paper_auc"]]
     save_table(outputs["summary"], summary)
-    age = age_site[
-        ["label", "method", "kind", "age_mae", "age_mae_constant"]
-        + [c for c in ("site_balanced_accuracy", "site_chance") if c in age_site]
-    ]
+    columns = ("age_mae", "age_mae_constant", "site_balanced_accuracy", "site_chance")
+    probes = [c for c in columns if c in age_site]
+    age = age_site.groupby(["label", "method", "kind"], sort=False)[probes].agg(["mean", "std"])
+    age.columns = [f"{name}_{stat.replace('std', 'sd')}" for name, stat in age.columns]
+    age = age.reset_index().assign(seeds=age_site.groupby("label", sort=False).size().to_numpy())
     p, splits = config["pretraining"], config["splits"]
     note = (
         f"Made by the workflow from results/tables/*.csv. Pretraining: {p['encoder']}, "
         f"{p['augmentation']}, {p['epochs']} epochs, seeds {p['seeds']}; probes over "
         f"{splits['repeats']} draws per N_target (split seed {splits['seed']}). auc_sd is the "
         "spread over draws (and seeds). paper_auc: the published value on real data, where "
-        "task and N_target match.\n\n## Age and site probes (pretraining validation set)\n\n"
+        "task and N_target match.\n\n## Age and site probes (pretraining validation set; "
+        "mean and sd over seeds; site chance level = 1 / number of sites)\n\n"
         + age.to_markdown(index=False, floatfmt=".3f")
         + "\n\n## AUC by method, task and N_target"
     )

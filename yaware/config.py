@@ -54,15 +54,16 @@ class PretrainConfig(TrainingOptions):
 
     ``train_split`` / ``val_split`` optionally name tables (participant_id[, session]) that
     select rows of ``train_data``; without ``val_data`` the validation rows come from the
-    training array too.
+    training array too. Lists of arrays, tables and splits (one each per cohort) pool
+    several cohorts into one training set (e.g. BHB-10K's 13 studies).
     """
 
-    train_data: str = ""
-    train_table: str = ""
+    train_data: str | list[str] = ""
+    train_table: str | list[str] = ""
     val_data: str | None = None
     val_table: str | None = None
-    train_split: str | None = None
-    val_split: str | None = None
+    train_split: str | list[str] | None = None
+    val_split: str | list[str] | None = None
     label: str | list[str] = "age"
     method: str = "yaware"
     sigma: float | list[float] | None = 5.0
@@ -199,8 +200,16 @@ def _check_values(config: TrainingOptions, source: str) -> None:
 
 def _check_file(config: TrainingOptions, key: str, source: str) -> None:
     value = getattr(config, key, None)
-    if value and not Path(value).is_file():
-        raise ConfigError(f"{source}: {key} {value!r} does not exist; check the path")
+    for path in value if isinstance(value, list) else [value]:
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{source}: {key} {path!r} does not exist; check the path")
+
+
+def as_list(value: str | list[str] | None, length: int | None = None) -> list:
+    """A per-cohort list from a single value or a list (None repeated ``length`` times)."""
+    if isinstance(value, list):
+        return value
+    return [value] * (length or 1)
 
 
 def to_dict(config: TrainingOptions) -> dict[str, Any]:

@@ -5,7 +5,7 @@ participants table, and the cohort's split and draws tables.
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -72,20 +72,24 @@ def probe_task(
 
 
 def probe_age_and_site(
-    features: str | os.PathLike,
-    participants: str | os.PathLike,
-    split: str | os.PathLike,
+    features: Sequence[str | os.PathLike],
+    participants: Sequence[str | os.PathLike],
+    splits: Sequence[str | os.PathLike],
     label: str,
 ) -> dict[str, float]:
-    """Age MAE (ridge) and site balanced accuracy, training rows to validation rows."""
-    x = np.load(features)
-    table = read_table(participants)
-    split_table = read_table(split)
-    train = row_index(table, split_table[split_table["split"] == "train"], str(split))
-    val = row_index(table, split_table[split_table["split"] == "val"], str(split))
-    age = pd.to_numeric(table[label]).to_numpy(float)
-    result = age_probe(x[train], age[train], x[val], age[val])
-    if "site" in table.columns and table["site"].nunique() > 1:
-        site = table["site"].astype(str).to_numpy()
-        result |= site_probe(x[train], site[train], x[val], site[val])
-    return result | {"n_train": len(train), "n_val": len(val)}
+    """Age MAE (ridge) and site balanced accuracy, training rows to validation rows, over
+    the pretraining cohorts pooled (one features, table and split file each)."""
+    parts: dict[str, list] = {"train": [], "val": []}
+    for feature_path, table_path, split_path in zip(features, participants, splits, strict=True):
+        x, table, split = np.load(feature_path), read_table(table_path), read_table(split_path)
+        site = table["site"].astype(str) if "site" in table else pd.Series("", index=table.index)
+        for side, chunks in parts.items():
+            rows = row_index(table, split[split["split"] == side], str(split_path))
+            age = pd.to_numeric(table[label]).to_numpy(float)[rows]
+            chunks.append((x[rows], age, site.to_numpy()[rows]))
+    train_x, train_age, train_site = (np.concatenate(c) for c in zip(*parts["train"], strict=True))
+    val_x, val_age, val_site = (np.concatenate(c) for c in zip(*parts["val"], strict=True))
+    result = age_probe(train_x, train_age, val_x, val_age)
+    if len(np.unique(train_site)) > 1:
+        result |= site_probe(train_x, train_site, val_x, val_site)
+    return result | {"n_train": len(train_x), "n_val": len(val_x)}

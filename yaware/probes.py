@@ -80,25 +80,23 @@ def site_probe(
 
 
 def fit_voxel_pca(
-    array: str | os.PathLike, rows: Sequence[int], n_components: int = 128, batch: int = 256
+    sources: Sequence[tuple[str | os.PathLike, Sequence[int]]],
+    n_components: int = 128,
+    batch: int = 256,
 ) -> tuple[IncrementalPCA, np.ndarray]:
     """PCA of the grey matter (voxels whose mean map exceeds 10 % of its maximum), fitted by
-    batches on ``rows`` of the array; returns the model and the voxel mask."""
-    data = NpyArray(array)
-    rows = list(rows)
-    mean = np.zeros(data.row_shape, np.float64)
-    for row in rows:
-        mean += data.row(row)
-    mean /= len(rows)
+    batches on the given rows of one or more arrays; returns the model and the voxel mask."""
+    scans = [(NpyArray(array), int(row)) for array, rows in sources for row in rows]
+    mean = sum(data.row(row).astype(np.float64) for data, row in scans) / len(scans)
     mask = (mean > 0.1 * mean.max()).ravel()
-    n_components = min(n_components, len(rows) - 1, int(mask.sum()))
+    n_components = min(n_components, len(scans) - 1, int(mask.sum()))
     pca = IncrementalPCA(n_components=n_components)
     step = max(batch, n_components)
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
+    for start in range(0, len(scans), step):
+        chunk = scans[start : start + step]
         if len(chunk) < n_components:  # IncrementalPCA needs a batch of n_components rows
-            chunk = rows[max(0, start + len(chunk) - step) : start + len(chunk)]
-        pca.partial_fit(data.rows(chunk).reshape(len(chunk), -1)[:, mask])
+            chunk = scans[max(0, start + len(chunk) - step) : start + len(chunk)]
+        pca.partial_fit(np.stack([data.row(row).ravel()[mask] for data, row in chunk]))
     return pca, mask
 
 

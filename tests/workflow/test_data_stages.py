@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 import xml.etree.ElementTree as ET
 
 import nibabel as nib
@@ -222,3 +223,30 @@ def test_workflow_lint_and_format_are_clean():
         text=True,
     )
     assert fmt.returncode == 0, fmt.stderr
+
+
+def test_whole_sites_can_be_held_out(tiny_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    (tmp_path / "sites.yaml").write_text(
+        yaml.safe_dump({"splits": {"external_sites": {"adni": ["adni-site2"]}}})
+    )
+    done = snakemake(
+        workdir,
+        "--cores",
+        "1",
+        "results/splits/adni/split.tsv",
+        "--configfile",
+        str(tmp_path / "sites.yaml"),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    split = read(workdir / "results/splits/adni/split.tsv")
+    table = read(workdir / "results/data/adni/participants.tsv").drop_duplicates("participant_id")
+    site = dict(zip(table["participant_id"], table["site"], strict=True))
+    external = split[split["split"] == "external"]["participant_id"]
+    assert len(external) and all(site[s] == "adni-site2" for s in external)
+    assert all(
+        site[s] != "adni-site2" for s in split[split["split"] != "external"]["participant_id"]
+    )
+    draws = read(workdir / "results/splits/adni/draws.tsv")
+    assert set(draws["participant_id"]).isdisjoint(external)

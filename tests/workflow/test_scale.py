@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from tests.workflow.helpers import make_workdir, planned_jobs
+from tests.workflow.helpers import make_workdir, planned_jobs, snakemake
 from yaware.bhb10k import BHB10K, write_placeholder_cohorts
 
 
@@ -13,3 +13,15 @@ def test_bhb10k_plans_one_job_per_cohort_and_stage(tmp_path):
     assert sum(subjects for _, subjects, _, _ in BHB10K) == 7_764
     workdir = make_workdir(tmp_path / "work", {"synthetic": {"cohorts": {}}, "cohorts": cohorts})
     assert planned_jobs(workdir, "data") == {"qc": 13, "convert": 13, "split": 13, "data": 1}
+
+
+def test_bhb10k_cohorts_are_pooled_for_pretraining(tmp_path):
+    cohorts = write_placeholder_cohorts(tmp_path / "bhb10k")
+    workdir = make_workdir(tmp_path / "work", {"synthetic": {"cohorts": {}}, "cohorts": cohorts})
+    done = snakemake(workdir, "-n", "results/pretrain/simclr_cutout_densenet121_seed0/best.pt")
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = done.stdout
+    # One pretraining job whose inputs are all 13 cohorts' arrays.
+    assert plan.count("rule pretrain:") == 1
+    block = plan[plan.index("rule pretrain:") :].split("\n\n")[0]
+    assert all(f"results/data/{name}/data.npy" in block for name, *_ in BHB10K)

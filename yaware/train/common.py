@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from yaware.config import TrainingOptions
-from yaware.data import ID_COLUMN, EpochSampler, ScanDataset, read_table
+from yaware.data import ID_COLUMN, EpochSampler, read_table
 from yaware.errors import ConfigError, DataError
 from yaware.io import save_table
 
@@ -70,7 +70,7 @@ def split_indices(table: pd.DataFrame, split: str | None, source: str) -> np.nda
 
 
 def make_loader(
-    dataset: ScanDataset, options: TrainingOptions, shuffle: bool, device: torch.device
+    dataset: Dataset, options: TrainingOptions, shuffle: bool, device: torch.device
 ) -> tuple[DataLoader, EpochSampler]:
     sampler = EpochSampler(len(dataset), options.seed, shuffle=shuffle)
     loader = DataLoader(

@@ -15,14 +15,15 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
+from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
 from yaware import __version__
 from yaware.augment import AugmentationPolicy, build_policy
 from yaware.checkpoint import read_checkpoint, save_checkpoint
-from yaware.config import PretrainConfig, to_dict
+from yaware.config import PretrainConfig, as_list, to_dict
 from yaware.data import ScanDataset
-from yaware.errors import CheckpointError
+from yaware.errors import CheckpointError, ConfigError
 from yaware.io import write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
@@ -60,23 +61,44 @@ def build_encoder(name: str, mode: str = "encoder", memory_efficient: bool = Fal
     return build_model(name, mode, **kwargs)
 
 
-def _datasets(cfg: PretrainConfig) -> tuple[ScanDataset, ScanDataset | None]:
-    train = ScanDataset(cfg.train_data, cfg.train_table, label=cfg.label)
-    train.indices = _rows(train, cfg.train_split, cfg.train_table)
+def _datasets(cfg: PretrainConfig) -> tuple[Dataset, Dataset | None, tuple[int, ...]]:
+    """Training and validation sets (several cohorts pooled) and the scans' shape."""
+    arrays, tables = as_list(cfg.train_data), as_list(cfg.train_table)
+    if len(arrays) != len(tables):
+        raise ConfigError(
+            f"train_data lists {len(arrays)} arrays but train_table {len(tables)} tables"
+        )
+    train_splits = as_list(cfg.train_split, len(arrays))
+    val_splits = as_list(cfg.val_split, len(arrays))
+    if len(train_splits) != len(arrays) or len(val_splits) != len(arrays):
+        raise ConfigError("train_split and val_split need one table per training array")
+    train_parts, val_parts = [], []
+    for array, table, train_split, val_split in zip(
+        arrays, tables, train_splits, val_splits, strict=True
+    ):
+        train_parts.append(_subset(ScanDataset(array, table, label=cfg.label), train_split, table))
+        if val_split and not cfg.val_data:
+            val_parts.append(_subset(ScanDataset(array, table, label=cfg.label), val_split, table))
     if cfg.val_data:
-        val = ScanDataset(cfg.val_data, cfg.val_table or "", label=cfg.label)
-        val.indices = _rows(val, cfg.val_split, cfg.val_table or "")
-    elif cfg.val_split:
-        val = ScanDataset(cfg.train_data, cfg.train_table, label=cfg.label)
-        val.indices = _rows(val, cfg.val_split, cfg.train_table)
-    else:
-        val = None
-    return train, val
+        val_parts = [
+            _subset(ScanDataset(cfg.val_data, cfg.val_table or "", label=cfg.label), None, "")
+        ]
+    shapes = {part.shape for part in train_parts + val_parts}
+    if len(shapes) != 1:
+        raise ConfigError(
+            f"the pooled arrays hold scans of different shapes {sorted(shapes)}; "
+            "convert them to one grid"
+        )
+    train = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
+    val = (val_parts[0] if len(val_parts) == 1 else ConcatDataset(val_parts)) if val_parts else None
+    return train, val, shapes.pop()
 
 
-def _rows(dataset: ScanDataset, split: str | None, source: str):
+def _subset(dataset: ScanDataset, split: str | None, source: str) -> ScanDataset:
     chosen = split_indices(dataset.table, split, source)
-    return dataset.indices if chosen is None else chosen
+    if chosen is not None:
+        dataset.indices = chosen
+    return dataset
 
 
 class _Views:
@@ -111,7 +133,7 @@ def pretrain(
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    train_set, val_set = _datasets(cfg)
+    train_set, val_set, shape = _datasets(cfg)
     if len(train_set) < 2:
         raise CheckpointError(f"{cfg.train_table}: at least 2 training scans are needed")
     model = build_encoder(cfg.encoder, "encoder", cfg.memory_efficient).to(device)
@@ -125,7 +147,7 @@ def pretrain(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch)
     )
-    policy = build_policy(cfg.augmentation, train_set.shape, seed=cfg.seed)
+    policy = build_policy(cfg.augmentation, shape, seed=cfg.seed)
     views = _Views(model, device, autocast_dtype(cfg.precision, device))
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": None, "history": [], "best": None}
     last = out / "last.pt"
@@ -135,7 +157,7 @@ def pretrain(
     meta = {
         "encoder": cfg.encoder,
         "mode": "encoder",
-        "input_shape": list(train_set.shape),
+        "input_shape": list(shape),
         "method": cfg.method,
         "yaware_version": __version__,
         "config": to_dict(cfg),
@@ -190,7 +212,7 @@ def pretrain(
             row = {
                 "epoch": epoch + 1,
                 "train_loss": partial["loss"] / steps_per_epoch,
-                "val_loss": _validate(views, val_set, cfg, loss_fn, device),
+                "val_loss": _validate(views, val_set, shape, cfg, loss_fn, device),
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": seconds,
                 "scans_per_s": steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
@@ -211,14 +233,15 @@ def pretrain(
 @torch.no_grad()
 def _validate(
     views: _Views,
-    dataset: ScanDataset | None,
+    dataset: Dataset | None,
+    shape: tuple[int, ...],
     cfg: PretrainConfig,
     loss_fn: nn.Module,
     device: torch.device,
 ) -> float | None:
     if dataset is None or len(dataset) < 2:
         return None
-    policy = build_policy(cfg.augmentation, dataset.shape, seed=cfg.seed + VALIDATION_SEED_OFFSET)
+    policy = build_policy(cfg.augmentation, shape, seed=cfg.seed + VALIDATION_SEED_OFFSET)
     loader, _ = make_loader(dataset, cfg, shuffle=False, device=device)
     views.model.eval()
     total, count = 0.0, 0
