@@ -137,7 +137,9 @@ def finetune_jobs():
     for cohort in EVALUATION_COHORTS:
         drawn = n_targets_of(cohort)
         chosen = [n for n in settings["n_target"] or drawn if n in drawn]
-        for init in [*EXPERIMENTS, SCRATCH_NAME]:
+        seeds = settings["seeds"]
+        inits = [n for n, e in EXPERIMENTS.items() if seeds is None or e.seed in seeds]
+        for init in [*inits, SCRATCH_NAME]:
             for n in chosen:
                 jobs += [
                     f"results/finetune/{init}/{cohort}/n{n}_r{r}/test_metrics.json"

@@ -15,7 +15,7 @@ from yaware.models import densenet121
 from yaware.train.pretrain import pretrain
 
 
-@pytest.mark.parametrize("method", ["yaware", "simclr"])
+@pytest.mark.parametrize("method", ["yaware", "simclr", "age_supervision", "model_genesis"])
 def test_resumed_run_ends_with_identical_weights(toy_cohort, tmp_path, method):
     keys = pretrain_keys(
         toy_cohort, tmp_path / "a", epochs=3, schedule="cosine", warmup_epochs=1, method=method
@@ -181,3 +181,18 @@ def test_pretraining_pools_several_cohorts(toy_cohort, tmp_path):
     assert metrics["scans_per_s"].iloc[0] * metrics["seconds"].iloc[0] == pytest.approx(
         n_scans // 4 * 4
     )
+
+
+@pytest.mark.parametrize("method", ["age_supervision", "model_genesis"])
+def test_comparison_methods_train_and_load_into_the_probe_stage(toy_cohort, tmp_path, method):
+    keys = pretrain_keys(toy_cohort, tmp_path / method, epochs=1, method=method)
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "m.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    checkpoint = read_checkpoint(tmp_path / method / "best.pt")
+    assert checkpoint["meta"]["method"] == method and checkpoint["extras"]
+    assert np.isfinite(pd.read_csv(tmp_path / method / "metrics.csv")["train_loss"]).all()
+    model, _ = load_encoder(tmp_path / method / "best.pt")
+    features = extract_features(model, toy_cohort / "val.npy")
+    assert features.shape[1] == 128 and np.isfinite(features).all()
+    trained = checkpoint["model"]["features.conv0.weight"]
+    assert torch.equal(model.state_dict()["features.conv0.weight"], trained)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from yaware.experiments import Experiment
 from yaware.io import save_table
 from yaware.tables import gather_json, gather_linear, markdown, summarise, with_paper
 from yaware.workflow import run_logged
@@ -18,7 +19,11 @@ def finetune_rows(paths: list[str], tasks: dict, experiments: dict) -> pd.DataFr
         n_target, repeat = (int(v) for v in draw[1:].split("_r"))
         method = experiments[init]["method"] if init in experiments else "scratch"
         sigma = experiments.get(init, {}).get("sigma")
-        label = "Fully supervised" if method == "scratch" else f"fine-tuned {init.split('_')[0]}"
+        label = (
+            "Fully supervised"
+            if init not in experiments
+            else f"fine-tuned {Experiment(**experiments[init]).label}"
+        )
         rows.append(
             {
                 "init": init,

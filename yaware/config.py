@@ -22,7 +22,7 @@ from yaware.losses.yaware_infonce import METHODS as LOSS_VARIANTS
 from yaware.losses.yaware_infonce import NORMALISATIONS
 from yaware.models import ENCODERS
 
-PRETRAIN_METHODS = ("yaware", "simclr")
+PRETRAIN_METHODS = ("yaware", "simclr", "age_supervision", "model_genesis")
 SCHEDULES = ("none", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
@@ -183,6 +183,8 @@ def _check_values(config: TrainingOptions, source: str) -> None:
         _choice(source, "loss_variant", config.loss_variant, LOSS_VARIANTS)
         if not config.temperature > 0:
             raise ConfigError(f"{source}: temperature must be > 0, got {config.temperature}")
+        if config.method == "age_supervision" and not isinstance(config.label, str):
+            raise ConfigError(f"{source}: age_supervision regresses one label; got {config.label}")
         if config.method == "yaware":
             try:
                 check_kernel_spec(config.kernel, config.sigma)

@@ -24,9 +24,13 @@ class Experiment:
     @property
     def label(self) -> str:
         """The method as a figure legend shows it."""
-        return {"yaware": f"y-Aware (sigma={_number(self.sigma or 0)})", "simclr": "SimCLR"}.get(
-            self.method, self.method
-        )
+        labels = {
+            "yaware": f"y-Aware (sigma={_number(self.sigma or 0)})",
+            "simclr": "SimCLR",
+            "age_supervision": "Age supervision",
+            "model_genesis": "Model Genesis",
+        }
+        return labels.get(self.method, self.method)
 
 
 def _number(value: float) -> str:

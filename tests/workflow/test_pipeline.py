@@ -37,7 +37,12 @@ TINY = {
     "conversion": {"voxel_mm": 6.0},
     "splits": {"n_target": [10, 16], "repeats": 2, "val_fraction": 0.2},
     "pretraining": {
-        "methods": {"simclr": {}, "yaware": {"sigma": [5.0]}},
+        "methods": {
+            "simclr": {},
+            "yaware": {"sigma": [5.0]},
+            "age_supervision": {},
+            "model_genesis": {},
+        },
         "encoder": "tinycnn",
         "epochs": 2,
         "batch_size": 16,
@@ -51,6 +56,8 @@ TINY = {
 MODELS = [
     "simclr_cutout_tinycnn_seed0",
     "yaware-sigma5_cutout_tinycnn_seed0",
+    "age_supervision_cutout_tinycnn_seed0",
+    "model_genesis_cutout_tinycnn_seed0",
     "random_tinycnn_seed0",
     "pca",
 ]
@@ -82,7 +89,7 @@ def test_one_auc_row_per_method_task_n_target_and_repeat(run):
     assert set(age["model"]) == set(MODELS)
     assert (age["age_mae"] > 0).all() and age["site_balanced_accuracy"].between(0, 1).all()
     finetune = pd.read_csv(run / "results/tables/finetune.csv")
-    assert len(finetune) == 3 * 2  # (2 pretrained + scratch) x 2 tasks, N_target 10, 1 draw
+    assert len(finetune) == 5 * 2  # (4 pretrained + scratch) x 2 tasks, N_target 10, 1 draw
     assert finetune["auc"].between(0, 1).all()
 
 
@@ -107,7 +114,7 @@ def test_figures_are_non_empty_pngs(run):
     for name in ("fig1_auc_vs_n_target", "fig2_umap", "fig3_sigma"):
         data = (run / f"results/figures/{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
-    for model in MODELS[:2]:
+    for model in MODELS[:4]:
         assert (run / f"results/pretrain/{model}/loss.png").stat().st_size > 5_000
         assert len(pd.read_csv(run / f"results/pretrain/{model}/metrics.csv")) == 2
 
@@ -170,7 +177,6 @@ def test_paper_config_plans_over_placeholder_tables(tmp_path):
         (tmp_path / cohort["cat12_root"]).mkdir()
     workdir = make_workdir(tmp_path, config)
     plan = planned_jobs(workdir)
-    assert plan["pretrain"] == 2 and plan["qc"] == 4 and plan["probe"] == 4
-    assert (
-        plan["finetune"] == 3 * 3 * 3 * 5
-    )  # (simclr, yaware, scratch) x 3 tasks x 3 N_target x 5 draws
+    assert plan["pretrain"] == 4 and plan["qc"] == 4 and plan["probe"] == 6
+    # (SimCLR, y-Aware, Age supervision, Model Genesis, scratch) x 3 tasks x 3 N_target x 5 draws
+    assert plan["finetune"] == 5 * 3 * 3 * 5

@@ -44,9 +44,13 @@ class Backbone3D(nn.Module):
         else:
             self.classifier = nn.Linear(self.num_features, num_classes)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map (B, F, x, y, z)."""
+        return self.features(x)
+
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally average-pooled ``features``, shape (B, F), of a batch (B, C, X, Y, Z)."""
-        return torch.flatten(F.adaptive_avg_pool3d(self.features(x), 1), 1)
+        """The globally average-pooled feature map, shape (B, F), of a batch (B, C, X, Y, Z)."""
+        return torch.flatten(F.adaptive_avg_pool3d(self.feature_map(x), 1), 1)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         if self.mode == "encoder":

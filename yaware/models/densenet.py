@@ -128,9 +128,8 @@ class DenseNet3D(Backbone3D):
         self._build_head(num_classes, hidden_dim, out_dim)
         init_weights(self)
 
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.features(x))
-        return torch.flatten(F.adaptive_avg_pool3d(out, 1), 1)
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.features(x))
 
 
 def densenet121(mode: str = "encoder", num_classes: int = 2, **kwargs) -> DenseNet3D:

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from yaware import __version__
 from yaware.augment import AugmentationPolicy, build_policy
+from yaware.augment.genesis import GenesisCorruption, min_max
 from yaware.checkpoint import read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, as_list, to_dict
 from yaware.data import ScanDataset
@@ -27,6 +30,7 @@ from yaware.errors import CheckpointError, ConfigError
 from yaware.io import write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
+from yaware.models.heads import AgeHead, GenesisDecoder
 from yaware.train.common import (
     Interrupted,
     StopRequest,
@@ -101,23 +105,78 @@ def _subset(dataset: ScanDataset, split: str | None, source: str) -> ScanDataset
     return dataset
 
 
-class _Views:
-    """Moves a batch to the device, draws two views of each scan, projects both at once."""
+def build_extras(method: str, model: nn.Module) -> nn.ModuleDict:
+    """Modules a comparison method trains beside the backbone and then discards."""
+    if method == "age_supervision":
+        return nn.ModuleDict({"age_head": AgeHead(model.num_features)})
+    if method == "model_genesis":
+        return nn.ModuleDict({"decoder": GenesisDecoder(model.num_features)})
+    return nn.ModuleDict()
 
-    def __init__(self, model: nn.Module, device: torch.device, amp: torch.dtype | None):
-        self.model, self.device, self.amp = model, device, amp
 
-    def loss(self, batch: Any, policy: AugmentationPolicy, loss_fn: nn.Module) -> torch.Tensor:
+def _label_stats(dataset: Dataset) -> tuple[float, float]:
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    labels = np.concatenate(
+        [np.asarray(p.labels)[p.indices].reshape(len(p.indices), -1)[:, 0] for p in parts]
+    )
+    return float(labels.mean()), float(max(labels.std(), 1e-6))
+
+
+class _Objective:
+    """One batch's loss for the configured method.
+
+    - ``yaware`` / ``simclr``: two views of each scan projected at once, contrastive loss;
+    - ``age_supervision``: one view, L1 loss of the predicted standardised age;
+    - ``model_genesis``: a min-max scaled scan corrupted, restored by the decoder, MSE.
+    """
+
+    def __init__(
+        self,
+        cfg: PretrainConfig,
+        model: nn.Module,
+        extras: nn.ModuleDict,
+        device: torch.device,
+        age_stats: tuple[float, float],
+    ) -> None:
+        self.method, self.model, self.extras, self.device = cfg.method, model, extras, device
+        self.amp = autocast_dtype(cfg.precision, device)
+        self.age_mean, self.age_std = age_stats
+        self.contrastive = build_loss(cfg) if cfg.method in ("yaware", "simclr") else None
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+        self.extras.train(mode)
+
+    def loss(
+        self, batch: Any, policy: AugmentationPolicy, corruption: GenesisCorruption | None
+    ) -> torch.Tensor:
         x, y = batch
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
-        views = policy(torch.cat([x, x]))  # (2B, C, X, Y, Z): both views, drawn independently
-        if self.device.type == "cuda":
-            views = views.contiguous(memory_format=torch.channels_last_3d)
+        if self.contrastive is not None:
+            views = self._layout(policy(torch.cat([x, x])))  # both views, drawn independently
+            with autocast(self.device, self.amp):
+                z = self.model(views)
+            z1, z2 = z.float().chunk(2)
+            return self.contrastive(z1, z2, y)
+        if self.method == "age_supervision":
+            with autocast(self.device, self.amp):
+                predicted = self.extras["age_head"](
+                    self.model.representation(self._layout(policy(x)))
+                )
+            return F.l1_loss(predicted.float(), (y - self.age_mean) / self.age_std)
+        target = min_max(policy(x))
+        corrupted = corruption(target)
         with autocast(self.device, self.amp):
-            z = self.model(views)
-        z1, z2 = z.float().chunk(2)
-        return loss_fn(z1, z2, y)
+            restored = self.extras["decoder"](
+                self.model.feature_map(self._layout(corrupted)), target.shape[2:]
+            )
+        return F.mse_loss(restored.float(), target)
+
+    def _layout(self, views: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return views.contiguous(memory_format=torch.channels_last_3d)
+        return views
 
 
 def pretrain(
@@ -140,19 +199,23 @@ def pretrain(
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last_3d)
         torch.backends.cudnn.benchmark = True
-    loss_fn = build_loss(cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    extras = build_extras(cfg.method, model).to(device)
+    parameters = [*model.parameters(), *extras.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader, sampler = make_loader(train_set, cfg, shuffle=True, device=device)
     steps_per_epoch = max(1, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch)
     )
-    policy = build_policy(cfg.augmentation, shape, seed=cfg.seed)
-    views = _Views(model, device, autocast_dtype(cfg.precision, device))
+    # Model Genesis learns from its own corruptions, not from the contrastive augmentations.
+    augmentation = "none" if cfg.method == "model_genesis" else cfg.augmentation
+    policy = build_policy(augmentation, shape, seed=cfg.seed)
+    corruption = GenesisCorruption(shape, seed=cfg.seed) if cfg.method == "model_genesis" else None
+    objective = _Objective(cfg, model, extras, device, _label_stats(train_set))
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": None, "history": [], "best": None}
     last = out / "last.pt"
     if resume and last.is_file():
-        state = _restore(last, cfg, model, optimizer, scheduler, policy)
+        state = _restore(last, cfg, model, extras, optimizer, scheduler, policy, corruption)
         log.info("resuming %s at epoch %d step %d", last, state["epoch"], state["step"])
     meta = {
         "encoder": cfg.encoder,
@@ -172,6 +235,8 @@ def pretrain(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "policy": policy.state_dict(),
+            "extras": extras.state_dict(),
+            "corruption": corruption.state_dict() if corruption else None,
             "rng": rng_state(),
             "history": state["history"],
             "best": state["best"],
@@ -186,7 +251,7 @@ def pretrain(
             skip_steps = state["step"] if epoch == state["epoch"] else 0
             partial = (state["partial"] if skip_steps else None) or {"loss": 0.0, "seconds": 0.0}
             sampler.set_epoch(epoch, skip=skip_steps * cfg.batch_size)
-            model.train()
+            objective.train()
             start = time.perf_counter()
             bar = tqdm(
                 loader,
@@ -197,7 +262,7 @@ def pretrain(
                 mininterval=5,
             )
             for step, batch in enumerate(bar, start=skip_steps):
-                loss = views.loss(batch, policy, loss_fn)
+                loss = objective.loss(batch, policy, corruption)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -212,7 +277,7 @@ def pretrain(
             row = {
                 "epoch": epoch + 1,
                 "train_loss": partial["loss"] / steps_per_epoch,
-                "val_loss": _validate(views, val_set, shape, cfg, loss_fn, device),
+                "val_loss": _validate(objective, val_set, shape, cfg, device),
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": seconds,
                 "scans_per_s": steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
@@ -232,29 +297,38 @@ def pretrain(
 
 @torch.no_grad()
 def _validate(
-    views: _Views,
+    objective: _Objective,
     dataset: Dataset | None,
     shape: tuple[int, ...],
     cfg: PretrainConfig,
-    loss_fn: nn.Module,
     device: torch.device,
 ) -> float | None:
     if dataset is None or len(dataset) < 2:
         return None
-    policy = build_policy(cfg.augmentation, shape, seed=cfg.seed + VALIDATION_SEED_OFFSET)
+    seed = cfg.seed + VALIDATION_SEED_OFFSET
+    augmentation = "none" if cfg.method == "model_genesis" else cfg.augmentation
+    policy = build_policy(augmentation, shape, seed=seed)
+    corruption = GenesisCorruption(shape, seed=seed) if cfg.method == "model_genesis" else None
     loader, _ = make_loader(dataset, cfg, shuffle=False, device=device)
-    views.model.eval()
+    objective.train(False)
     total, count = 0.0, 0
     for batch in loader:
         if len(batch[0]) < 2:  # a contrastive loss needs two scans
             continue
-        total += float(views.loss(batch, policy, loss_fn)) * len(batch[0])
+        total += float(objective.loss(batch, policy, corruption)) * len(batch[0])
         count += len(batch[0])
     return total / count if count else None
 
 
 def _restore(
-    path: Path, cfg: PretrainConfig, model: nn.Module, optimizer, scheduler, policy
+    path: Path,
+    cfg: PretrainConfig,
+    model: nn.Module,
+    extras: nn.ModuleDict,
+    optimizer,
+    scheduler,
+    policy,
+    corruption: GenesisCorruption | None,
 ) -> dict[str, Any]:
     checkpoint = read_checkpoint(path)
     recorded = checkpoint.get("meta", {}).get("config", {})
@@ -268,5 +342,8 @@ def _restore(
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     policy.load_state_dict(checkpoint["policy"])
+    extras.load_state_dict(checkpoint.get("extras") or {})
+    if corruption is not None:
+        corruption.load_state_dict(checkpoint["corruption"])
     restore_rng(checkpoint["rng"])
     return {key: checkpoint[key] for key in ("epoch", "step", "partial", "history", "best")}
