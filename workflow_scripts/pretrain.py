@@ -81,9 +81,12 @@ def main(inputs: dict, outputs: dict, experiment: dict, settings: dict, threads:
 def _discard_stale_checkpoint(last: Path, cfg: PretrainConfig) -> None:
     if not last.exists():
         return
-    recorded = read_checkpoint(last).get("meta", {}).get("config", {})
+    checkpoint = read_checkpoint(last)
+    recorded = checkpoint.get("meta", {}).get("config", {})
     current = to_dict(cfg)
     changed = [k for k in MUST_MATCH if recorded.get(k) != current.get(k)]
+    if checkpoint.get("epoch", 0) > cfg.epochs:  # trained past the new end: not this run
+        changed.append("epochs")
     if changed:
         logging.info("%s was made with other settings (%s): starting over", last, changed)
         last.unlink()

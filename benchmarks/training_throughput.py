@@ -1,0 +1,136 @@
+"""Training throughput of one pretraining step, and whether the data path keeps up.
+
+For each encoder and grid: scans/s of a y-Aware step (two views per scan: augmentation,
+forward, loss, backward, Adam), FLOPs per scan (torch.utils.flop_counter, forward and
+backward of both views) and the implied fraction of a peak rate. Then, for the CPU
+default (tinycnn at 6 mm), the rate at which the DataLoader delivers scans from a
+memory-mapped array next to the rate the encoder consumes them, measured in one run.
+
+    python -m benchmarks.training_throughput [--grids 6 1.5] [--encoders tinycnn densenet121]
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.common import machine, markdown_table
+from yaware.augment import build_policy
+from yaware.data import ScanDataset
+from yaware.grid import cat12_grid
+from yaware.losses import YAwareInfoNCE
+from yaware.models import build_model
+
+
+def step_rate(
+    encoder: str, shape: tuple[int, ...], batch: int, steps: int, device: str
+) -> tuple[float, float]:
+    """(scans/s, FLOPs per scan) of full training steps."""
+    model = build_model(encoder).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = YAwareInfoNCE(5.0)
+    policy = build_policy("cutout", shape, seed=0)
+    x = torch.rand(batch, 1, *shape, device=device)
+    y = torch.rand(batch, device=device) * 60 + 20
+
+    def step() -> None:
+        z = model(policy(torch.cat([x, x])))
+        loss = loss_fn(*z.chunk(2), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops() / batch
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - start), flops
+
+
+def measured_peak_flops(device: str) -> float:
+    """A float32 (CPU) or bf16 (CUDA) matrix-multiply rate measured here, FLOP/s."""
+    n = 2048 if device == "cpu" else 8192
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    repeats = 5
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def loader_rate(shape: tuple[int, ...], n: int, batch: int, workers: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        array = np.lib.format.open_memmap(
+            Path(tmp) / "x.npy", mode="w+", dtype="float32", shape=(n, 1, *shape)
+        )
+        array[:] = np.random.default_rng(0).random((n, 1, *shape), dtype=np.float32)
+        array.flush()
+        del array
+        table = Path(tmp) / "p.tsv"
+        pd.DataFrame({"participant_id": [f"s{i}" for i in range(n)], "age": 40.0}).to_csv(
+            table, sep="\t", index=False
+        )
+        loader = DataLoader(
+            ScanDataset(Path(tmp) / "x.npy", table, label="age"),
+            batch_size=batch,
+            num_workers=workers,
+        )
+        start = time.perf_counter()
+        count = sum(len(x) for x, _ in loader)
+        return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grids", type=float, nargs="+", default=[6.0, 1.5])
+    parser.add_argument("--encoders", nargs="+", default=["tinycnn", "resnet18", "densenet121"])
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"Machine: {machine()}\n")
+    peak = measured_peak_flops(device)
+    rows = []
+    for voxel in args.grids:
+        shape = cat12_grid(voxel).shape
+        for encoder in args.encoders:
+            batch = 16 if voxel >= 3 else 2
+            rate, flops = step_rate(encoder, shape, batch, args.steps, device)
+            rows.append(
+                [encoder, "x".join(map(str, shape)), batch, rate, flops / 1e9, rate * flops / peak]
+            )
+    print(f"Measured matrix-multiply rate: {peak / 1e9:.0f} GFLOP/s ({device})\n")
+    print(
+        markdown_table(
+            ["encoder", "grid", "batch", "scans/s", "GFLOP/scan", "fraction of peak"], rows
+        )
+    )
+    shape = cat12_grid(6.0).shape
+    consumed, _ = step_rate("tinycnn", shape, 64, args.steps, device)
+    delivered = loader_rate(shape, 512, 64, workers=0)
+    print("\nData path vs encoder, CPU default (tinycnn, 6 mm, batch 64, cutout):\n")
+    print(
+        markdown_table(
+            ["loader scans/s (0 workers, mmap)", "encoder scans/s", "ratio"],
+            [[delivered, consumed, f"{delivered / consumed:.1f}x"]],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

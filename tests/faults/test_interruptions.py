@@ -1,0 +1,133 @@
+"""Interruptions: SIGTERM and SIGKILL lose nothing done before, and reruns agree."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from tests.conftest import pretrain_keys, run_cli, write_config
+from tests.workflow.helpers import REPO, make_workdir, snakemake
+from yaware.checkpoint import read_checkpoint
+from yaware.config import PretrainConfig, build_config
+from yaware.train.pretrain import pretrain
+
+
+def _wait_for(path, process, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_sigterm_saves_mid_epoch_and_resume_matches_an_uninterrupted_run(toy_cohort, tmp_path):
+    keys = pretrain_keys(
+        toy_cohort, tmp_path / "straight", epochs=40, batch_size=4, augmentation="all_tf"
+    )
+    straight = read_checkpoint(pretrain(build_config(PretrainConfig, keys)))
+    keys["out_dir"] = str(tmp_path / "stopped")
+    config = write_config(tmp_path / "stopped.yaml", **keys)
+    command = [sys.executable, "-m", "yaware.cli", "pretrain", "--config", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(tmp_path / "stopped" / "metrics.csv", process)  # at least one epoch done
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "resume" in stderr and "Traceback" not in stderr
+    saved = read_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert 1 <= saved["epoch"] < 40
+    done = run_cli("pretrain", "--config", str(config), "--resume")
+    assert done.returncode == 0, done.stderr
+    resumed = read_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert resumed["epoch"] == 40
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+TINY = {
+    "synthetic": {
+        "voxel_mm": 6.0,
+        "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 6.0},
+    "pretraining": {
+        "methods": {"yaware": {"sigma": [5.0]}},
+        "encoder": "tinycnn",
+        "epochs": 60,
+        "batch_size": 8,
+        "lr": 1.0e-3,
+    },
+}
+CHECKPOINT = "results/pretrain/yaware-sigma5_cutout_tinycnn_seed0"
+
+
+def test_sigkill_of_the_workflow_then_rerun_resumes_and_matches(tmp_path):
+    reference = make_workdir(tmp_path / "reference", TINY)
+    done = snakemake(reference, "--cores", "2", f"{CHECKPOINT}/best.pt")
+    assert done.returncode == 0, done.stderr[-2000:]
+    workdir = make_workdir(tmp_path / "killed", TINY)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "2",
+        f"{CHECKPOINT}/best.pt",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    _wait_for(workdir / CHECKPOINT / "metrics.csv", process)
+    time.sleep(1.0)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = read_checkpoint(workdir / CHECKPOINT / "last.pt")["epoch"]
+    assert 1 <= killed_at < 60
+    # The user's recovery after a kill: release the stale lock, rerun what was incomplete.
+    assert snakemake(workdir, "--unlock").returncode == 0
+    rerun = snakemake(workdir, "--cores", "2", "--rerun-incomplete", f"{CHECKPOINT}/best.pt")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    log = (workdir / "results/logs/pretrain/yaware-sigma5_cutout_tinycnn_seed0.log").read_text()
+    assert "resuming from" in log
+    final = read_checkpoint(workdir / CHECKPOINT / "last.pt")
+    expected = read_checkpoint(reference / CHECKPOINT / "last.pt")
+    assert final["epoch"] == 60
+    for key, value in expected["model"].items():
+        assert torch.equal(value, final["model"][key]), key
+
+
+def test_a_second_run_on_the_same_directory_is_refused(tmp_path):
+    workdir = make_workdir(tmp_path, TINY)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--cores",
+        "1",
+        "data",
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(workdir / ".snakemake" / "locks", first)
+        deadline = time.monotonic() + 60
+        while not any((workdir / ".snakemake" / "locks").iterdir()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = snakemake(workdir, "--cores", "1", "data")
+        assert second.returncode != 0
+        assert "LockException" in second.stderr or "cannot be locked" in second.stderr
+    finally:
+        first.wait(timeout=300)
+    assert first.returncode == 0

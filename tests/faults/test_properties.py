@@ -1,0 +1,110 @@
+"""Property-based tests (hypothesis) of the loss, the augmentations and the splits."""
+
+import numpy as np
+import pandas as pd
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from yaware.augment import POLICIES, build_policy
+from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.splits import SplitSettings, evaluation_split, pretrain_split
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def batches(draw):
+    n = draw(st.integers(2, 9))
+    d = draw(st.integers(2, 16))
+    seed = draw(st.integers(0, 2**31 - 1))
+    gen = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    z2 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    ages = torch.rand(n, generator=gen, dtype=torch.float64) * 70 + 10
+    return z1, z2, ages, seed
+
+
+LOSSES = st.sampled_from(
+    [
+        YAwareInfoNCE(5.0),
+        YAwareInfoNCE(2.0, kernel="cauchy"),
+        YAwareInfoNCE(8.0, method="expw"),
+        YAwareInfoNCE(5.0, method="threshold"),
+        NTXentLoss(0.1),
+    ]
+)
+
+
+@FAST
+@given(batch=batches(), loss=LOSSES)
+def test_loss_invariances(batch, loss):
+    z1, z2, ages, seed = batch
+    value = loss(z1, z2, ages)
+    perm = torch.randperm(len(ages), generator=torch.Generator().manual_seed(seed))
+    assert torch.allclose(value, loss(z1[perm], z2[perm], ages[perm]), atol=1e-9)  # batch order
+    assert torch.allclose(value, loss(z2, z1, ages), atol=1e-9)  # view order
+    assert torch.allclose(value, loss(3.7 * z1, 0.2 * z2, ages), atol=1e-9)  # scale of z
+    assert torch.isfinite(value)
+
+
+@FAST
+@given(batch=batches(), loss=LOSSES, pull=st.floats(0.05, 0.95))
+def test_pulling_each_view_towards_its_pair_lowers_the_loss(batch, loss, pull):
+    z1, z2, ages, _ = batch
+    # Distinct, well separated labels so positives are the pairs themselves (sigma small).
+    ages = torch.arange(len(ages), dtype=torch.float64) * 100
+    closer = z2 + pull * (z1 - z2)
+    assert loss(z1, closer, ages) < loss(z1, z2, ages) + 1e-12
+
+
+@FAST
+@given(
+    policy=st.sampled_from(POLICIES),
+    shape=st.tuples(st.integers(4, 12), st.integers(4, 12), st.integers(4, 12)),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_augmentations_keep_shape_and_dtype_and_replay_from_a_seed(policy, shape, n, seed, dtype):
+    x = torch.rand(n, 1, *shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    out = build_policy(policy, shape, seed=seed)(x)
+    assert out.shape == x.shape and out.dtype == dtype and torch.isfinite(out).all()
+    assert torch.equal(out, build_policy(policy, shape, seed=seed)(x))
+
+
+@st.composite
+def cohorts(draw):
+    n_subjects = draw(st.integers(12, 60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    rows = []
+    for s in range(n_subjects):
+        for session in range(1, int(rng.integers(1, 4)) + 1):
+            rows.append(
+                {
+                    "participant_id": f"s{s}",
+                    "session": str(session),
+                    "site": f"site{rng.integers(3)}",
+                    "sex": rng.choice(["F", "M"]),
+                    "age": float(rng.uniform(10, 90)),
+                    "dx": int(s % 2),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@FAST
+@given(table=cohorts(), fraction=st.floats(0.1, 0.5))
+def test_splits_never_put_a_subject_on_two_sides(table, fraction):
+    split = pretrain_split(table, SplitSettings(val_fraction=fraction))
+    assert (split.groupby("participant_id")["split"].nunique() == 1).all()
+    assert set(split["split"]) == {"train", "val"}
+    evaluation, draws = evaluation_split(
+        table,
+        table["dx"].to_numpy(),
+        SplitSettings(test_fraction=fraction, n_target=[4], repeats=2),
+        "c",
+    )
+    test = set(evaluation.loc[evaluation["split"] == "test", "participant_id"])
+    assert test and test.isdisjoint(draws["participant_id"])
+    assert evaluation["participant_id"].is_unique
