@@ -124,17 +124,7 @@ def evaluation_split(
     draws = []
     for n_target in settings.n_target:
         for repeat in range(settings.repeats):
-            if n_target == len(pool):
-                chosen = pool
-            else:
-                chosen, _ = train_test_split(
-                    pool,
-                    train_size=n_target,
-                    stratify=pool["_label"]
-                    if n_target >= 2 and pool["_label"].nunique() == 2
-                    else None,
-                    random_state=settings.seed * 1000 + repeat,
-                )
+            chosen = _draw(pool, n_target, settings.seed * 1000 + repeat)
             if chosen["_label"].nunique() < 2:
                 raise ConfigError(
                     f"splits.n_target: a draw of {n_target} from {cohort} holds one class only"
@@ -144,6 +134,37 @@ def evaluation_split(
         {ID_COLUMN: base[ID_COLUMN], "session": base["session"], "split": split}
     )
     return split_table.sort_index(), pd.concat(draws, ignore_index=True)
+
+
+def _draw(pool: pd.DataFrame, n_target: int, seed: int) -> pd.DataFrame:
+    """N_target subjects of the pool, stratified by the task label.
+
+    scikit-learn's stratified split when it applies; otherwise (a class with one member,
+    fewer leftovers than classes) a proportional draw per class that keeps each class.
+    """
+    if n_target == len(pool):
+        return pool
+    counts = pool["_label"].value_counts()
+    if len(counts) == 2 and counts.min() >= 2 and len(pool) - n_target >= 2:
+        chosen, _ = train_test_split(
+            pool, train_size=n_target, stratify=pool["_label"], random_state=seed
+        )
+        return chosen
+    rng = np.random.default_rng(seed)
+    share = {label: count / len(pool) for label, count in counts.items()}
+    wanted = {label: max(1, round(n_target * share[label])) for label in counts.index}
+    while sum(wanted.values()) > n_target:
+        wanted[max(wanted, key=wanted.get)] -= 1
+    while sum(wanted.values()) < n_target:
+        room = [label for label in counts.index if wanted[label] < counts[label]]
+        wanted[max(room, key=lambda label: counts[label] - wanted[label])] += 1
+    parts = [
+        pool[pool["_label"] == label].iloc[
+            rng.choice(counts[label], size=min(n, counts[label]), replace=False)
+        ]
+        for label, n in wanted.items()
+    ]
+    return pd.concat(parts)
 
 
 def split_arguments(settings: SplitSettings, **extra: object) -> dict:
