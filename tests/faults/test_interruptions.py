@@ -9,7 +9,7 @@ import time
 import torch
 
 from tests.conftest import pretrain_keys, run_cli, write_config
-from tests.workflow.helpers import REPO, make_workdir, snakemake
+from tests.workflow.helpers import make_workdir, snakemake, snakemake_command
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.train.pretrain import pretrain
@@ -70,18 +70,7 @@ def test_sigkill_of_the_workflow_then_rerun_resumes_and_matches(tmp_path):
     done = snakemake(reference, "--cores", "2", f"{CHECKPOINT}/best.pt")
     assert done.returncode == 0, done.stderr[-2000:]
     workdir = make_workdir(tmp_path / "killed", TINY)
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--cores",
-        "2",
-        f"{CHECKPOINT}/best.pt",
-    ]
+    command = snakemake_command(workdir, "--cores", "2", f"{CHECKPOINT}/best.pt")
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -106,18 +95,7 @@ def test_sigkill_of_the_workflow_then_rerun_resumes_and_matches(tmp_path):
 
 def test_a_second_run_on_the_same_directory_is_refused(tmp_path):
     workdir = make_workdir(tmp_path, TINY)
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--cores",
-        "1",
-        "data",
-    ]
+    command = snakemake_command(workdir, "--cores", "1", "data")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(workdir / ".snakemake" / "locks", first)

@@ -16,10 +16,14 @@ def make_workdir(path: Path, config: dict) -> Path:
     return path
 
 
+def snakemake_command(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), *args]
+
+
 def snakemake(
     workdir: Path, *args: str, timeout: int = 900, snakefile: Path = REPO / "Snakefile"
 ) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
+    command = snakemake_command(workdir, snakefile=snakefile)
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=workdir
     )
