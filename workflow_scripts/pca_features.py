@@ -6,8 +6,7 @@ applied to every cohort.
 
 import numpy as np
 
-from yaware.data import read_table
-from yaware.evaluate import row_index
+from yaware.data import read_table, row_positions
 from yaware.io import save_npy
 from yaware.probes import fit_voxel_pca, voxel_pca_features
 from yaware.workflow import run_logged
@@ -20,7 +19,7 @@ def main(
     for array, table_path, split_path in zip(data, participants, splits, strict=False):
         table, split = read_table(table_path), read_table(split_path)
         sources.append(
-            (array, np.sort(row_index(table, split[split["split"] == "train"], split_path)))
+            (array, np.sort(row_positions(table, split[split["split"] == "train"], split_path)))
         )
     pca, mask = fit_voxel_pca(sources, components)
     for array, out in zip(data, outputs, strict=True):

@@ -157,6 +157,27 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
+def row_positions(table: pd.DataFrame, keys: pd.DataFrame, source: str) -> np.ndarray:
+    """Positions in ``table`` of the rows of ``keys``, matched on participant_id (and session
+    where both have it), in the order of ``keys``.
+
+    Raises:
+        DataError: no participant_id column, or a row of ``keys`` absent from ``table``.
+    """
+    columns = [c for c in (ID_COLUMN, "session") if c in keys.columns and c in table.columns]
+    if ID_COLUMN not in columns:
+        raise DataError(f"{source}: needs a {ID_COLUMN!r} column to select rows")
+    position = {row: i for i, row in enumerate(table[columns].astype(str).itertuples(False, None))}
+    wanted = list(keys[columns].astype(str).itertuples(False, None))
+    missing = [row for row in wanted if row not in position]
+    if missing:
+        raise DataError(
+            f"{source}: {len(missing)} rows are not in the table, e.g. {missing[:3]}; "
+            "the split was made for another table (rerun the splits)"
+        )
+    return np.array([position[row] for row in wanted], dtype=int)
+
+
 def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndarray:
     """The label column as float64, with every row finite; raises DataError naming rows."""
     if column not in table.columns:

@@ -10,29 +10,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from yaware.data import ID_COLUMN, read_table
+from yaware.data import read_table, row_positions
 from yaware.errors import DataError
 from yaware.labels import binary_labels
 from yaware.probes import age_probe, linear_probe, site_probe
-
-
-def row_index(table: pd.DataFrame, keys: pd.DataFrame, source: str) -> np.ndarray:
-    """Positions in ``table`` of the (participant_id, session) rows of ``keys``."""
-    position = {
-        (str(p), str(s)): i
-        for i, (p, s) in enumerate(zip(table[ID_COLUMN], table["session"], strict=True))
-    }
-    try:
-        return np.array(
-            [
-                position[(str(p), str(s))]
-                for p, s in zip(keys[ID_COLUMN], keys["session"], strict=True)
-            ]
-        )
-    except KeyError as err:
-        raise DataError(
-            f"{source}: split row {err.args[0]} is not in the converted table; rerun the splits"
-        ) from None
 
 
 def probe_task(
@@ -52,10 +33,10 @@ def probe_task(
         table, task["label"], task["positive"], task["negative"], str(participants)
     )
     split_table = read_table(split)
-    test = row_index(table, split_table[split_table["split"] == "test"], str(split))
+    test = row_positions(table, split_table[split_table["split"] == "test"], str(split))
     rows = []
     for (n_target, repeat), draw in read_table(draws).groupby(["n_target", "repeat"]):
-        train = row_index(table, draw, str(draws))
+        train = row_positions(table, draw, str(draws))
         scores = linear_probe(
             x[train],
             labels[train],
@@ -84,7 +65,7 @@ def probe_age_and_site(
         x, table, split = np.load(feature_path), read_table(table_path), read_table(split_path)
         site = table["site"].astype(str) if "site" in table else pd.Series("", index=table.index)
         for side, chunks in parts.items():
-            rows = row_index(table, split[split["split"] == side], str(split_path))
+            rows = row_positions(table, split[split["split"] == side], str(split_path))
             age = pd.to_numeric(table[label]).to_numpy(float)[rows]
             chunks.append((x[rows], age, site.to_numpy()[rows]))
     train_x, train_age, train_site = (np.concatenate(c) for c in zip(*parts["train"], strict=True))

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from yaware.config import TrainingOptions
-from yaware.data import ID_COLUMN, EpochSampler, read_table
-from yaware.errors import ConfigError, DataError
+from yaware.data import EpochSampler, read_table, row_positions
+from yaware.errors import ConfigError
 from yaware.io import save_table
 
 log = logging.getLogger(__name__)
@@ -50,23 +50,10 @@ def seed_everything(seed: int) -> None:
 
 
 def split_indices(table: pd.DataFrame, split: str | None, source: str) -> np.ndarray | None:
-    """Rows of ``table`` listed in the split table ``split`` (None: all rows)."""
+    """Rows of ``table`` listed in the split table ``split`` (None: all rows), sorted."""
     if split is None:
         return None
-    chosen = read_table(split)
-    keys = [k for k in (ID_COLUMN, "session") if k in chosen.columns and k in table.columns]
-    if ID_COLUMN not in keys:
-        raise DataError(f"split {split}: needs a {ID_COLUMN!r} column to select rows of {source}")
-    position = {tuple(row): i for i, row in enumerate(table[keys].astype(str).itertuples(False))}
-    missing = [
-        tuple(r) for r in chosen[keys].astype(str).itertuples(False) if tuple(r) not in position
-    ]
-    if missing:
-        raise DataError(
-            f"split {split}: {len(missing)} rows are not in {source}, e.g. {missing[:3]}; "
-            "the split was made for another table"
-        )
-    return np.sort([position[tuple(r)] for r in chosen[keys].astype(str).itertuples(False)])
+    return np.sort(row_positions(table, read_table(split), f"split {split} (for {source})"))
 
 
 def make_loader(
