@@ -52,6 +52,25 @@ def pipeline_stages(results: Path) -> str:
     return "From `results/benchmarks/*/*.tsv`.\n\n" + "\n".join(lines)
 
 
+def gpu_section(quick: bool) -> list[str]:
+    """The CUDA benchmark where a GPU is visible; else the tables saved by earlier GPU runs."""
+    import torch
+
+    if torch.cuda.is_available():
+        out = HERE / "gpu" / f"{torch.cuda.get_device_name().split()[-1].lower()}-latest.json"
+        options = ["--out", str(out)] + (["--shape", "61", "73", "61", "--no-compile"] * quick)
+        command = [sys.executable, "-m", "benchmarks.gpu_pretrain", *options]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent)
+        body = done.stdout.split("Machine:", 1)[-1] if done.returncode == 0 else done.stderr
+        return ["", "## GPU pretraining", "", "`python -m benchmarks.gpu_pretrain`", "", body]
+    lines = ["", "## GPU pretraining (saved runs; no GPU on this machine)"]
+    for saved in sorted((HERE / "gpu").glob("*.json")):
+        command = [sys.executable, "-m", "benchmarks.gpu_pretrain", "--render", str(saved)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent)
+        lines += ["", f"### {saved.name}", "", done.stdout.strip()]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -81,6 +100,7 @@ def main() -> None:
             "",
             body,
         ]
+    sections += gpu_section(args.quick)
     sections += [
         "",
         "## Default pipeline, stage by stage",

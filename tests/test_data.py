@@ -7,6 +7,7 @@ import torch
 
 from yaware.data import EpochSampler, NpyArray, ScanDataset
 from yaware.errors import DataError
+from yaware.train.common import to_device
 
 
 def _write(tmp_path, n=5, dtype=np.float32, table=None):
@@ -28,6 +29,20 @@ def test_rows_and_labels(tmp_path, dtype):
     assert scan.dtype == torch.float32 and scan.shape == (1, 4, 5, 3)
     assert np.array_equal(scan.numpy(), arr[3].astype(np.float32))
     assert float(label) == 23.0 and len(ds) == 2
+
+
+@pytest.mark.parametrize(
+    ("stored", "delivered"), [(np.float16, torch.float16), (np.float32, torch.float32)]
+)
+def test_compact_rows_travel_as_stored_and_cast_back_exactly(tmp_path, stored, delivered):
+    arr, x, p = _write(tmp_path, dtype=stored)
+    ds = ScanDataset(x, p, label="age")
+    ds.compact = True  # what the engine sets on a GPU
+    scan, _ = ds[2]
+    assert scan.dtype == delivered
+    on_device = to_device(scan, torch.device("cpu"))
+    assert on_device.dtype == torch.float32
+    assert np.array_equal(on_device.numpy(), arr[2].astype(np.float32))
 
 
 def test_row_count_mismatch_names_both_files(tmp_path):

@@ -78,14 +78,14 @@ class NpyArray:
             self._pid = os.getpid()
         return self._map
 
-    def row(self, index: int) -> np.ndarray:
-        """Row ``index`` as a float32 array of shape (C, X, Y, Z), copied out of the map."""
+    def row(self, index: int, dtype: type = np.float32) -> np.ndarray:
+        """Row ``index`` as a ``dtype`` array of shape (C, X, Y, Z), copied out of the map."""
         if not 0 <= index < len(self):
             raise IndexError(f"row {index} out of range for {self.path} with {len(self)} rows")
         mapping = self._mapping()
         start = self.offset + index * self.row_bytes
         view = np.frombuffer(mapping, self.dtype, int(np.prod(self.row_shape)), start)
-        out = view.astype(np.float32).reshape(self.row_shape)
+        out = view.astype(dtype).reshape(self.row_shape)
         del view
         page = mmap.PAGESIZE
         first = start // page * page
@@ -208,6 +208,10 @@ class ScanDataset(Dataset):
         indices: subset of rows to expose (e.g. a split); all rows by default.
         labels: labels computed by the caller, one per table row (overrides ``label``).
 
+    Scans come out as float32. With ``compact`` set (the engine does so on a GPU), rows of
+    a float16 array stay float16: half the bytes through the loader's workers, pinned
+    memory and the host-to-device copy; the engine casts them on the device.
+
     Raises:
         DataError: row counts differ, no participant_id column, duplicated
             (participant_id, session) rows, or a missing or non-finite label.
@@ -221,6 +225,7 @@ class ScanDataset(Dataset):
         indices: Sequence[int] | None = None,
         labels: np.ndarray | None = None,
     ) -> None:
+        self.compact = False
         self.array = NpyArray(array)
         self.table = read_table(table)
         source = f"{table} (rows of {array})"
@@ -255,7 +260,8 @@ class ScanDataset(Dataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         row = int(self.indices[item])
-        scan = torch.from_numpy(self.array.row(row))
+        keep_half = self.compact and self.array.dtype == np.float16
+        scan = torch.from_numpy(self.array.row(row, np.float16 if keep_half else np.float32))
         return scan, torch.as_tensor(self.labels[row], dtype=torch.float32)
 
 

@@ -116,5 +116,8 @@ def _one_kernel(name: str, diff: Tensor, sigmas: tuple[float, ...] | None) -> Te
     assert sigmas is not None  # guaranteed by check_kernel_spec
     if len(sigmas) not in (1, diff.shape[-1]):
         raise ValueError(f"{len(sigmas)} bandwidths given for labels with {diff.shape[-1]} dims")
-    scale = torch.tensor(sigmas, dtype=diff.dtype, device=diff.device)
-    return _SCALED_KERNELS[name](diff / scale)
+    # Python scalars, not a tensor built from them: no host-to-device copy, no sync.
+    if len(sigmas) == 1:
+        return _SCALED_KERNELS[name](diff / sigmas[0])
+    scaled = torch.stack([diff[..., d] / s for d, s in enumerate(sigmas)], dim=-1)
+    return _SCALED_KERNELS[name](scaled)

@@ -35,6 +35,7 @@ class NTXentLoss(nn.Module):
         """Args: z1, z2 of shape (N, D); y is ignored (accepted for a common signature)."""
         n = len(z1)
         logits = cosine_logits(z1, z2, self.temperature)  # (2N, 2N)
-        positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(logits.device)
+        rows = torch.arange(2 * n, device=logits.device)  # made on the device: no host copy
+        positives = (rows + n) % (2 * n)
         log_prob = torch.log_softmax(logits, dim=1)
-        return -log_prob[torch.arange(2 * n, device=logits.device), positives].sum() / n
+        return -log_prob[rows, positives].sum() / n

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from yaware.config import TrainingOptions
-from yaware.data import EpochSampler, read_table, row_positions
+from yaware.data import EpochSampler, ScanDataset, read_table, row_positions
 from yaware.errors import ConfigError
 from yaware.io import save_table
 
@@ -56,9 +56,18 @@ def split_indices(table: pd.DataFrame, split: str | None, source: str) -> np.nda
     return np.sort(row_positions(table, read_table(split), f"split {split} (for {source})"))
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch of scans on ``device`` as float32 (float16 rows travel as they are stored)."""
+    return x.to(device, non_blocking=True).float()
+
+
 def make_loader(
     dataset: Dataset, options: TrainingOptions, shuffle: bool, device: torch.device
 ) -> tuple[DataLoader, EpochSampler]:
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    for part in parts:
+        if isinstance(part, ScanDataset):
+            part.compact = device.type == "cuda"
     sampler = EpochSampler(len(dataset), options.seed, shuffle=shuffle)
     loader = DataLoader(
         dataset,

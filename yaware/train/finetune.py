@@ -40,6 +40,7 @@ from yaware.train.common import (
     resolve_device,
     seed_everything,
     split_indices,
+    to_device,
     write_history,
 )
 from yaware.train.pretrain import build_encoder
@@ -108,7 +109,7 @@ def predict(model: nn.Module, dataset: ScanDataset, cfg: FinetuneConfig, device)
     probs = []
     for x, _ in loader:
         with autocast(device, autocast_dtype(cfg.precision, device)):
-            logits = model(policy(x.to(device)))
+            logits = model(policy(to_device(x, device)))
         probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
     return torch.cat(probs).numpy()
 
@@ -157,7 +158,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5
         ):
             with autocast(device, amp):
-                logits = model(policy(x.to(device, non_blocking=True)))
+                logits = model(policy(to_device(x, device)))
             loss = loss_fn(logits.float(), y.to(device).long())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

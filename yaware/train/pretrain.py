@@ -43,6 +43,7 @@ from yaware.train.common import (
     rng_state,
     seed_everything,
     split_indices,
+    to_device,
     write_history,
 )
 
@@ -151,7 +152,7 @@ class _Objective:
         self, batch: Any, policy: AugmentationPolicy, corruption: GenesisCorruption | None
     ) -> torch.Tensor:
         x, y = batch
-        x = x.to(self.device, non_blocking=True)
+        x = to_device(x, self.device)
         y = y.to(self.device, non_blocking=True)
         if self.contrastive is not None:
             views = self._layout(policy(torch.cat([x, x])))  # both views, drawn independently

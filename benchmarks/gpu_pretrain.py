@@ -1,0 +1,367 @@
+"""The GPU fast path of pretraining, measured against the card's own ceilings.
+
+One run on a CUDA machine prints, each next to a baseline measured in the same run:
+
+1. ceilings: a bf16 matrix-multiply rate and a device-to-device copy rate;
+2. augmentation on the GPU (views/s, "all_tf" and "cutout") against the original's
+   per-scan numpy path with 8 worker processes (what its DataLoader ran);
+3. one y-Aware step of DenseNet121 (scans/s, two views each): fp32, bf16 autocast,
+   bf16 + channels-last, bf16 + channels-last + torch.compile; FLOPs per scan from
+   torch's flop counter and the fraction of the measured bf16 rate;
+4. GPU memory at batch 64, with and without gradient checkpointing;
+5. the data path: scans/s the DataLoader delivers from a memory-mapped float16 array
+   (pinned memory, N workers) against a raw sequential read of the same file;
+6. the engine end to end (``yaware.train.pretrain.pretrain``, loader + GPU augmentation
+   + step, its own metrics.csv), against the original's data-path limit.
+
+    python -m benchmarks.gpu_pretrain [--out results.json] [--shape 121 145 121]
+
+Each section's numbers are appended to ``--out`` as they come, so a run cut short keeps
+what it measured. Without a GPU it runs on the CPU (to check the script, not to time).
+"""
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.augment_throughput import per_scan_view
+from benchmarks.common import machine, markdown_table
+from yaware.augment import build_policy
+from yaware.config import PretrainConfig, build_config
+from yaware.data import ScanDataset
+from yaware.losses import YAwareInfoNCE
+from yaware.models import build_model
+from yaware.train.common import to_device
+
+
+class Report:
+    """Rows of named sections, appended to a JSON file after each one."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.sections = path, {}
+
+    def add(self, section: str, row: dict[str, Any]) -> None:
+        self.sections.setdefault(section, []).append(row)
+        print(section, json.dumps(row), flush=True)
+        if self.path is not None:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"machine": machine(), **self.sections}, indent=1))
+            tmp.replace(self.path)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def ceilings(device: torch.device, report: Report) -> float:
+    n = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    seconds = median_seconds(lambda: a @ b, device, repeats=10, warmup=3)
+    matmul = 2 * n**3 / seconds
+    src = torch.randn(256 * 2**20 if device.type == "cuda" else 2**22, device=device)
+    dst = torch.empty_like(src)
+    seconds = median_seconds(lambda: dst.copy_(src), device, repeats=10, warmup=3)
+    copy = 2 * src.numel() * 4 / seconds
+    report.add(
+        "ceilings",
+        {"matmul_tflops": matmul / 1e12, "matmul_dtype": str(dtype), "copy_tb_s": copy / 1e12},
+    )
+    return matmul
+
+
+def _original_views(args: tuple[np.ndarray, str, int]) -> int:
+    scan, policy, count = args
+    rng = np.random.default_rng(count)
+    for _ in range(count):
+        per_scan_view(scan, policy, rng)
+    return count
+
+
+def original_view_rate(shape: tuple[int, ...], policy: str, workers: int, per_worker: int):
+    """Views/s of the original's per-scan numpy path in ``workers`` processes."""
+    scan = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_original_views, [(scan, policy, 1)] * workers)  # start-up out of the time
+        start = time.perf_counter()
+        done = sum(pool.map(_original_views, [(scan, policy, per_worker)] * workers))
+        return done / (time.perf_counter() - start)
+
+
+def augmentation(shape, device, batch, workers, report: Report) -> dict[str, float]:
+    scans = torch.rand(batch, 1, *shape, device=device)
+    original = {}
+    for name in ("all_tf", "cutout"):
+        policy = build_policy(name, shape, seed=0)
+        seconds = median_seconds(lambda policy=policy: policy(scans), device, 10, 2)
+        original[name] = original_view_rate(shape, name, workers, per_worker=3)
+        report.add(
+            "augmentation",
+            {
+                "policy": name,
+                "batch": batch,
+                "yaware_views_s": batch / seconds,
+                f"original_{workers}_workers_views_s": original[name],
+                "ratio": batch / seconds / original[name],
+            },
+        )
+    return original
+
+
+def make_step(shape, device, batch, precision, channels_last, compiled, checkpointing=False):
+    model = build_model("densenet121", memory_efficient=checkpointing).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    forward = torch.compile(model) if compiled else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=5e-5)
+    loss_fn = YAwareInfoNCE(5.0)
+    policy = build_policy("all_tf", shape, seed=0)
+    x = torch.rand(batch, 1, *shape, device=device)
+    y = torch.rand(batch, device=device) * 60 + 20
+    dtype = torch.bfloat16 if precision == "bf16" else None
+
+    def step() -> None:
+        views = policy(torch.cat([x, x]))
+        if channels_last:
+            views = views.contiguous(memory_format=torch.channels_last_3d)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            z = forward(views)
+        loss = loss_fn(*z.float().chunk(2), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def flops_per_scan(shape, device) -> float:
+    step = make_step(shape, device, 2, "fp32", False, False)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 2
+
+
+EAGER_VARIANTS = [("fp32", False, False), ("bf16", False, False), ("bf16", True, False)]
+COMPILED_VARIANTS = [("bf16", True, True)]
+
+
+def training(shape, device, batch, peak, flops, report: Report, variants) -> float:
+    """scans/s of each (precision, channels_last, compiled) variant; the best rate."""
+    torch.backends.cudnn.benchmark = True
+    best = 0.0
+    for precision, channels_last, compiled in variants:
+        step = make_step(shape, device, batch, precision, channels_last, compiled)
+        start = time.perf_counter()
+        step()
+        first = time.perf_counter() - start
+        seconds = median_seconds(step, device, repeats=8, warmup=2)
+        rate = batch / seconds
+        best = max(best, rate)
+        report.add(
+            "training",
+            {
+                "precision": precision,
+                "channels_last": channels_last,
+                "compile": compiled,
+                "batch": batch,
+                "first_step_s": first,
+                "scans_s": rate,
+                "gflop_per_scan": flops / 1e9,
+                "fraction_of_bf16_matmul": rate * flops / peak,
+            },
+        )
+        del step
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+    return best
+
+
+def memory(shape, device, batch, report: Report) -> None:
+    for checkpointing in (False, True):
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            step = make_step(shape, device, batch, "bf16", True, False, checkpointing)
+            seconds = median_seconds(step, device, repeats=3, warmup=1)
+            peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
+            row = {"scans_s": batch / seconds, "peak_gib": peak}
+        except torch.OutOfMemoryError:
+            row = {"scans_s": None, "peak_gib": "out of memory"}
+        report.add("memory", {"batch": batch, "gradient_checkpointing": checkpointing, **row})
+        step = None
+
+
+def write_cohort(root: Path, shape, n: int) -> tuple[Path, Path]:
+    array = np.lib.format.open_memmap(
+        root / "x.npy", mode="w+", dtype="float16", shape=(n, 1, *shape)
+    )
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        array[i] = rng.random((1, *shape), dtype=np.float32)
+    array.flush()
+    del array
+    table = root / "participants.tsv"
+    pd.DataFrame(
+        {"participant_id": [f"sub-{i:05d}" for i in range(n)], "age": rng.uniform(20, 80, n)}
+    ).to_csv(table, sep="\t", index=False)
+    return root / "x.npy", table
+
+
+def data_path(array: Path, table: Path, device, batch, workers, report: Report) -> None:
+    start = time.perf_counter()
+    size = 0
+    with open(array, "rb") as handle:
+        while chunk := handle.read(64 * 2**20):
+            size += len(chunk)
+    raw_seconds = time.perf_counter() - start
+    dataset = ScanDataset(array, table, label="age")
+    dataset.compact = device.type == "cuda"  # as the engine does: float16 rows stay float16
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=True,
+    )
+    next(iter(loader))  # start the workers
+    start = time.perf_counter()
+    count = 0
+    for x, _ in loader:
+        to_device(x, device)
+        count += len(x)
+    sync(device)
+    rate = count / (time.perf_counter() - start)
+    report.add(
+        "data_path",
+        {
+            "workers": workers,
+            "loader_scans_s": rate,
+            "raw_read_scans_s": len(dataset) / raw_seconds,
+            "raw_read_gb_s": size / raw_seconds / 1e9,
+            "note": "file in the page cache (just written)",
+        },
+    )
+
+
+def engine(array, table, shape, workers, batch, original_all_tf, report: Report) -> None:
+    with tempfile.TemporaryDirectory() as out:
+        cfg = build_config(
+            PretrainConfig,
+            {
+                "out_dir": out,
+                "train_data": str(array),
+                "train_table": str(table),
+                "encoder": "densenet121",
+                "batch_size": batch,
+                "epochs": 2,
+                "num_workers": workers,
+                "augmentation": "all_tf",
+            },
+        )
+        from yaware.train.pretrain import pretrain
+
+        pretrain(cfg)
+        metrics = pd.read_csv(Path(out) / "metrics.csv")
+    rate = float(metrics["scans_per_s"].iloc[-1])
+    original_scans = original_all_tf / 2  # two views per scan
+    report.add(
+        "engine",
+        {
+            "batch": batch,
+            "workers": workers,
+            "epoch2_scans_s": rate,
+            "original_data_path_scans_s": original_scans,
+            "ratio": rate / original_scans,
+        },
+    )
+
+
+def summary(report: Report, machine_name: str | None = None) -> None:
+    print(f"\nMachine: {machine_name or machine()}\n")
+    for section, rows in report.sections.items():
+        print(f"### {section}\n")
+        header = list(rows[0])
+        print(markdown_table(header, [[row.get(k) for k in header] for row in rows]))
+        print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=int, nargs=3, default=(121, 145, 121))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--memory-batch", type=int, default=64)
+    parser.add_argument("--scans", type=int, default=384, help="scans in the engine's array")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--render", type=Path, help="print the tables of a saved --out file")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["all"],
+        choices=["all", "augmentation", "training", "memory", "data", "engine", "compile"],
+    )
+    args = parser.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        report = Report(None)
+        report.sections = {k: v for k, v in saved.items() if k != "machine"}
+        summary(report, saved["machine"])
+        return
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    shape = tuple(args.shape)
+    report = Report(args.out)
+    wanted = set(args.sections)
+
+    def chosen(name: str) -> bool:
+        return "all" in wanted or name in wanted
+
+    peak = ceilings(device, report)
+    original = {"all_tf": float("nan")}
+    if chosen("augmentation") or chosen("engine"):
+        original = augmentation(shape, device, args.batch, args.workers, report)
+    flops = flops_per_scan(shape, device) if chosen("training") or chosen("compile") else 0.0
+    if chosen("training"):
+        training(shape, device, args.batch, peak, flops, report, EAGER_VARIANTS)
+    if chosen("memory"):
+        memory(shape, device, args.memory_batch, report)
+    if chosen("data") or chosen("engine"):
+        with tempfile.TemporaryDirectory() as tmp:
+            array, table = write_cohort(Path(tmp), shape, args.scans)
+            if chosen("data"):
+                data_path(array, table, device, args.batch, args.workers, report)
+            if chosen("engine"):
+                engine(array, table, shape, args.workers, args.batch, original["all_tf"], report)
+    if chosen("compile") and not args.no_compile:  # last: compiling may take minutes
+        training(shape, device, args.batch, peak, flops, report, COMPILED_VARIANTS)
+    summary(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The CUDA path: run wherever a GPU is visible, skipped elsewhere (CI has none)."""
+
+import pytest
+import torch
+
+from tests.conftest import pretrain_keys
+from yaware.augment import build_policy
+from yaware.checkpoint import read_checkpoint
+from yaware.config import PretrainConfig, build_config
+from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.toy import write_toy_cohort
+from yaware.train.pretrain import pretrain
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_loss_under_autocast_matches_float32_on_the_host(dtype):
+    gen = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(64, 128, generator=gen), torch.randn(64, 128, generator=gen)
+    y = torch.rand(64, generator=gen) * 60 + 20
+    loss_fn = YAwareInfoNCE(sigma=5.0)
+    reference = loss_fn(z1, z2, y)
+    with torch.autocast("cuda", dtype=dtype):
+        on_gpu = loss_fn(z1.cuda().to(dtype), z2.cuda().to(dtype), y.cuda())
+    assert on_gpu.dtype == torch.float32
+    assert torch.isfinite(on_gpu)
+    # Inputs rounded to dtype, arithmetic in float32: agreement to the inputs' precision.
+    assert on_gpu.item() == pytest.approx(reference.item(), rel=2e-2)
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        YAwareInfoNCE(sigma=[5.0, 1.0]),
+        YAwareInfoNCE(sigma=5.0, kernel="cauchy", normalisation="column"),
+        YAwareInfoNCE(sigma=5.0, method="threshold"),
+        NTXentLoss(),
+    ],
+)
+def test_losses_do_not_synchronise_with_the_host(loss_fn):
+    z1 = torch.randn(32, 128, device="cuda", requires_grad=True)
+    z2 = torch.randn(32, 128, device="cuda")
+    y = torch.rand(32, 2, device="cuda") * 60
+    labels = y if isinstance(loss_fn, YAwareInfoNCE) and len(loss_fn.sigma) == 2 else y[:, 0]
+    torch.cuda.set_sync_debug_mode("error")  # any device-to-host wait raises
+    try:
+        loss = loss_fn(z1, z2, labels) if isinstance(loss_fn, YAwareInfoNCE) else loss_fn(z1, z2)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(z1.grad).all()
+
+
+@pytest.mark.parametrize("name", ["cutout", "crop"])
+def test_augmentation_gives_the_same_views_on_gpu_and_cpu(name):
+    scans = torch.rand(6, 1, 24, 28, 24, generator=torch.Generator().manual_seed(0))
+    on_cpu = build_policy(name, scans.shape[2:], seed=3)(scans.clone())
+    on_gpu = build_policy(name, scans.shape[2:], seed=3)(scans.cuda())
+    assert on_gpu.device.type == "cuda"
+    # The parameters come from the policy's CPU generator, whatever the batch's device.
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_all_tf_on_the_gpu_is_seedable():
+    scans = torch.rand(6, 1, 24, 28, 24, device="cuda")
+    first = build_policy("all_tf", scans.shape[2:], seed=3)(scans.clone())
+    again = build_policy("all_tf", scans.shape[2:], seed=3)(scans.clone())
+    other = build_policy("all_tf", scans.shape[2:], seed=4)(scans.clone())
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_pretraining_on_the_gpu_writes_a_checkpoint_the_cpu_reads(tmp_path):
+    write_toy_cohort(tmp_path, n=24, shape=(40, 48, 40), seed=0)  # DenseNet121 needs >= 32 mm
+    keys = pretrain_keys(tmp_path, tmp_path / "run", encoder="densenet121", device="cuda")
+    last = pretrain(build_config(PretrainConfig, keys))
+    saved = read_checkpoint(last)
+    assert saved["epoch"] == 2
+    assert all(torch.isfinite(v.float()).all() for v in saved["model"].values())
+    losses = [row["train_loss"] for row in saved["history"]]
+    assert all(loss == loss for loss in losses)  # no NaN under bf16 autocast
