@@ -50,15 +50,13 @@ rule finetune:
         "../envs/yaware.yaml"
     threads: config["fine_tuning"]["threads"]
     resources:
-        gpu=config["fine_tuning"]["resources"]["gpu"],
-        cpus_per_gpu=config["fine_tuning"]["resources"]["cpus_per_gpu"],
-        mem_mb=lambda wc, attempt: config["fine_tuning"]["resources"]["mem_mb"]
-        * attempt,
-        runtime=config["fine_tuning"]["resources"]["runtime"],
+        gpu=1,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=60,
     params:
         task=lambda wc: COHORTS[wc.cohort]["task"],
         encoder=PRETRAINING["encoder"],
-        settings={k: v for k, v in config["fine_tuning"].items() if k != "resources"},
+        settings=config["fine_tuning"],
         seed=lambda wc: int(wc.repeat),
         code=code_version(
             "train/finetune", "train/common", "checkpoint", "labels", "data"

@@ -23,18 +23,15 @@ rule pretrain:
     conda:
         "../envs/yaware.yaml"
     threads: PRETRAINING["threads"]
+    # What the demo needs; slurm/config.yaml asks a cluster for GPUs (and may give several:
+    # the job then runs one process per GPU).
     resources:
-        gpu=PRETRAINING["resources"]["gpu"],
-        cpus_per_gpu=PRETRAINING["resources"]["cpus_per_gpu"],
-        mem_mb=lambda wc, attempt: PRETRAINING["resources"]["mem_mb"] * attempt,
-        runtime=PRETRAINING["resources"]["runtime"],
+        gpu=1,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=120,
     params:
         experiment=lambda wc: vars(EXPERIMENTS[wc.experiment]),
-        settings={
-            k: v
-            for k, v in PRETRAINING.items()
-            if k not in ("methods", "seeds", "resources")
-        },
+        settings={k: v for k, v in PRETRAINING.items() if k not in ("methods", "seeds")},
         code=code_version(
             "train/pretrain",
             "train/common",

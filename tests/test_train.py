@@ -196,3 +196,34 @@ def test_comparison_methods_train_and_load_into_the_probe_stage(toy_cohort, tmp_
     assert features.shape[1] == 128 and np.isfinite(features).all()
     trained = checkpoint["model"]["features.conv0.weight"]
     assert torch.equal(model.state_dict()["features.conv0.weight"], trained)
+
+
+def test_outputs_deleted_before_a_retry_come_back_from_the_kept_checkpoints(toy_cohort, tmp_path):
+    """Snakemake deletes a failed job's declared outputs (best.pt, metrics.csv) before its
+    retry; the retry resumes from last.pt and must publish both again."""
+    keys = pretrain_keys(toy_cohort, tmp_path / "run", epochs=3)
+    cfg = build_config(PretrainConfig, keys)
+    pretrain(cfg, stop_after_epochs=2)
+    best_before = read_checkpoint(tmp_path / "run" / "best.pt")
+    (tmp_path / "run" / "best.pt").unlink()
+    (tmp_path / "run" / "metrics.csv").unlink()
+    pretrain(cfg, resume=True)
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    history = [row["val_loss"] for row in read_checkpoint(tmp_path / "run" / "last.pt")["history"]]
+    assert best["epoch"] == 1 + history.index(min(history))
+    if best["epoch"] <= 2:  # the best epoch came before the deletion: its weights survived
+        for key, value in best_before["model"].items():
+            assert torch.equal(value, best["model"][key]), key
+    assert list(pd.read_csv(tmp_path / "run" / "metrics.csv")["epoch"]) == [1, 2, 3]
+
+
+def test_finished_run_republishes_a_deleted_best(toy_cohort, tmp_path):
+    cfg = build_config(PretrainConfig, pretrain_keys(toy_cohort, tmp_path / "run"))
+    pretrain(cfg)
+    kept = read_checkpoint(tmp_path / "run" / "best.pt")
+    (tmp_path / "run" / "best.pt").unlink()
+    pretrain(cfg, resume=True)  # nothing left to train: only the outputs are restored
+    again = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert again["epoch"] == kept["epoch"]
+    for key, value in kept["model"].items():
+        assert torch.equal(value, again["model"][key]), key

@@ -6,6 +6,7 @@ A process killed half way leaves at most a ``.tmp`` file, never a target that lo
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,17 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def publish(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make ``target`` a copy of ``source``, atomically: a hard link where the file system
+    allows one (no bytes copied), else a full copy."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 def write_atomic(target: str | os.PathLike, writer: Callable[[IO[bytes]], Any]) -> None:

@@ -2,6 +2,8 @@
 
 Writes into ``out_dir``: ``last.pt`` (every epoch), ``best.pt`` (lowest validation loss,
 or training loss without validation), ``metrics.csv`` and the resolved ``config.yaml``.
+``best.pt`` is published from ``.best.pt``, which a workflow manager does not know of: when
+Snakemake deletes a failed job's outputs before its retry, the best weights survive.
 All writes are atomic. ``resume=True`` continues from ``last.pt``; a run stopped by
 SIGTERM saves a mid-epoch checkpoint first. On the CPU with a fixed seed a resumed run
 ends with the same weights as an uninterrupted one.
@@ -27,7 +29,7 @@ from yaware.checkpoint import read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, as_list, to_dict
 from yaware.data import ScanDataset
 from yaware.errors import CheckpointError, ConfigError
-from yaware.io import write_atomic
+from yaware.io import publish, write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
 from yaware.models.heads import AgeHead, GenesisDecoder
@@ -48,6 +50,8 @@ from yaware.train.common import (
 )
 
 log = logging.getLogger(__name__)
+
+BEST_KEPT = ".best.pt"
 
 # Fixed so that every epoch's validation loss sees the same views.
 VALIDATION_SEED_OFFSET = 7919
@@ -290,9 +294,14 @@ def pretrain(
                 state["best"] = score
             payload = save(epoch + 1, 0, None)
             if improved:
-                save_checkpoint(out / "best.pt", payload)
+                save_checkpoint(out / BEST_KEPT, payload)
+                publish(out / BEST_KEPT, out / "best.pt")
             write_history(out / "metrics.csv", state["history"])
             log.info("epoch %d: %s", epoch + 1, row)
+    if not (out / "best.pt").exists() and (out / BEST_KEPT).exists():
+        publish(out / BEST_KEPT, out / "best.pt")  # removed by a workflow manager's retry
+    if not (out / "metrics.csv").exists() and state["history"]:
+        write_history(out / "metrics.csv", state["history"])
     return last
 
 

@@ -1,0 +1,179 @@
+"""The Slurm profile against a real single-node Slurm started by tests/slurm/start-cluster.sh.
+
+One workflow run through `--profile slurm` (the repository's own slurm/config.yaml), during
+which the pretraining job is cancelled with `scancel`; it must be retried by the profile and
+resume from its checkpoint. Its outputs are compared with a local run of the same config.
+Select with `-m slurm`; needs root (the script installs Debian's slurm and munge packages).
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.workflow.helpers import REPO, make_workdir, snakemake, snakemake_command
+from yaware.checkpoint import read_checkpoint
+
+pytestmark = pytest.mark.slurm
+
+HERE = Path(__file__).resolve().parent
+EPOCHS = 80
+EXPERIMENT = "yaware-sigma5_cutout_tinycnn_seed0"
+CONFIG = {
+    "synthetic": {
+        "voxel_mm": 6.0,
+        "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 6.0},
+    "pretraining": {
+        "methods": {"yaware": {"sigma": [5.0]}},
+        "encoder": "tinycnn",
+        "epochs": EPOCHS,
+        "batch_size": 8,
+        "lr": 1.0e-3,
+    },
+}
+TARGET = f"results/pretrain/{EXPERIMENT}/best.pt"
+RUN_LIMIT_S = 900  # the plugin can wait forever on a broken cluster: never let it
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("the Slurm test cluster needs root and apt-get (Debian)")
+    started = subprocess.run(
+        ["bash", str(HERE / "start-cluster.sh")], capture_output=True, text=True, timeout=900
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield
+    subprocess.run(["bash", str(HERE / "stop-cluster.sh")], capture_output=True, timeout=120)
+
+
+def _pretrain_job_ids(workdir: Path) -> list[int]:
+    """Slurm job ids of the pretraining rule, from the profile's per-job log files."""
+    folder = workdir / "results/logs/slurm/rule_pretrain"
+    return sorted(int(p.stem) for p in folder.rglob("*.log") if p.stem.isdigit())
+
+
+def _sacct(job: int) -> dict[str, str]:
+    done = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", str(job), "-o", "State,AllocTRES,ReqTRES"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    state, alloc, requested = done.stdout.strip().splitlines()[0].split("|")
+    return {"state": state, "alloc": alloc, "requested": requested}
+
+
+def _wait(condition, process: subprocess.Popen, what: str, limit: float = 300.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert process.poll() is None, f"the Slurm run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The workflow through the profile, its pretraining job cancelled after a few epochs."""
+    workdir = make_workdir(tmp_path_factory.mktemp("slurm"), CONFIG)
+    command = snakemake_command(
+        workdir,
+        "--profile",
+        str(REPO / "slurm"),
+        "--cores",
+        "8",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        TARGET,
+    )
+    with open(workdir / "snakemake.out", "w") as log:
+        process = subprocess.Popen(
+            command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        metrics = workdir / f"results/pretrain/{EXPERIMENT}/metrics.csv"
+
+        def some_epochs_done() -> bool:
+            return metrics.exists() and len(pd.read_csv(metrics)) >= 3
+
+        _wait(some_epochs_done, process, "three pretraining epochs")
+        first_job = _pretrain_job_ids(workdir)[0]
+        subprocess.run(["scancel", str(first_job)], check=True)
+        process.wait(timeout=RUN_LIMIT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            subprocess.run(["scancel", "--user", "root"], check=False)
+    output = (workdir / "snakemake.out").read_text()
+    assert process.returncode == 0, output[-3000:]
+    return workdir, first_job, output
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("local"), CONFIG)
+    done = snakemake(workdir, "--cores", "2", TARGET)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+def _result_files(workdir: Path) -> set[str]:
+    root = workdir / "results"
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).parts[:2] != ("logs", "slurm")
+    }
+
+
+def test_outputs_match_a_local_run(slurm_run, local_run):
+    workdir, _, _ = slurm_run
+    assert _result_files(workdir) == _result_files(local_run)
+    for table in ("data/bhb/participants.tsv", "splits/bhb/split.tsv"):
+        assert (workdir / "results" / table).read_bytes() == (
+            local_run / "results" / table
+        ).read_bytes(), table
+    on_slurm = np.load(workdir / "results/data/bhb/data.npy", mmap_mode="r")
+    local = np.load(local_run / "results/data/bhb/data.npy", mmap_mode="r")
+    assert np.array_equal(on_slurm, local)
+    metrics = pd.read_csv(workdir / f"results/pretrain/{EXPERIMENT}/metrics.csv")
+    assert list(metrics["epoch"]) == list(range(1, EPOCHS + 1))
+
+
+def test_pretraining_went_through_sbatch_with_the_profiles_gpu_request(slurm_run):
+    workdir, _, output = slurm_run
+    jobs = _pretrain_job_ids(workdir)
+    assert len(jobs) == 2, jobs  # the cancelled one and its retry
+    for job in jobs:
+        accounting = _sacct(job)
+        assert "gres/gpu=1" in accounting["alloc"], accounting
+        assert "cpu=8" in accounting["alloc"], accounting  # cpus_per_gpu: 8
+    # mem_mb grows with the attempt: 24000 * attempt.
+    assert "mem=24000M" in _sacct(jobs[0])["alloc"]
+    assert "mem=48000M" in _sacct(jobs[1])["alloc"]
+    assert "SLURM jobid" in output
+
+
+def test_a_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_run):
+    workdir, first_job, _ = slurm_run
+    assert _sacct(first_job)["state"].startswith("CANCELLED")
+    retry = _pretrain_job_ids(workdir)[-1]
+    assert _sacct(retry)["state"] == "COMPLETED"
+    log = (workdir / f"results/logs/pretrain/{EXPERIMENT}.log").read_text()
+    assert "resuming from" in log
+    resumed_at = [line for line in log.splitlines() if "resuming results" in line]
+    assert resumed_at, log[-2000:]
+    epoch = int(resumed_at[-1].split(" at epoch ")[1].split()[0])
+    assert 3 <= epoch < EPOCHS  # not started over
+    final = read_checkpoint(workdir / f"results/pretrain/{EXPERIMENT}/last.pt")
+    assert final["epoch"] == EPOCHS
+    assert (workdir / TARGET).is_file()
