@@ -35,6 +35,8 @@ rule pretrain:
         code=code_version(
             "train/pretrain",
             "train/common",
+            "distributed",
+            "launch",
             "losses/yaware_infonce",
             "losses/kernels",
             "losses/ntxent",

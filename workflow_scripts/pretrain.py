@@ -1,18 +1,27 @@
 """Snakemake script: one pretraining experiment on the pretraining cohort's training rows."""
 
 import logging
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config, to_dict
 from yaware.data import read_table
-from yaware.io import save_table
+from yaware.errors import YAwareError
+from yaware.io import save_table, write_atomic
+from yaware.launch import pretrain_command
 from yaware.plots import loss_curve
 from yaware.train.pretrain import pretrain
 from yaware.workflow import run_logged
+
+
+class TrainingFailed(YAwareError):
+    """The data-parallel launch failed; the processes' output is in the rule's log."""
+
 
 # A checkpoint left by an earlier run is resumed only if it was made with these unchanged.
 MUST_MATCH = (
@@ -33,7 +42,16 @@ MUST_MATCH = (
 )
 
 
-def main(inputs: dict, outputs: dict, experiment: dict, settings: dict, threads: int) -> None:
+def main(
+    inputs: dict,
+    outputs: dict,
+    experiment: dict,
+    settings: dict,
+    threads: int,
+    gpus: int,
+    nodes: int,
+    log_path: str,
+) -> None:
     torch.set_num_threads(threads)
     out = Path(outputs["best"]).parent
     rows: dict[str, list[str]] = {"train": [], "val": []}
@@ -66,6 +84,7 @@ def main(inputs: dict, outputs: dict, experiment: dict, settings: dict, threads:
                 "schedule",
                 "warmup_epochs",
                 "num_workers",
+                "sync_batchnorm",
             )
         },
     }
@@ -73,7 +92,20 @@ def main(inputs: dict, outputs: dict, experiment: dict, settings: dict, threads:
         keys["sigma"] = float(experiment["sigma"])
     cfg = build_config(PretrainConfig, keys, source="workflow config (pretraining)")
     _discard_stale_checkpoint(out / "last.pt", cfg)
-    pretrain(cfg, resume=True)
+    if gpus > 1:  # one process per GPU, the global batch split between them
+        launch = out / "launch.yaml"
+        write_atomic(launch, lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
+        command = pretrain_command(launch, gpus, nodes)
+        logging.info("launching %s", " ".join(command))
+        with open(log_path, "a") as log:
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            raise TrainingFailed(
+                f"{gpus} pretraining processes exited with status {done.returncode}; "
+                f"their output is in {log_path}"
+            )
+    else:
+        pretrain(cfg, resume=True)
     metrics = pd.read_csv(out / "metrics.csv")
     loss_curve(metrics, outputs["curve"], out.name)
 
@@ -102,4 +134,7 @@ run_logged(
     snakemake.params.experiment,
     snakemake.params.settings,
     snakemake.threads,
+    int(snakemake.resources.get("gpu", 1)),
+    int(snakemake.resources.get("nodes", 1)),
+    snakemake.log[0],
 )

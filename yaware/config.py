@@ -71,6 +71,7 @@ class PretrainConfig(TrainingOptions):
     kernel: str | list[str] = "gaussian"
     normalisation: str = "row"
     loss_variant: str = "yaware"
+    sync_batchnorm: bool = False
 
 
 @dataclass

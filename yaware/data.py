@@ -266,13 +266,21 @@ class ScanDataset(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """A random order that depends only on (seed, epoch), so a resumed run replays it."""
+    """A random order that depends only on (seed, epoch), so a resumed run replays it.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+    With ``world > 1`` each rank takes every ``world``-th item of that order from position
+    ``rank``, all ranks the same count (the last ``size % world`` items are left out of the
+    epoch): disjoint shards with equal numbers of steps, as data parallelism needs.
+    """
+
+    def __init__(
+        self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1
+    ) -> None:
         self.size, self.seed, self.shuffle, self.epoch, self.skip = size, seed, shuffle, 0, 0
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """Select the epoch's order; ``skip`` drops its first items (mid-epoch resume)."""
+        """Select the epoch's order; ``skip`` drops this rank's first items (mid-epoch resume)."""
         self.epoch, self.skip = epoch, skip
 
     def __iter__(self) -> Iterator[int]:
@@ -281,7 +289,8 @@ class EpochSampler(Sampler[int]):
         else:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.size, generator=generator).tolist()
-        return iter(order[self.skip :])
+        shard = order[self.rank : self.size // self.world * self.world : self.world]
+        return iter(shard[self.skip :])
 
     def __len__(self) -> int:
-        return self.size - self.skip
+        return self.size // self.world - self.skip

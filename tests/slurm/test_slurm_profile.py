@@ -19,6 +19,7 @@ import pytest
 
 from tests.workflow.helpers import REPO, make_workdir, snakemake, snakemake_command
 from yaware.checkpoint import read_checkpoint
+from yaware.launch import pretrain_command
 
 pytestmark = pytest.mark.slurm
 
@@ -177,3 +178,14 @@ def test_a_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_run):
     final = read_checkpoint(workdir / f"results/pretrain/{EXPERIMENT}/last.pt")
     assert final["epoch"] == EPOCHS
     assert (workdir / TARGET).is_file()
+
+
+def test_several_nodes_start_one_torchrun_per_node_meeting_at_the_first(cluster):
+    env = {"SLURM_JOB_NODELIST": "gpu[03-05],gpu09", "SLURM_JOB_ID": "77"}
+    command = pretrain_command("run.yaml", gpus=8, nodes=4, env=env)
+    assert command[:3] == ["srun", "--nodes=4", "--ntasks-per-node=1"]
+    assert "--nproc-per-node=2" in command
+    assert "--rdzv-endpoint=gpu03:29500" in command and "--rdzv-id=77" in command
+    assert command[-4:] == ["pretrain", "--config", "run.yaml", "--resume"]
+    with pytest.raises(ValueError, match="evenly"):
+        pretrain_command("run.yaml", gpus=3, nodes=2, env=env)

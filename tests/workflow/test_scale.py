@@ -4,6 +4,7 @@ import pandas as pd
 
 from tests.workflow.helpers import make_workdir, planned_jobs, snakemake
 from yaware.bhb10k import BHB10K, write_placeholder_cohorts
+from yaware.checkpoint import read_checkpoint
 
 
 def test_bhb10k_plans_one_job_per_cohort_and_stage(tmp_path):
@@ -25,3 +26,31 @@ def test_bhb10k_cohorts_are_pooled_for_pretraining(tmp_path):
     assert plan.count("rule pretrain:") == 1
     block = plan[plan.index("rule pretrain:") :].split("\n\n")[0]
     assert all(f"results/data/{name}/data.npy" in block for name, *_ in BHB10K)
+
+
+def test_a_pretraining_job_given_two_gpus_runs_two_processes(tmp_path):
+    """`gpu: 2` for the rule (as the Slurm profile may set) starts one process per GPU with
+    torchrun; on this CPU machine they are gloo processes, the same code path."""
+    config = {
+        "synthetic": {
+            "voxel_mm": 6.0,
+            "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
+        },
+        "qc": {"corr_voxel_mm": 6.0},
+        "conversion": {"voxel_mm": 6.0},
+        "pretraining": {
+            "methods": {"yaware": {"sigma": [5.0]}},
+            "encoder": "tinycnn",
+            "epochs": 2,
+            "batch_size": 8,
+        },
+    }
+    workdir = make_workdir(tmp_path, config)
+    run = "results/pretrain/yaware-sigma5_cutout_tinycnn_seed0"
+    done = snakemake(workdir, f"{run}/best.pt", "--cores", "2", "--set-resources", "pretrain:gpu=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (workdir / "results/logs/pretrain/yaware-sigma5_cutout_tinycnn_seed0.log").read_text()
+    assert "torch.distributed.run --standalone --nproc-per-node=2" in log
+    last = read_checkpoint(workdir / run / "last.pt")
+    assert last["epoch"] == 2 and len(last["policy_ranks"]) == 2
+    assert list(pd.read_csv(workdir / run / "metrics.csv")["epoch"]) == [1, 2]

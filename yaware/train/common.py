@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from yaware import distributed
 from yaware.config import TrainingOptions
 from yaware.data import EpochSampler, ScanDataset, read_table, row_positions
 from yaware.errors import ConfigError
@@ -68,13 +69,16 @@ def make_loader(
     for part in parts:
         if isinstance(part, ScanDataset):
             part.compact = device.type == "cuda"
-    sampler = EpochSampler(len(dataset), options.seed, shuffle=shuffle)
+    # Under data parallelism batch_size is the global batch: each rank loads its share.
+    world = distributed.world_size()
+    batch_size = max(1, options.batch_size // world)
+    sampler = EpochSampler(len(dataset), options.seed, shuffle, distributed.rank(), world)
     loader = DataLoader(
         dataset,
-        batch_size=options.batch_size,
+        batch_size=batch_size,
         sampler=sampler,
         num_workers=options.num_workers,
-        drop_last=shuffle and len(dataset) >= options.batch_size,
+        drop_last=shuffle and len(sampler) >= batch_size,
         pin_memory=device.type == "cuda",
         persistent_workers=options.num_workers > 0,
     )

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
-from yaware import __version__
+from yaware import __version__, distributed
 from yaware.augment import AugmentationPolicy, build_policy
 from yaware.augment.genesis import GenesisCorruption, min_max
 from yaware.checkpoint import read_checkpoint, save_checkpoint
@@ -127,10 +127,29 @@ def _label_stats(dataset: Dataset) -> tuple[float, float]:
     return float(labels.mean()), float(max(labels.std(), 1e-6))
 
 
+class _Network(nn.Module):
+    """The backbone with the method's extra modules, one forward per method.
+
+    One module so that DistributedDataParallel can wrap every trained parameter at once.
+    """
+
+    def __init__(self, method: str, model: nn.Module, extras: nn.ModuleDict) -> None:
+        super().__init__()
+        self.method, self.model, self.extras = method, model, extras
+
+    def forward(self, x: torch.Tensor, out_shape: tuple[int, ...] | None = None) -> torch.Tensor:
+        if self.method == "age_supervision":
+            return self.extras["age_head"](self.model.representation(x))
+        if self.method == "model_genesis":
+            return self.extras["decoder"](self.model.feature_map(x), out_shape)
+        return self.model(x)
+
+
 class _Objective:
     """One batch's loss for the configured method.
 
-    - ``yaware`` / ``simclr``: two views of each scan projected at once, contrastive loss;
+    - ``yaware`` / ``simclr``: two views of each scan projected at once, contrastive loss
+      over the global batch (projections and labels gathered from every rank);
     - ``age_supervision``: one view, L1 loss of the predicted standardised age;
     - ``model_genesis``: a min-max scaled scan corrupted, restored by the decoder, MSE.
     """
@@ -138,19 +157,17 @@ class _Objective:
     def __init__(
         self,
         cfg: PretrainConfig,
-        model: nn.Module,
-        extras: nn.ModuleDict,
+        network: nn.Module,
         device: torch.device,
         age_stats: tuple[float, float],
     ) -> None:
-        self.method, self.model, self.extras, self.device = cfg.method, model, extras, device
+        self.method, self.network, self.device = cfg.method, network, device
         self.amp = autocast_dtype(cfg.precision, device)
         self.age_mean, self.age_std = age_stats
         self.contrastive = build_loss(cfg) if cfg.method in ("yaware", "simclr") else None
 
     def train(self, mode: bool = True) -> None:
-        self.model.train(mode)
-        self.extras.train(mode)
+        self.network.train(mode)
 
     def loss(
         self, batch: Any, policy: AugmentationPolicy, corruption: GenesisCorruption | None
@@ -161,27 +178,45 @@ class _Objective:
         if self.contrastive is not None:
             views = self._layout(policy(torch.cat([x, x])))  # both views, drawn independently
             with autocast(self.device, self.amp):
-                z = self.model(views)
+                z = self.network(views)
             z1, z2 = z.float().chunk(2)
-            return self.contrastive(z1, z2, y)
+            z1, z2 = distributed.gather(z1), distributed.gather(z2)
+            return self.contrastive(z1, z2, distributed.gather_labels(y))
         if self.method == "age_supervision":
             with autocast(self.device, self.amp):
-                predicted = self.extras["age_head"](
-                    self.model.representation(self._layout(policy(x)))
-                )
+                predicted = self.network(self._layout(policy(x)))
             return F.l1_loss(predicted.float(), (y - self.age_mean) / self.age_std)
         target = min_max(policy(x))
         corrupted = corruption(target)
         with autocast(self.device, self.amp):
-            restored = self.extras["decoder"](
-                self.model.feature_map(self._layout(corrupted)), target.shape[2:]
-            )
+            restored = self.network(self._layout(corrupted), target.shape[2:])
         return F.mse_loss(restored.float(), target)
 
     def _layout(self, views: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":
             return views.contiguous(memory_format=torch.channels_last_3d)
         return views
+
+
+def _wrap(network: _Network, cfg: PretrainConfig, device: torch.device) -> nn.Module:
+    """DistributedDataParallel under torchrun (BatchNorm synchronised on request)."""
+    if distributed.world_size() == 1:
+        return network
+    if cfg.batch_size % distributed.world_size():
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} (the global batch) must be a multiple of the "
+            f"{distributed.world_size()} processes"
+        )
+    if cfg.sync_batchnorm:
+        if device.type != "cuda":
+            raise ConfigError("sync_batchnorm needs GPUs (torch's SyncBatchNorm runs on CUDA)")
+        network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    return nn.parallel.DistributedDataParallel(
+        network,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        # The projection head is unused when the method trains its own head.
+        find_unused_parameters=cfg.method in ("age_supervision", "model_genesis"),
+    )
 
 
 def pretrain(
@@ -193,9 +228,11 @@ def pretrain(
     checkpoint to resume from (used to split long runs and to test resumption).
     """
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
-    device = resolve_device(cfg.device)
+    device = distributed.init_from_env(cfg.device) or resolve_device(cfg.device)
+    main = distributed.is_main()  # rank 0 writes every file
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     seed_everything(cfg.seed)
     train_set, val_set, shape = _datasets(cfg)
     if len(train_set) < 2:
@@ -214,9 +251,12 @@ def pretrain(
     )
     # Model Genesis learns from its own corruptions, not from the contrastive augmentations.
     augmentation = "none" if cfg.method == "model_genesis" else cfg.augmentation
-    policy = build_policy(augmentation, shape, seed=cfg.seed)
-    corruption = GenesisCorruption(shape, seed=cfg.seed) if cfg.method == "model_genesis" else None
-    objective = _Objective(cfg, model, extras, device, _label_stats(train_set))
+    # Each rank draws its own views; rank 0 draws exactly what a single process would.
+    seed = cfg.seed + 1_000_003 * distributed.rank()
+    policy = build_policy(augmentation, shape, seed=seed)
+    corruption = GenesisCorruption(shape, seed=seed) if cfg.method == "model_genesis" else None
+    network = _wrap(_Network(cfg.method, model, extras), cfg, device)
+    objective = _Objective(cfg, network, device, _label_stats(train_set))
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": None, "history": [], "best": None}
     last = out / "last.pt"
     if resume and last.is_file():
@@ -231,7 +271,13 @@ def pretrain(
         "config": to_dict(cfg),
     }
 
-    def save(epoch: int, step: int, partial: dict | None) -> dict[str, Any]:
+    def save(epoch: int, step: int, partial: dict | None) -> dict[str, Any] | None:
+        """Rank 0 writes last.pt with every rank's augmentation state; the others wait."""
+        policy_states = distributed.all_objects(policy.state_dict())
+        corruption_states = distributed.all_objects(corruption.state_dict() if corruption else None)
+        if not main:
+            distributed.barrier()
+            return None
         payload = {
             "epoch": epoch,
             "step": step,
@@ -239,15 +285,18 @@ def pretrain(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "policy": policy.state_dict(),
+            "policy": policy_states[0],
+            "policy_ranks": policy_states,
             "extras": extras.state_dict(),
-            "corruption": corruption.state_dict() if corruption else None,
+            "corruption": corruption_states[0],
+            "corruption_ranks": corruption_states,
             "rng": rng_state(),
             "history": state["history"],
             "best": state["best"],
             "meta": meta,
         }
         save_checkpoint(last, payload)
+        distributed.barrier()
         return payload
 
     end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
@@ -255,7 +304,7 @@ def pretrain(
         for epoch in range(state["epoch"], end):
             skip_steps = state["step"] if epoch == state["epoch"] else 0
             partial = (state["partial"] if skip_steps else None) or {"loss": 0.0, "seconds": 0.0}
-            sampler.set_epoch(epoch, skip=skip_steps * cfg.batch_size)
+            sampler.set_epoch(epoch, skip=skip_steps * loader.batch_size)
             objective.train()
             start = time.perf_counter()
             bar = tqdm(
@@ -265,6 +314,7 @@ def pretrain(
                 initial=skip_steps,
                 total=steps_per_epoch,
                 mininterval=5,
+                disable=not main,
             )
             for step, batch in enumerate(bar, start=skip_steps):
                 loss = objective.loss(batch, policy, corruption)
@@ -274,14 +324,15 @@ def pretrain(
                 scheduler.step()
                 partial["loss"] += float(loss.detach())
                 bar.set_postfix(loss=f"{partial['loss'] / (step + 1):.3f}", refresh=False)
-                if stop.requested:
+                if distributed.any_rank(stop.requested, device):  # all ranks stop together
                     partial["seconds"] += time.perf_counter() - start
                     save(epoch, step + 1, partial)
                     raise Interrupted(f"stopped by signal; resume from {last} with --resume")
             seconds = partial["seconds"] + time.perf_counter() - start
+            train_loss = distributed.mean_over_ranks(partial["loss"] / steps_per_epoch, device)
             row = {
                 "epoch": epoch + 1,
-                "train_loss": partial["loss"] / steps_per_epoch,
+                "train_loss": train_loss,
                 "val_loss": _validate(objective, val_set, shape, cfg, device),
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": seconds,
@@ -293,15 +344,17 @@ def pretrain(
             if improved:
                 state["best"] = score
             payload = save(epoch + 1, 0, None)
-            if improved:
-                save_checkpoint(out / BEST_KEPT, payload)
-                publish(out / BEST_KEPT, out / "best.pt")
-            write_history(out / "metrics.csv", state["history"])
-            log.info("epoch %d: %s", epoch + 1, row)
-    if not (out / "best.pt").exists() and (out / BEST_KEPT).exists():
+            if main:
+                if improved:
+                    save_checkpoint(out / BEST_KEPT, payload)
+                    publish(out / BEST_KEPT, out / "best.pt")
+                write_history(out / "metrics.csv", state["history"])
+                log.info("epoch %d: %s", epoch + 1, row)
+    if main and not (out / "best.pt").exists() and (out / BEST_KEPT).exists():
         publish(out / BEST_KEPT, out / "best.pt")  # removed by a workflow manager's retry
-    if not (out / "metrics.csv").exists() and state["history"]:
+    if main and not (out / "metrics.csv").exists() and state["history"]:
         write_history(out / "metrics.csv", state["history"])
+    distributed.barrier()
     return last
 
 
@@ -315,7 +368,7 @@ def _validate(
 ) -> float | None:
     if dataset is None or len(dataset) < 2:
         return None
-    seed = cfg.seed + VALIDATION_SEED_OFFSET
+    seed = cfg.seed + VALIDATION_SEED_OFFSET + 1_000_003 * distributed.rank()
     augmentation = "none" if cfg.method == "model_genesis" else cfg.augmentation
     policy = build_policy(augmentation, shape, seed=seed)
     corruption = GenesisCorruption(shape, seed=seed) if cfg.method == "model_genesis" else None
@@ -327,7 +380,7 @@ def _validate(
             continue
         total += float(objective.loss(batch, policy, corruption)) * len(batch[0])
         count += len(batch[0])
-    return total / count if count else None
+    return distributed.mean_over_ranks(total / count, device) if count else None
 
 
 def _restore(
@@ -351,9 +404,15 @@ def _restore(
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    policy.load_state_dict(checkpoint["policy"])
+    # Each rank resumes its own augmentation stream when the run had as many ranks.
+    ranks = checkpoint.get("policy_ranks") or [checkpoint["policy"]]
+    same_world = len(ranks) == distributed.world_size()
+    policy.load_state_dict(ranks[distributed.rank()] if same_world else checkpoint["policy"])
     extras.load_state_dict(checkpoint.get("extras") or {})
     if corruption is not None:
-        corruption.load_state_dict(checkpoint["corruption"])
+        corruptions = checkpoint.get("corruption_ranks") or [checkpoint["corruption"]]
+        corruption.load_state_dict(
+            corruptions[distributed.rank()] if same_world else checkpoint["corruption"]
+        )
     restore_rng(checkpoint["rng"])
     return {key: checkpoint[key] for key in ("epoch", "step", "partial", "history", "best")}

@@ -1,0 +1,128 @@
+"""Data parallelism on the CPU: 2 gloo processes against one process on the same batch."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from tests.conftest import pretrain_keys, write_config
+from yaware import distributed
+from yaware.checkpoint import read_checkpoint
+from yaware.losses import NTXentLoss, YAwareInfoNCE
+
+BATCH, FEATURES = 12, 20
+LOSSES = {
+    "yaware": lambda: YAwareInfoNCE(sigma=5.0),
+    "yaware_column": lambda: YAwareInfoNCE(sigma=3.0, normalisation="column"),
+    "simclr": lambda: NTXentLoss(),
+}
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(7)
+    view1 = torch.randn(BATCH, FEATURES, generator=gen)
+    view2 = view1 + 0.3 * torch.randn(BATCH, FEATURES, generator=gen)
+    ages = torch.rand(BATCH, generator=gen) * 60 + 20
+    return view1, view2, ages
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FEATURES, 16), nn.ReLU(), nn.Linear(16, 8))
+
+
+def _step(model: nn.Module, loss_name: str, view1, view2, ages) -> torch.Tensor:
+    z1 = distributed.gather(model(view1))
+    z2 = distributed.gather(model(view2))
+    loss = LOSSES[loss_name]()(z1, z2, distributed.gather_labels(ages))
+    loss.backward()
+    return loss.detach()
+
+
+def _worker(rank: int, world: int, init: str, loss_name: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        model = nn.parallel.DistributedDataParallel(_model())
+        view1, view2, ages = _batch()
+        rows = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        loss = _step(model, loss_name, view1[rows], view2[rows], ages[rows])
+        grads = {name: p.grad for name, p in model.module.named_parameters()}
+        torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_global_batch_loss_and_gradients_equal_one_process(tmp_path, loss_name):
+    model = _model()
+    expected_loss = _step(model, loss_name, *_batch())
+    expected = {name: p.grad for name, p in model.named_parameters()}
+    out = str(tmp_path / "result")
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_worker, args=(2, init, loss_name, out), nprocs=2, join=True)
+    for rank in range(2):
+        result = torch.load(f"{out}.{rank}")
+        # Every rank sees the negatives of the whole batch: the single-process loss.
+        torch.testing.assert_close(result["loss"], expected_loss, rtol=1e-5, atol=1e-6)
+        for name, grad in expected.items():
+            torch.testing.assert_close(result["grads"][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_without_a_process_group_the_helpers_are_identities():
+    x = torch.randn(3, 4, requires_grad=True)
+    assert distributed.gather(x) is x
+    assert distributed.world_size() == 1 and distributed.rank() == 0
+    assert distributed.any_rank(True, torch.device("cpu"))
+    assert distributed.all_objects({"a": 1}) == [{"a": 1}]
+
+
+def _torchrun(config: Path, *extra: str) -> subprocess.CompletedProcess:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    command = [torchrun or "torchrun", "--standalone", "--nproc-per-node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*command, "-m", "yaware.cli", "pretrain", "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def test_torchrun_pretraining_writes_once_and_resumes_exactly(toy_cohort, tmp_path):
+    keys = pretrain_keys(toy_cohort, tmp_path / "straight", epochs=3, device="cpu")
+    done = _torchrun(write_config(tmp_path / "straight.yaml", **keys))
+    assert done.returncode == 0, done.stderr[-3000:]
+    straight = read_checkpoint(tmp_path / "straight" / "last.pt")
+    assert straight["epoch"] == 3
+    assert len(straight["policy_ranks"]) == 2  # each rank's augmentation stream kept
+    first, second = (ranks["generator"] for ranks in straight["policy_ranks"])
+    assert not torch.equal(first, second)
+    metrics = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2, 3]  # one writer: no duplicated rows
+
+    # Two epochs, then the same run resumed to three: the weights of the straight run.
+    keys = pretrain_keys(toy_cohort, tmp_path / "resumed", epochs=2, device="cpu")
+    assert _torchrun(write_config(tmp_path / "first.yaml", **keys)).returncode == 0
+    keys["epochs"] = 3
+    done = _torchrun(write_config(tmp_path / "second.yaml", **keys), "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = read_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert resumed["epoch"] == 3
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_odd_global_batch_is_refused_under_torchrun(toy_cohort, tmp_path):
+    keys = pretrain_keys(toy_cohort, tmp_path / "run", batch_size=7, device="cpu")
+    done = _torchrun(write_config(tmp_path / "odd.yaml", **keys))
+    assert done.returncode != 0
+    assert "multiple of the 2 processes" in done.stderr
