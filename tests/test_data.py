@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import run_cli, write_config
 from yaware.data import EpochSampler, NpyArray, ScanDataset
 from yaware.errors import DataError
 from yaware.train.common import to_device
@@ -109,3 +110,26 @@ def test_epoch_sampler_depends_only_on_seed_and_epoch():
     assert list(a) == list(b) and sorted(a) == list(range(50))
     b.set_epoch(4)
     assert list(a) != list(b)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_nan_row_stops_training_with_the_file_row_and_subject(tmp_path, workers):
+    arr, x, p = _write(tmp_path, n=12)
+    arr[5, 0, 1, 2, 1] = np.nan
+    np.save(x, arr)
+    config = write_config(
+        tmp_path / "pre.yaml",
+        train_data=str(x),
+        train_table=str(p),
+        out_dir=str(tmp_path / "run"),
+        encoder="tinycnn",
+        batch_size=4,
+        epochs=1,
+        num_workers=workers,
+        augmentation="none",
+    )
+    done = run_cli("pretrain", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert f"{x}: row 5 (s5) has 1 NaN or infinite voxels" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "best.pt").exists()

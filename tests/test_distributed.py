@@ -126,3 +126,11 @@ def test_odd_global_batch_is_refused_under_torchrun(toy_cohort, tmp_path):
     done = _torchrun(write_config(tmp_path / "odd.yaml", **keys))
     assert done.returncode != 0
     assert "multiple of the 2 processes" in done.stderr
+
+
+def test_sync_batchnorm_without_gpus_is_refused_with_the_reason(toy_cohort, tmp_path):
+    keys = pretrain_keys(toy_cohort, tmp_path / "run", sync_batchnorm=True, device="cpu")
+    done = _torchrun(write_config(tmp_path / "sync.yaml", **keys))
+    assert done.returncode != 0
+    assert "sync_batchnorm needs GPUs" in done.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()

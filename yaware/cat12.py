@@ -54,12 +54,16 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
         for prefix in ("", "u")
         for ext in (".nii.gz", ".nii")
     ]
+    broken = [p for p in images if p.is_symlink() and not p.exists()]
     images = [p for p in images if p.exists()]
     reports = [anat / "report" / f"cat_{prefix}{stem}.xml" for prefix in ("", "u")]
     reports = [p for p in reports if p.exists()]
     found = Found(image=images[0] if images else None, report=reports[0] if reports else None)
     if len(images) > 1:
         found.problem = f"several maps for one scan: {[p.name for p in images]}; keep one"
+    elif not images and broken:
+        target = os.readlink(broken[0])
+        found.problem = f"{broken[0].name} is a link to {target}, which does not exist"
     elif not images:
         found.problem = f"no mwp1 map under {anat / 'mri'} (looked for mwp1[u]{stem}.nii[.gz])"
     return found

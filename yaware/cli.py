@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(err: YAwareError) -> str:
+    """The error's own words; a DataLoader worker's copy also carries the worker traceback."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -104,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except YAwareError as err:
-        print(f"yaware {args.command}: error: {err}", file=sys.stderr)
+        print(f"yaware {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except Interrupted as err:
         print(f"yaware {args.command}: {err}", file=sys.stderr)

@@ -98,6 +98,9 @@ def convert_cohort(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shape = (len(passing), 1, *target.shape)
+    for stale in out.glob(".data.npy.*.tmp"):  # left by a conversion killed half way
+        log.info("removing %s, left by an interrupted conversion", stale)
+        stale.unlink()
     with atomic_path(out / "data.npy") as tmp:
         writer = NpyRowWriter(tmp, shape, settings.dtype)
 

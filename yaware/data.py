@@ -261,8 +261,14 @@ class ScanDataset(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         row = int(self.indices[item])
         keep_half = self.compact and self.array.dtype == np.float16
-        scan = torch.from_numpy(self.array.row(row, np.float16 if keep_half else np.float32))
-        return scan, torch.as_tensor(self.labels[row], dtype=torch.float32)
+        values = self.array.row(row, np.float16 if keep_half else np.float32)
+        if not np.isfinite(values).all():  # one pass over memory already in cache
+            raise DataError(
+                f"{self.array.path}: row {row} ({self.table[ID_COLUMN].iloc[row]}) has "
+                f"{int((~np.isfinite(values)).sum())} NaN or infinite voxels; rerun QC and the "
+                "conversion that wrote it (QC excludes such maps)"
+            )
+        return torch.from_numpy(values), torch.as_tensor(self.labels[row], dtype=torch.float32)
 
 
 class EpochSampler(Sampler[int]):

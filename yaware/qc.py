@@ -194,8 +194,32 @@ def run_qc(
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(check, range(len(scans))))
+    _warn_unlisted(cat12_root, set(rows[ID_COLUMN]), source)
     corr = _corr_mean([s.coarse if not s.reasons else None for s in scans])
     return _table(rows, scans, corr, thresholds)
+
+
+def unlisted_subjects(cat12_root: str | os.PathLike, listed: set[str]) -> list[str]:
+    """Subjects with a ``sub-<id>`` folder under the CAT12 root but no table row."""
+    root = Path(cat12_root)
+    if not root.is_dir():
+        return []
+    folders = (p.name[4:] for p in root.iterdir() if p.is_dir() and p.name.startswith("sub-"))
+    return sorted(name for name in folders if name not in listed)
+
+
+def _warn_unlisted(cat12_root: str | os.PathLike, listed: set[str], source: str) -> None:
+    unlisted = unlisted_subjects(cat12_root, listed)
+    if unlisted:
+        shown = ", ".join(unlisted[:10]) + (" ..." if len(unlisted) > 10 else "")
+        log.warning(
+            "%d subject folder(s) under %s have no row in %s and are left out: %s "
+            "(add them to the table to use them)",
+            len(unlisted),
+            cat12_root,
+            source,
+            shown,
+        )
 
 
 def _corr_mean(maps: list[np.ndarray | None]) -> np.ndarray:

@@ -9,18 +9,16 @@ import time
 import torch
 
 from tests.conftest import pretrain_keys, run_cli, write_config
-from tests.workflow.helpers import make_workdir, snakemake, snakemake_command
+from tests.workflow.helpers import (
+    make_workdir,
+    snakemake,
+    snakemake_command,
+    start_snakemake,
+    wait_until,
+)
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.train.pretrain import pretrain
-
-
-def _wait_for(path, process, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
 
 
 def test_sigterm_saves_mid_epoch_and_resume_matches_an_uninterrupted_run(toy_cohort, tmp_path):
@@ -32,7 +30,7 @@ def test_sigterm_saves_mid_epoch_and_resume_matches_an_uninterrupted_run(toy_coh
     config = write_config(tmp_path / "stopped.yaml", **keys)
     command = [sys.executable, "-m", "yaware.cli", "pretrain", "--config", str(config)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(tmp_path / "stopped" / "metrics.csv", process)  # at least one epoch done
+    wait_until((tmp_path / "stopped" / "metrics.csv").exists, process, "one epoch")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr
@@ -70,11 +68,8 @@ def test_sigkill_of_the_workflow_then_rerun_resumes_and_matches(tmp_path):
     done = snakemake(reference, "--cores", "2", f"{CHECKPOINT}/best.pt")
     assert done.returncode == 0, done.stderr[-2000:]
     workdir = make_workdir(tmp_path / "killed", TINY)
-    command = snakemake_command(workdir, "--cores", "2", f"{CHECKPOINT}/best.pt")
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    _wait_for(workdir / CHECKPOINT / "metrics.csv", process)
+    process = start_snakemake(workdir, "--cores", "2", f"{CHECKPOINT}/best.pt")
+    wait_until((workdir / CHECKPOINT / "metrics.csv").exists, process, "one epoch")
     time.sleep(1.0)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -98,7 +93,7 @@ def test_a_second_run_on_the_same_directory_is_refused(tmp_path):
     command = snakemake_command(workdir, "--cores", "1", "data")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(workdir / ".snakemake" / "locks", first)
+        wait_until((workdir / ".snakemake" / "locks").exists, first, "the lock folder")
         deadline = time.monotonic() + 60
         while not any((workdir / ".snakemake" / "locks").iterdir()):
             assert time.monotonic() < deadline

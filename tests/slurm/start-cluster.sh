@@ -41,6 +41,15 @@ if ((${#missing[@]})); then
     rm -f /usr/sbin/policy-rc.d
 fi
 
+MARK="# Written by yaware's tests/slurm/start-cluster.sh"
+for conf in /etc/slurm/slurm.conf /etc/slurm/slurmdbd.conf; do
+    if [[ -f $conf ]] && ! grep -qxF "$MARK" "$conf"; then
+        echo "start-cluster.sh: $conf exists and was not written by this script;" \
+            "not touching a real Slurm installation" >&2
+        exit 2
+    fi
+done
+
 node=$(hostname -s)
 mkdir -p /etc/slurm "$STATE"/{ctld,d} "$LOGS" /run/munge /run/mysqld /run/slurm /var/log/munge
 chown munge:munge /run/munge /var/log/munge
@@ -82,6 +91,7 @@ create user if not exists 'slurm'@'localhost' identified by '$DB_PASSWORD';
 grant all on slurm_acct_db.* to 'slurm'@'localhost'; flush privileges;"
 
 cat >/etc/slurm/slurmdbd.conf <<EOF
+$MARK
 AuthType=auth/munge
 DbdHost=localhost
 SlurmUser=root
@@ -96,6 +106,7 @@ EOF
 chmod 600 /etc/slurm/slurmdbd.conf
 
 cat >/etc/slurm/slurm.conf <<EOF
+$MARK
 ClusterName=yaware-test
 SlurmctldHost=$node(127.0.0.1)
 SlurmUser=root

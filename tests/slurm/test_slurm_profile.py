@@ -10,14 +10,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.workflow.helpers import REPO, make_workdir, snakemake, snakemake_command
+from tests.workflow.helpers import REPO, make_workdir, snakemake, start_snakemake, wait_until
 from yaware.checkpoint import read_checkpoint
 from yaware.launch import pretrain_command
 
@@ -74,20 +73,11 @@ def _sacct(job: int) -> dict[str, str]:
     return {"state": state, "alloc": alloc, "requested": requested}
 
 
-def _wait(condition, process: subprocess.Popen, what: str, limit: float = 300.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert process.poll() is None, f"the Slurm run ended before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
     """The workflow through the profile, its pretraining job cancelled after a few epochs."""
     workdir = make_workdir(tmp_path_factory.mktemp("slurm"), CONFIG)
-    command = snakemake_command(
-        workdir,
+    args = (
         "--profile",
         str(REPO / "slurm"),
         "--cores",
@@ -97,16 +87,14 @@ def slurm_run(cluster, tmp_path_factory):
         TARGET,
     )
     with open(workdir / "snakemake.out", "w") as log:
-        process = subprocess.Popen(
-            command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = start_snakemake(workdir, *args, output=log)
     try:
         metrics = workdir / f"results/pretrain/{EXPERIMENT}/metrics.csv"
 
         def some_epochs_done() -> bool:
             return metrics.exists() and len(pd.read_csv(metrics)) >= 3
 
-        _wait(some_epochs_done, process, "three pretraining epochs")
+        wait_until(some_epochs_done, process, "three pretraining epochs", every=0.5)
         first_job = _pretrain_job_ids(workdir)[0]
         subprocess.run(["scancel", str(first_job)], check=True)
         process.wait(timeout=RUN_LIMIT_S)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -45,3 +46,25 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
         counts[parts[0]] = int(parts[1])
     counts.pop("total", None)
     return counts
+
+
+def start_snakemake(workdir: Path, *args: str, output=subprocess.DEVNULL) -> subprocess.Popen:
+    """Snakemake in the background, in its own process group (to kill it with its jobs)."""
+    return subprocess.Popen(
+        snakemake_command(workdir, *args),
+        cwd=workdir,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not subprocess.DEVNULL else subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_until(
+    condition, process: subprocess.Popen, what: str, timeout: float = 300.0, every: float = 0.01
+) -> None:
+    """Poll ``condition()`` while ``process`` runs; fail if it ends or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)

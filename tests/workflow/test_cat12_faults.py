@@ -81,6 +81,23 @@ def faulty_run(tmp_path_factory):
     _write_scan(root, "fourd", four_d)
     _write_scan(root, "noreport", _brain(rng))
     (root / "sub-noreport/ses-1/anat/report/cat_sub-noreport_ses-1_T1w.xml").unlink()
+    _write_scan(root, "empty", _brain(rng)).write_bytes(b"")
+    _write_scan(root, "voxel", _brain(rng), affine=_affine(5.0))
+    # int16 storage with a scaling slope, as some converters write maps: read as floats.
+    scaled = nib.Nifti1Image(np.round(_brain(rng) * 1000).astype(np.int16), _affine())
+    scaled.header.set_slope_inter(0.001, 0.0)
+    nib.save(scaled, _write_scan(root, "intscaled", _brain(rng)))
+    # A symlinked map (a shared store), and a link whose target is gone.
+    elsewhere = base / "store" / "map.nii.gz"
+    elsewhere.parent.mkdir()
+    nib.save(nib.Nifti1Image(_brain(rng), _affine()), elsewhere)
+    linked = _write_scan(root, "linked", _brain(rng))
+    linked.unlink()
+    linked.symlink_to(elsewhere)
+    dangling = _write_scan(root, "dangling", _brain(rng))
+    dangling.unlink()
+    dangling.symlink_to(base / "store" / "gone.nii.gz")
+    _write_scan(root, "unlisted", _brain(rng))  # a folder with no table row
     names = [
         *subjects,
         "trunc",
@@ -93,6 +110,11 @@ def faulty_run(tmp_path_factory):
         "notgz",
         "fourd",
         "noreport",
+        "empty",
+        "voxel",
+        "intscaled",
+        "linked",
+        "dangling",
         "good2",
         "../evil",
     ]
@@ -132,6 +154,9 @@ EXPECTED = {
     "shifted": "affine is not the template space",
     "fourd": "4-D",
     "noreport": "missing CAT12 report",
+    "empty": "unreadable NIfTI",
+    "voxel": "voxel size (5.0, 5.0, 5.0) mm, expected 6.0 mm",
+    "dangling": "is a link to",
     "good3": "missing or non-numeric age",
     "../evil": "unsafe participant_id",
 }
@@ -148,11 +173,31 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
     duplicated = qc[qc["participant_id"] == "good2"]
     assert list(duplicated["qc"]) == ["1", "0"] and "duplicated" in duplicated["reason"].iloc[1]
     passing = qc[qc["qc"] == "1"]
-    assert sorted(passing["participant_id"]) == [f"good{i}" for i in range(8) if i != 3]
+    good = [f"good{i}" for i in range(8) if i != 3]
+    assert sorted(passing["participant_id"]) == sorted([*good, "intscaled", "linked"])
+    assert "unlisted" not in set(qc["participant_id"])
 
 
 def test_only_the_good_scans_are_converted(faulty_run):
     data = np.load(faulty_run / "results/data/hand/data.npy")
     table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t")
-    assert data.shape == (7, 1, *SHAPE) and len(table) == 7
+    assert data.shape == (9, 1, *SHAPE) and len(table) == 9
     assert np.isfinite(data).all()
+
+
+def test_scaled_integer_and_symlinked_maps_are_read_as_their_values(faulty_run):
+    root = faulty_run.parent / "derivatives" / "cat12"
+    data = np.load(faulty_run / "results/data/hand/data.npy")
+    table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t", dtype=str)
+    for subject in ("intscaled", "linked"):
+        image = root / f"sub-{subject}/ses-1/anat/mri/mwp1sub-{subject}_ses-1_T1w.nii.gz"
+        expected = np.asarray(nib.load(image).get_fdata(), np.float32)
+        row = table.index[table["participant_id"] == subject][0]
+        # TIV 1500 in the report: the TIV scaling leaves the values as they are.
+        np.testing.assert_allclose(data[row, 0], expected, rtol=1e-5, atol=1e-6)
+    assert data[table.index[table["participant_id"] == "intscaled"][0]].max() > 0.5
+
+
+def test_subject_folders_without_a_table_row_are_reported(faulty_run):
+    log = (faulty_run / "results/logs/qc/hand.log").read_text()
+    assert "1 subject folder(s)" in log and "have no row in" in log and "unlisted" in log

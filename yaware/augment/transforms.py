@@ -8,6 +8,7 @@ per-scan ``keep`` mask for the probability; ``apply(x, params)`` is deterministi
 on the batch's device. Batches have shape (B, C, X, Y, Z).
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -111,15 +112,46 @@ class GaussianBlur:
         if len(selected) == 0:
             return x
         for b in selected.tolist():
-            x[b] = _gaussian_blur(x[b : b + 1], float(params["sigma"][b]))[0]
+            _gaussian_blur_(x[b : b + 1], float(params["sigma"][b]), self._workspace)
         return x
 
+    @property
+    def _workspace(self) -> "Workspace":
+        if not hasattr(self, "_buffers"):
+            self._buffers = Workspace()
+        return self._buffers
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of one scan (1, C, X, Y, Z) as sums of shifted views.
+
+class Workspace:
+    """Scratch tensors kept between calls, by name.
+
+    A fresh tensor of a whole scan costs more in page faults on the CPU (about 4 ms for
+    8.5 MB) than the arithmetic done in it; reusing scratch space removes that cost. Not
+    shared between threads: one policy per thread.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        held = self._tensors.get(name)
+        if (
+            held is None
+            or held.numel() < math.prod(shape)
+            or held.dtype != like.dtype
+            or held.device != like.device
+        ):
+            held = torch.empty(math.prod(shape), dtype=like.dtype, device=like.device)
+            self._tensors[name] = held
+        return held[: math.prod(shape)].view(shape)
+
+
+def _gaussian_blur_(x: torch.Tensor, sigma: float, work: Workspace) -> None:
+    """Separable Gaussian blur of one scan (1, C, X, Y, Z), in place, as sums of shifted views.
 
     One scan at a time with scalar tap weights: on CPU about twice as fast as the batched
-    form (the working set stays in cache) and far faster than a grouped conv3d.
+    form (the working set stays in cache) and far faster than a grouped conv3d. Edges are
+    replicated into a padded scratch copy along each axis in turn.
     """
     sigma = max(sigma, 1e-3)
     radius = max(1, int(4.0 * sigma + 0.5))  # scipy's truncation at 4 sigma
@@ -128,16 +160,24 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = (taps / taps.sum()).tolist()
     out = x
     for axis in range(2, 5):
-        pad = [0] * 6
-        pad[2 * (4 - axis)], pad[2 * (4 - axis) + 1] = radius, radius
-        padded = F.pad(out, pad, mode="replicate")
         size = out.shape[axis]
-        acc = padded.narrow(axis, radius, size) * taps[radius]
+        shape = list(out.shape)
+        shape[axis] = size + 2 * radius
+        padded = work.get(f"padded{axis}", out, tuple(shape))
+        padded.narrow(axis, radius, size).copy_(out)
+        padded.narrow(axis, 0, radius).copy_(
+            out.narrow(axis, 0, 1).expand_as(padded.narrow(axis, 0, radius))
+        )
+        padded.narrow(axis, radius + size, radius).copy_(
+            out.narrow(axis, size - 1, 1).expand_as(padded.narrow(axis, 0, radius))
+        )
+        # The last axis writes straight into the scan: its values are in `padded` by now.
+        acc = x if axis == 4 else work.get(f"acc{axis}", out, tuple(out.shape))
+        torch.mul(padded.narrow(axis, radius, size), taps[radius], out=acc)
         for t, weight in enumerate(taps):
             if t != radius:
                 acc.add_(padded.narrow(axis, t, size), alpha=weight)
         out = acc
-    return out
 
 
 @dataclass
@@ -163,7 +203,9 @@ class GaussianNoise:
         if len(selected) == 0:
             return x
         noise_gen = torch.Generator(device=x.device).manual_seed(int(params["seed"]))
-        noise = torch.empty(x.shape[1:], device=x.device, dtype=x.dtype)
+        if not hasattr(self, "_buffers"):
+            self._buffers = Workspace()
+        noise = self._buffers.get("noise", x, tuple(x.shape[1:]))
         for b in selected.tolist():
             x[b].add_(noise.normal_(generator=noise_gen), alpha=float(params["std"][b]))
         return x

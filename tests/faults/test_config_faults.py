@@ -1,0 +1,45 @@
+"""Evaluation settings a cohort cannot satisfy, caught by the split stage through Snakemake."""
+
+import pytest
+
+from tests.workflow.helpers import make_workdir, snakemake
+
+
+def _config(adni: dict, splits: dict) -> dict:
+    return {
+        "synthetic": {
+            "voxel_mm": 6.0,
+            "cohorts": {
+                "bhb": {"role": "pretrain", "n_subjects": 8, "n_sites": 1},  # never built here
+                "adni": {
+                    "role": "evaluate",
+                    "n_subjects": 30,
+                    "n_sites": 2,
+                    "diagnosis": "alzheimer",
+                    "qc_failure_rate": 0.0,
+                    **adni,
+                },
+            },
+        },
+        "qc": {"corr_voxel_mm": 6.0},
+        "conversion": {"voxel_mm": 6.0},
+        "splits": splits,
+    }
+
+
+@pytest.mark.parametrize(
+    ("adni", "splits", "message"),
+    [
+        ({}, {"n_target": [500]}, "splits.n_target: 500 exceeds the"),
+        ({"patient_fraction": 0.0}, {"n_target": [10]}, "no row of the positive class"),
+    ],
+    ids=["n_target_larger_than_the_cohort", "positive_class_absent"],
+)
+def test_the_split_stage_refuses_with_the_setting_named(tmp_path, adni, splits, message):
+    workdir = make_workdir(tmp_path, _config(adni, splits))
+    done = snakemake(workdir, "--cores", "2", "results/splits/adni/split.tsv")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/split/adni.log").read_text()
+    assert message in log, log[-2000:]
+    assert "Traceback" not in log
+    assert not (workdir / "results/splits/adni/split.tsv").exists()

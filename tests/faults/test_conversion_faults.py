@@ -1,0 +1,81 @@
+"""Conversion: killed half way through Snakemake, and maps that overflow float16."""
+
+import os
+import signal
+
+import nibabel as nib
+import numpy as np
+
+from tests.workflow.helpers import make_workdir, snakemake, start_snakemake, wait_until
+from tests.workflow.test_cat12_faults import VOXEL_MM, _affine, _brain, _write_scan
+
+COHORT = {
+    "synthetic": {
+        "voxel_mm": 3.0,
+        "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 150, "n_sites": 2}},
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 3.0, "threads": 1},
+}
+DATA = "results/data/bhb"
+
+
+def test_conversion_killed_half_way_leaves_nothing_finished_and_reruns_identically(tmp_path):
+    reference = make_workdir(tmp_path / "reference", COHORT)
+    done = snakemake(reference, "--cores", "2", f"{DATA}/data.npy")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    workdir = make_workdir(tmp_path / "killed", COHORT)
+    # Everything before the conversion first, so the kill lands inside it.
+    assert snakemake(workdir, "--cores", "2", "results/qc/bhb/qc.tsv").returncode == 0
+    process = start_snakemake(workdir, "--cores", "2", f"{DATA}/data.npy")
+    out = workdir / DATA
+    wait_until(lambda: any(out.glob(".data.npy.*.tmp")), process, "the conversion wrote")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "data.npy").exists()  # only the temporary file was being written
+    assert any(out.glob(".data.npy.*.tmp"))
+
+    assert snakemake(workdir, "--unlock").returncode == 0
+    rerun = snakemake(workdir, "--cores", "2", "--rerun-incomplete", f"{DATA}/data.npy")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (out / "data.npy").read_bytes() == (reference / DATA / "data.npy").read_bytes()
+    assert (out / "participants.tsv").read_bytes() == (
+        reference / DATA / "participants.tsv"
+    ).read_bytes()
+    assert not any(out.glob(".data.npy.*.tmp"))  # the leftover was cleaned up
+
+
+def test_maps_that_overflow_float16_stop_the_conversion_with_the_file_named(tmp_path):
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        _write_scan(root, f"s{i}", _brain(rng))
+    # Same anatomy, raw intensities (e.g. a T1 in place of the grey-matter map).
+    huge = _write_scan(root, "raw", _brain(rng))
+    nib.save(nib.Nifti1Image(_brain(rng) * 1e6, _affine()), huge)
+    names = [f"s{i}" for i in range(5)] + ["raw"]
+    (tmp_path / "participants.tsv").write_text(
+        "participant_id\tsession\tage\n"
+        + "".join(f"{n}\t1\t{40 + k}\n" for k, n in enumerate(names))
+    )
+    config = {
+        "synthetic": {"cohorts": {}},
+        "cohorts": {
+            "hand": {
+                "role": "pretrain",
+                "participants": str(tmp_path / "participants.tsv"),
+                "cat12_root": str(root),
+                "voxel_mm": VOXEL_MM,
+            }
+        },
+        "qc": {"corr_voxel_mm": VOXEL_MM},
+        "conversion": {"voxel_mm": VOXEL_MM, "dtype": "float16"},
+    }
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(workdir, "--cores", "2", "results/data/hand/data.npy")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/convert/hand.log").read_text()
+    assert "mwp1sub-raw_ses-1_T1w.nii.gz" in log and "overflow float16; use float32" in log
+    assert "Traceback" not in log
+    assert not (workdir / "results/data/hand/data.npy").exists()
