@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+import torch.nn.functional as F
 
 from yaware.augment import (
     POLICIES,
@@ -16,6 +17,7 @@ from yaware.augment import (
     GaussianNoise,
     build_policy,
 )
+from yaware.augment.transforms import resize_trilinear
 from yaware.errors import ConfigError
 
 SHAPE = (13, 15, 11)
@@ -141,3 +143,22 @@ def test_bad_options_are_refused():
         Flip(p=1.5)
     with pytest.raises(ValueError, match=r"\(B, C, X, Y, Z\)"):
         build_policy("none", SHAPE)(torch.zeros(*SHAPE))
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"), [((2, 1, 9, 11, 7), (12, 14, 10)), ((1, 2, 20, 5, 8), (7, 9, 30))]
+)
+def test_two_pass_resize_equals_torch_trilinear(shape, size):
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(3))
+    reference = F.interpolate(x, size=size, mode="trilinear", align_corners=False)
+    torch.testing.assert_close(resize_trilinear(x, size), reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_z_scoring_keeps_dtype_and_leaves_the_input_alone(dtype):
+    x = (torch.rand(3, 1, 6, 7, 5) * 5 + 2).to(dtype)
+    before = x.clone()
+    out = build_policy("none", (6, 7, 5), seed=0)(x)
+    assert out.dtype == dtype and torch.equal(x, before)
+    means = out.float().mean(dim=(1, 2, 3, 4))
+    assert torch.allclose(means, torch.zeros(3), atol=2e-2)
