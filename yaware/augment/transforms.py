@@ -81,8 +81,7 @@ class ZScore:
         sum_sq = torch.linalg.vector_norm(x, dim=dims, keepdim=True).square()
         var = ((sum_sq - n * mean.square()) / max(n - 1, 1)).clamp_min(0)
         scale = 1.0 / var.sqrt().clamp_min(1e-6)
-        # (x - mean) * scale in one pass over the scan: -mean * scale + x * scale.
-        return torch.addcmul(-mean * scale, x, scale, out=new_like(x))
+        return torch.sub(x, mean, out=new_like(x)).mul_(scale)
 
 
 @dataclass
