@@ -19,8 +19,9 @@ FLOOR_STYLES = {
 DEFAULT_FLOOR = {"linestyle": ":", "color": "0.45", "marker": "x"}
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> None:
-    fig.tight_layout()
+def _save(fig: plt.Figure, path: str | os.PathLike, caption_space: float = 0.0) -> None:
+    """Lay out (keeping ``caption_space`` of the height free at the bottom) and write."""
+    fig.tight_layout(rect=(0, caption_space, 1, 1))
     write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)
 
@@ -78,8 +79,7 @@ def auc_vs_n_target(
         ax.set_ylabel("test ROC AUC")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(caption, fontsize=8, y=0.02, va="bottom")
-    fig.subplots_adjust(bottom=0.2)
-    _save(fig, path)
+    _save(fig, path, caption_space=0.05)
 
 
 def sigma_effect(
@@ -117,8 +117,7 @@ def sigma_effect(
     ax.set_ylabel("MAE (years)")
     ax.legend(fontsize=7)
     fig.suptitle(caption, fontsize=8, y=0.02, va="bottom")
-    fig.subplots_adjust(bottom=0.22)
-    _save(fig, path)
+    _save(fig, path, caption_space=0.05)
 
 
 def umap_panels(
@@ -151,5 +150,4 @@ def umap_panels(
         ax.set_yticks([])
     axes[0][0].legend(fontsize=8)
     fig.suptitle(caption, fontsize=7, y=0.005, va="bottom")
-    fig.subplots_adjust(bottom=0.1)
-    _save(fig, path)
+    _save(fig, path, caption_space=0.03)
