@@ -10,10 +10,12 @@ import torch
 
 from tests.conftest import pretrain_keys, run_cli, write_config
 from tests.workflow.helpers import (
+    TINY_EXPERIMENT,
     make_workdir,
     snakemake,
     snakemake_command,
     start_snakemake,
+    tiny_pretraining_config,
     wait_until,
 )
 from yaware.checkpoint import read_checkpoint
@@ -45,22 +47,8 @@ def test_sigterm_saves_mid_epoch_and_resume_matches_an_uninterrupted_run(toy_coh
         assert torch.equal(value, resumed["model"][key]), key
 
 
-TINY = {
-    "synthetic": {
-        "voxel_mm": 6.0,
-        "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
-    },
-    "qc": {"corr_voxel_mm": 6.0},
-    "conversion": {"voxel_mm": 6.0},
-    "pretraining": {
-        "methods": {"yaware": {"sigma": [5.0]}},
-        "encoder": "tinycnn",
-        "epochs": 60,
-        "batch_size": 8,
-        "lr": 1.0e-3,
-    },
-}
-CHECKPOINT = "results/pretrain/yaware-sigma5_cutout_tinycnn_seed0"
+TINY = tiny_pretraining_config(epochs=60, lr=1.0e-3)
+CHECKPOINT = f"results/pretrain/{TINY_EXPERIMENT}"
 
 
 def test_sigkill_of_the_workflow_then_rerun_resumes_and_matches(tmp_path):

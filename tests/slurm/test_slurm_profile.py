@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.workflow.helpers import REPO, make_workdir, snakemake, start_snakemake, wait_until
+from tests.workflow.helpers import (
+    REPO,
+    TINY_EXPERIMENT,
+    make_workdir,
+    snakemake,
+    start_snakemake,
+    tiny_pretraining_config,
+    wait_until,
+)
 from yaware.checkpoint import read_checkpoint
 from yaware.launch import pretrain_command
 
@@ -24,22 +32,8 @@ pytestmark = pytest.mark.slurm
 
 HERE = Path(__file__).resolve().parent
 EPOCHS = 80
-EXPERIMENT = "yaware-sigma5_cutout_tinycnn_seed0"
-CONFIG = {
-    "synthetic": {
-        "voxel_mm": 6.0,
-        "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
-    },
-    "qc": {"corr_voxel_mm": 6.0},
-    "conversion": {"voxel_mm": 6.0},
-    "pretraining": {
-        "methods": {"yaware": {"sigma": [5.0]}},
-        "encoder": "tinycnn",
-        "epochs": EPOCHS,
-        "batch_size": 8,
-        "lr": 1.0e-3,
-    },
-}
+EXPERIMENT = TINY_EXPERIMENT
+CONFIG = tiny_pretraining_config(epochs=EPOCHS, lr=1.0e-3)
 TARGET = f"results/pretrain/{EXPERIMENT}/best.pt"
 RUN_LIMIT_S = 900  # the plugin can wait forever on a broken cluster: never let it
 

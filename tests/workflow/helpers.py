@@ -68,3 +68,25 @@ def wait_until(
         assert process.poll() is None, f"the run ended before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(every)
+
+
+TINY_EXPERIMENT = "yaware-sigma5_cutout_tinycnn_seed0"
+
+
+def tiny_pretraining_config(epochs: int, **pretraining) -> dict:
+    """One small healthy cohort at 6 mm and one y-Aware experiment (``TINY_EXPERIMENT``)."""
+    return {
+        "synthetic": {
+            "voxel_mm": 6.0,
+            "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
+        },
+        "qc": {"corr_voxel_mm": 6.0},
+        "conversion": {"voxel_mm": 6.0},
+        "pretraining": {
+            "methods": {"yaware": {"sigma": [5.0]}},
+            "encoder": "tinycnn",
+            "epochs": epochs,
+            "batch_size": 8,
+            **pretraining,
+        },
+    }

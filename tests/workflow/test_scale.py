@@ -2,7 +2,12 @@
 
 import pandas as pd
 
-from tests.workflow.helpers import make_workdir, planned_jobs, snakemake
+from tests.workflow.helpers import (
+    make_workdir,
+    planned_jobs,
+    snakemake,
+    tiny_pretraining_config,
+)
 from yaware.bhb10k import BHB10K, write_placeholder_cohorts
 from yaware.checkpoint import read_checkpoint
 
@@ -31,20 +36,7 @@ def test_bhb10k_cohorts_are_pooled_for_pretraining(tmp_path):
 def test_a_pretraining_job_given_two_gpus_runs_two_processes(tmp_path):
     """`gpu: 2` for the rule (as the Slurm profile may set) starts one process per GPU with
     torchrun; on this CPU machine they are gloo processes, the same code path."""
-    config = {
-        "synthetic": {
-            "voxel_mm": 6.0,
-            "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
-        },
-        "qc": {"corr_voxel_mm": 6.0},
-        "conversion": {"voxel_mm": 6.0},
-        "pretraining": {
-            "methods": {"yaware": {"sigma": [5.0]}},
-            "encoder": "tinycnn",
-            "epochs": 2,
-            "batch_size": 8,
-        },
-    }
+    config = tiny_pretraining_config(epochs=2)
     workdir = make_workdir(tmp_path, config)
     run = "results/pretrain/yaware-sigma5_cutout_tinycnn_seed0"
     done = snakemake(workdir, f"{run}/best.pt", "--cores", "2", "--set-resources", "pretrain:gpu=2")
