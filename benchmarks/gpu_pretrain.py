@@ -197,7 +197,8 @@ def training(shape, device, batch, peak, flops, report: Report, variants) -> flo
             },
         )
         del step
-        torch.cuda.empty_cache() if device.type == "cuda" else None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return best
 
 
@@ -214,7 +215,7 @@ def memory(shape, device, batch, report: Report) -> None:
         except torch.OutOfMemoryError:
             row = {"scans_s": None, "peak_gib": "out of memory"}
         report.add("memory", {"batch": batch, "gradient_checkpointing": checkpointing, **row})
-        step = None
+        step = None  # free this model before the next one's peak is measured
 
 
 def write_cohort(root: Path, shape, n: int) -> tuple[Path, Path]:
