@@ -9,10 +9,13 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    bf16 + channels-last, bf16 + channels-last + torch.compile; FLOPs per scan from
    torch's flop counter and the fraction of the measured bf16 rate;
 4. GPU memory at batch 64, with and without gradient checkpointing;
-5. the data path: scans/s the DataLoader delivers from a memory-mapped float16 array
+5. what limits the step (``benchmarks.gpu_breakdown``): every convolution timed alone,
+   and a profile of the step's device time by operator kind;
+6. the data path: scans/s the DataLoader delivers from a memory-mapped float16 array
    (pinned memory, N workers) against a raw sequential read of the same file;
-6. the engine end to end (``yaware.train.pretrain.pretrain``, loader + GPU augmentation
-   + step, its own metrics.csv), against the original's data-path limit.
+7. the engine end to end (``yaware.train.pretrain.pretrain``, loader + GPU augmentation
+   + step, its own metrics.csv), against the original's data-path limit; with
+   ``compile: true`` too in the last section, "compile".
 
     python -m benchmarks.gpu_pretrain [--out results.json] [--shape 121 145 121]
 
@@ -23,7 +26,6 @@ what it measured. Without a GPU it runs on the CPU (to check the script, not to 
 import argparse
 import json
 import multiprocessing
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,11 +35,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch.profiler import record_function
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks import gpu_breakdown
 from benchmarks.augment_throughput import per_scan_view
-from benchmarks.common import machine, markdown_table
+from benchmarks.common import machine, markdown_table, median_seconds, sync
 from yaware.augment import build_policy
 from yaware.config import PretrainConfig, build_config
 from yaware.data import ScanDataset
@@ -59,24 +63,6 @@ class Report:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"machine": machine(), **self.sections}, indent=1))
             tmp.replace(self.path)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def ceilings(device: torch.device, report: Report) -> float:
@@ -147,12 +133,14 @@ def make_step(shape, device, batch, precision, channels_last, compiled, checkpoi
     dtype = torch.bfloat16 if precision == "bf16" else None
 
     def step() -> None:
-        views = policy(torch.cat([x, x]))
-        if channels_last:
-            views = views.contiguous(memory_format=torch.channels_last_3d)
+        with record_function("augmentation"):  # regions named in a profile
+            views = policy(torch.cat([x, x]))
+            if channels_last:
+                views = views.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             z = forward(views)
-        loss = loss_fn(*z.float().chunk(2), y)
+        with record_function("loss"):
+            loss = loss_fn(*z.float().chunk(2), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -218,6 +206,27 @@ def memory(shape, device, batch, report: Report) -> None:
         step = None  # free this model before the next one's peak is measured
 
 
+def breakdown(shape, device, batch, peak, report: Report, chosen: Callable[[str], bool]) -> None:
+    """What limits the eager step (bf16, channels-last on CUDA; fp32 on the CPU)."""
+    cuda = device.type == "cuda"
+    precision, dtype = ("bf16", torch.bfloat16) if cuda else ("fp32", None)
+    step = make_step(shape, device, batch, precision, cuda, False)
+    step_seconds = median_seconds(step, device, repeats=5, warmup=2)
+    if chosen("convolutions"):
+        model = build_model("densenet121").to(device)
+        views = torch.rand(2 * batch, 1, *shape, device=device)
+        if cuda:
+            model = model.to(memory_format=torch.channels_last_3d)
+            views = views.contiguous(memory_format=torch.channels_last_3d)
+        gpu_breakdown.convolutions(model, views, dtype, cuda, step_seconds, batch, peak, report)
+        del model, views
+    if chosen("profile"):
+        gpu_breakdown.profile(step, device, steps=3, report=report)
+    del step
+    if cuda:
+        torch.cuda.empty_cache()
+
+
 def write_cohort(root: Path, shape, n: int) -> tuple[Path, Path]:
     array = np.lib.format.open_memmap(
         root / "x.npy", mode="w+", dtype="float16", shape=(n, 1, *shape)
@@ -270,7 +279,8 @@ def data_path(array: Path, table: Path, device, batch, workers, report: Report) 
     )
 
 
-def engine(array, table, shape, workers, batch, original_all_tf, report: Report) -> None:
+def engine(array, table, workers, batch, original_all_tf, report: Report, compiled=False) -> None:
+    """``pretrain()`` for 2 epochs; epoch 2's rate (after any compilation) from metrics.csv."""
     with tempfile.TemporaryDirectory() as out:
         cfg = build_config(
             PretrainConfig,
@@ -283,6 +293,7 @@ def engine(array, table, shape, workers, batch, original_all_tf, report: Report)
                 "epochs": 2,
                 "num_workers": workers,
                 "augmentation": "all_tf",
+                "compile": compiled,
             },
         )
         from yaware.train.pretrain import pretrain
@@ -296,6 +307,7 @@ def engine(array, table, shape, workers, batch, original_all_tf, report: Report)
         {
             "batch": batch,
             "workers": workers,
+            "compile": compiled,
             "epoch2_scans_s": rate,
             "original_data_path_scans_s": original_scans,
             "ratio": rate / original_scans,
@@ -307,7 +319,7 @@ def summary(report: Report, machine_name: str | None = None) -> None:
     print(f"\nMachine: {machine_name or machine()}\n")
     for section, rows in report.sections.items():
         print(f"### {section}\n")
-        header = list(rows[0])
+        header = list(dict.fromkeys(key for row in rows for key in row))
         print(markdown_table(header, [[row.get(k) for k in header] for row in rows]))
         print()
 
@@ -326,7 +338,17 @@ def main() -> None:
         "--sections",
         nargs="+",
         default=["all"],
-        choices=["all", "augmentation", "training", "memory", "data", "engine", "compile"],
+        choices=[
+            "all",
+            "augmentation",
+            "training",
+            "memory",
+            "convolutions",
+            "profile",
+            "data",
+            "engine",
+            "compile",
+        ],
     )
     args = parser.parse_args()
     if args.render:
@@ -345,22 +367,25 @@ def main() -> None:
 
     peak = ceilings(device, report)
     original = {"all_tf": float("nan")}
-    if chosen("augmentation") or chosen("engine"):
+    if chosen("augmentation") or chosen("engine") or chosen("compile"):
         original = augmentation(shape, device, args.batch, args.workers, report)
     flops = flops_per_scan(shape, device) if chosen("training") or chosen("compile") else 0.0
     if chosen("training"):
         training(shape, device, args.batch, peak, flops, report, EAGER_VARIANTS)
     if chosen("memory"):
         memory(shape, device, args.memory_batch, report)
-    if chosen("data") or chosen("engine"):
-        with tempfile.TemporaryDirectory() as tmp:
+    if chosen("convolutions") or chosen("profile"):
+        breakdown(shape, device, args.batch, peak, report, chosen)
+    with tempfile.TemporaryDirectory() as tmp:
+        if chosen("data") or chosen("engine") or chosen("compile"):
             array, table = write_cohort(Path(tmp), shape, args.scans)
-            if chosen("data"):
-                data_path(array, table, device, args.batch, args.workers, report)
-            if chosen("engine"):
-                engine(array, table, shape, args.workers, args.batch, original["all_tf"], report)
-    if chosen("compile") and not args.no_compile:  # last: compiling may take minutes
-        training(shape, device, args.batch, peak, flops, report, COMPILED_VARIANTS)
+        if chosen("data"):
+            data_path(array, table, device, args.batch, args.workers, report)
+        if chosen("engine"):
+            engine(array, table, args.workers, args.batch, original["all_tf"], report)
+        if chosen("compile") and not args.no_compile:  # last: compiling takes minutes
+            training(shape, device, args.batch, peak, flops, report, COMPILED_VARIANTS)
+            engine(array, table, args.workers, args.batch, original["all_tf"], report, True)
     summary(report)
 
 

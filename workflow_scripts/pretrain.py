@@ -85,6 +85,7 @@ def main(
                 "warmup_epochs",
                 "num_workers",
                 "sync_batchnorm",
+                "compile",
             )
         },
     }

@@ -72,6 +72,7 @@ class PretrainConfig(TrainingOptions):
     normalisation: str = "row"
     loss_variant: str = "yaware"
     sync_batchnorm: bool = False
+    compile: bool = False
 
 
 @dataclass

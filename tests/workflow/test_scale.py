@@ -46,3 +46,11 @@ def test_a_pretraining_job_given_two_gpus_runs_two_processes(tmp_path):
     last = read_checkpoint(workdir / run / "last.pt")
     assert last["epoch"] == 2 and len(last["policy_ranks"]) == 2
     assert list(pd.read_csv(workdir / run / "metrics.csv")["epoch"]) == [1, 2]
+
+
+def test_compile_setting_reaches_the_pretraining_job(tmp_path):
+    workdir = make_workdir(tmp_path, tiny_pretraining_config(epochs=1, compile=True))
+    run = "results/pretrain/yaware-sigma5_cutout_tinycnn_seed0"
+    done = snakemake(workdir, f"{run}/best.pt", "--cores", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_checkpoint(workdir / run / "last.pt")["meta"]["config"]["compile"] is True

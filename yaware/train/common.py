@@ -3,7 +3,9 @@
 import contextlib
 import logging
 import math
+import os
 import random
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def require_compiler(device: torch.device) -> None:
+    """torch.compile builds its kernels with the host's compiler: C++ on the CPU, C for
+    Triton's launchers on CUDA. Missing, it fails only at the first step, deep in inductor."""
+    if device.type == "cpu":
+        needed, candidates = "a C++ compiler", (os.environ.get("CXX"), "g++", "c++", "clang++")
+    else:
+        needed, candidates = "a C compiler", (os.environ.get("CC"), "gcc", "cc", "clang")
+    if not any(shutil.which(name) for name in candidates if name):
+        raise ConfigError(
+            f"compile: true needs {needed} for torch.compile on {device.type} and none is on "
+            "PATH; install one (e.g. gcc/g++) or set compile: false"
+        )
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

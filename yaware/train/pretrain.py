@@ -40,6 +40,7 @@ from yaware.train.common import (
     autocast_dtype,
     lr_factor,
     make_loader,
+    require_compiler,
     resolve_device,
     restore_rng,
     rng_state,
@@ -55,6 +56,9 @@ BEST_KEPT = ".best.pt"
 
 # Fixed so that every epoch's validation loss sees the same views.
 VALIDATION_SEED_OFFSET = 7919
+
+# Steps between updates of the progress bar's running loss (each one waits for the GPU).
+PROGRESS_EVERY = 25
 
 
 def build_loss(cfg: PretrainConfig) -> nn.Module:
@@ -162,6 +166,8 @@ class _Objective:
         age_stats: tuple[float, float],
     ) -> None:
         self.method, self.network, self.device = cfg.method, network, device
+        # Compiled once per (train/eval mode, batch shape); the weights stay the network's.
+        self.forward = torch.compile(network) if cfg.compile else network
         self.amp = autocast_dtype(cfg.precision, device)
         self.age_mean, self.age_std = age_stats
         self.contrastive = build_loss(cfg) if cfg.method in ("yaware", "simclr") else None
@@ -178,18 +184,18 @@ class _Objective:
         if self.contrastive is not None:
             views = self._layout(policy(torch.cat([x, x])))  # both views, drawn independently
             with autocast(self.device, self.amp):
-                z = self.network(views)
+                z = self.forward(views)
             z1, z2 = z.float().chunk(2)
             z1, z2 = distributed.gather(z1), distributed.gather(z2)
             return self.contrastive(z1, z2, distributed.gather_labels(y))
         if self.method == "age_supervision":
             with autocast(self.device, self.amp):
-                predicted = self.network(self._layout(policy(x)))
+                predicted = self.forward(self._layout(policy(x)))
             return F.l1_loss(predicted.float(), (y - self.age_mean) / self.age_std)
         target = min_max(policy(x))
         corrupted = corruption(target)
         with autocast(self.device, self.amp):
-            restored = self.network(self._layout(corrupted), target.shape[2:])
+            restored = self.forward(self._layout(corrupted), target.shape[2:])
         return F.mse_loss(restored.float(), target)
 
     def _layout(self, views: torch.Tensor) -> torch.Tensor:
@@ -230,6 +236,8 @@ def pretrain(
     out = Path(cfg.out_dir)
     device = distributed.init_from_env(cfg.device) or resolve_device(cfg.device)
     main = distributed.is_main()  # rank 0 writes every file
+    if cfg.compile:
+        require_compiler(device)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
@@ -316,18 +324,25 @@ def pretrain(
                 mininterval=5,
                 disable=not main,
             )
+            # Summed on the device: reading the loss each step would make the host wait
+            # for the GPU instead of queueing the next step's work.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             for step, batch in enumerate(bar, start=skip_steps):
                 loss = objective.loss(batch, policy, corruption)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                partial["loss"] += float(loss.detach())
-                bar.set_postfix(loss=f"{partial['loss'] / (step + 1):.3f}", refresh=False)
+                loss_sum += loss.detach()
+                if (step + 1) % PROGRESS_EVERY == 0:
+                    mean = (partial["loss"] + float(loss_sum)) / (step + 1)
+                    bar.set_postfix(loss=f"{mean:.3f}", refresh=False)
                 if distributed.any_rank(stop.requested, device):  # all ranks stop together
+                    partial["loss"] += float(loss_sum)
                     partial["seconds"] += time.perf_counter() - start
                     save(epoch, step + 1, partial)
                     raise Interrupted(f"stopped by signal; resume from {last} with --resume")
+            partial["loss"] += float(loss_sum)
             seconds = partial["seconds"] + time.perf_counter() - start
             train_loss = distributed.mean_over_ranks(partial["loss"] / steps_per_epoch, device)
             row = {

@@ -1,0 +1,60 @@
+"""The GPU benchmark's breakdown sections, run on the CPU at a tiny grid through its CLI:
+a GPU session has minutes, so the script must not first fail there."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from yaware.models import densenet121
+
+SHAPE = (32, 40, 32)  # DenseNet121 halves the grid five times
+BATCH = 2
+
+
+def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, "-m", "benchmarks.gpu_pretrain", "--out", str(out)]
+    command += ["--shape", *map(str, SHAPE), "--batch", str(BATCH)]
+    done = subprocess.run(
+        [*command, "--sections", "convolutions", "profile"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    saved = json.loads(out.read_text())
+    rows = {row["kind"]: row for row in saved["convolutions"]}
+    # DenseNet121: the stem, two convolutions in each of 6 + 12 + 24 + 16 dense layers and
+    # three transitions.
+    assert rows["all convolutions"]["calls_per_step"] == 1 + 2 * 58 + 3
+    assert rows["3x3x3 128->32"]["calls_per_step"] == 58
+    assert rows["stem 7x7x7"]["calls_per_step"] == 1
+    parts = [row for kind, row in rows.items() if kind != "all convolutions"]
+    total_ms = rows["all convolutions"]["ms_per_step"]
+    assert abs(sum(row["ms_per_step"] for row in parts) - total_ms) < 1e-6 * total_ms
+
+    # The convolutions' FLOPs are what torch counts for a step's forward and backward
+    # (the linear head adds a negligible rest).
+    def flops(row: dict) -> float:
+        return row["tflop_s"] * 1e12 * row["ms_per_step"] / 1e3
+
+    model = densenet121()
+    views = torch.rand(2 * BATCH, 1, *SHAPE)
+    with FlopCounterMode(display=False) as counter:
+        model(views).sum().backward()
+    counted = counter.get_total_flops()
+    assert 0.99 * counted < flops(rows["all convolutions"]) <= counted
+
+    profile = {row["kind"]: row for row in saved["profile"]}
+    assert profile["convolution"]["ms_per_step"] > 0
+    assert profile["batch norm"]["ms_per_step"] > 0
+    for region in ("augmentation", "loss", "optimizer step"):
+        assert profile[f"of which {region} (all its operators)"]["ms_per_step"] > 0
+    shares = [row["share_of_busy_time"] for row in profile.values() if row["share_of_busy_time"]]
+    assert abs(sum(shares) - 1) < 1e-6
+    assert "| kind |" in done.stdout  # the printed tables
