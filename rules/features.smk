@@ -14,7 +14,7 @@ rule features:
         model="|".join(NEURAL_MODELS) or "^$",
     conda:
         "../envs/yaware.yaml"
-    threads: 2
+    threads: config["features"]["threads"]
     resources:
         mem_mb=4000,
         runtime=120,
@@ -43,7 +43,7 @@ rule pca_features:
         "results/benchmarks/features/pca.tsv"
     conda:
         "../envs/yaware.yaml"
-    threads: 2
+    threads: config["features"]["threads"]
     resources:
         mem_mb=8000,
         runtime=120,
