@@ -40,11 +40,18 @@ def conv_kind(conv: nn.Conv3d) -> str:
 
 def convolution_calls(
     model: nn.Module, views: torch.Tensor, dtype: torch.dtype | None
-) -> Counter[tuple[nn.Conv3d, tuple[int, ...]]]:
-    """Each convolution of one forward with the shape of its input, counted."""
-    calls: Counter[tuple[nn.Conv3d, tuple[int, ...]]] = Counter()
+) -> list[tuple[nn.Conv3d, tuple[int, ...], int]]:
+    """Each distinct convolution of one forward (layer and input shape), with its count."""
+    seen: dict[tuple, list] = {}
+
+    def record(conv: nn.Conv3d, args: tuple) -> None:
+        shape = tuple(args[0].shape)
+        spec = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+        spec += (conv.groups, shape)
+        seen.setdefault(spec, [conv, shape, 0])[2] += 1
+
     hooks = [
-        module.register_forward_pre_hook(lambda m, args: calls.update([(m, tuple(args[0].shape))]))
+        module.register_forward_pre_hook(record)
         for module in model.modules()
         if isinstance(module, nn.Conv3d)
     ]
@@ -54,7 +61,7 @@ def convolution_calls(
     finally:
         for hook in hooks:
             hook.remove()
-    return calls
+    return [tuple(entry) for entry in seen.values()]
 
 
 def convolution_flops(conv: nn.Conv3d, out: torch.Tensor, input_grad: bool) -> float:
@@ -80,7 +87,7 @@ def convolutions(
     seconds: Counter[str] = Counter()
     flops: Counter[str] = Counter()
     calls: Counter[str] = Counter()
-    for (conv, shape), count in convolution_calls(model, views, dtype).items():
+    for conv, shape, count in convolution_calls(model, views, dtype):
         first = shape == tuple(views.shape)  # the scans themselves need no gradient
         # Inside the step every convolution but the first reads the previous layer's
         # autocast output, so its input already has the autocast type.
