@@ -15,7 +15,10 @@ rule features:
     conda:
         "../envs/yaware.yaml"
     threads: config["features"]["threads"]
+    # A DenseNet121 pass over BHB-10K at 1.5 mm takes hours on a few CPU cores and
+    # minutes on a GPU; slurm/config.yaml asks for one.
     resources:
+        gpu=1,
         mem_mb=4000,
         runtime=120,
     params:
@@ -44,9 +47,11 @@ rule pca_features:
     conda:
         "../envs/yaware.yaml"
     threads: config["features"]["threads"]
+    # IncrementalPCA's batches need about 11 GB at 1.5 mm (783k grey-matter voxels),
+    # whatever the number of scans; a few MB at the default 6 mm.
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+        runtime=360,
     params:
         components=config["features"]["pca_components"],
         code=code_version("probes", "data"),

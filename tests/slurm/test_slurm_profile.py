@@ -35,6 +35,7 @@ EPOCHS = 80
 EXPERIMENT = TINY_EXPERIMENT
 CONFIG = tiny_pretraining_config(epochs=EPOCHS, lr=1.0e-3)
 TARGET = f"results/pretrain/{EXPERIMENT}/best.pt"
+FEATURES = f"results/features/{EXPERIMENT}/bhb.npy"
 RUN_LIMIT_S = 900  # the plugin can wait forever on a broken cluster: never let it
 
 
@@ -50,9 +51,9 @@ def cluster():
     subprocess.run(["bash", str(HERE / "stop-cluster.sh")], capture_output=True, timeout=120)
 
 
-def _pretrain_job_ids(workdir: Path) -> list[int]:
-    """Slurm job ids of the pretraining rule, from the profile's per-job log files."""
-    folder = workdir / "results/logs/slurm/rule_pretrain"
+def _job_ids(workdir: Path, rule: str = "pretrain") -> list[int]:
+    """Slurm job ids of a rule, from the profile's per-job log files."""
+    folder = workdir / f"results/logs/slurm/rule_{rule}"
     return sorted(int(p.stem) for p in folder.rglob("*.log") if p.stem.isdigit())
 
 
@@ -79,6 +80,7 @@ def slurm_run(cluster, tmp_path_factory):
         "--slurm-init-seconds-before-status-checks",
         "2",
         TARGET,
+        FEATURES,
     )
     with open(workdir / "snakemake.out", "w") as log:
         process = start_snakemake(workdir, *args, output=log)
@@ -89,7 +91,7 @@ def slurm_run(cluster, tmp_path_factory):
             return metrics.exists() and len(pd.read_csv(metrics)) >= 3
 
         wait_until(some_epochs_done, process, "three pretraining epochs", every=0.5)
-        first_job = _pretrain_job_ids(workdir)[0]
+        first_job = _job_ids(workdir)[0]
         subprocess.run(["scancel", str(first_job)], check=True)
         process.wait(timeout=RUN_LIMIT_S)
     finally:
@@ -104,7 +106,7 @@ def slurm_run(cluster, tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("local"), CONFIG)
-    done = snakemake(workdir, "--cores", "2", TARGET)
+    done = snakemake(workdir, "--cores", "2", TARGET, FEATURES)
     assert done.returncode == 0, done.stderr[-3000:]
     return workdir
 
@@ -132,9 +134,9 @@ def test_outputs_match_a_local_run(slurm_run, local_run):
     assert list(metrics["epoch"]) == list(range(1, EPOCHS + 1))
 
 
-def test_pretraining_went_through_sbatch_with_the_profiles_gpu_request(slurm_run):
+def test_gpu_rules_went_through_sbatch_with_the_profiles_gpu_request(slurm_run):
     workdir, _, output = slurm_run
-    jobs = _pretrain_job_ids(workdir)
+    jobs = _job_ids(workdir)
     assert len(jobs) == 2, jobs  # the cancelled one and its retry
     for job in jobs:
         accounting = _sacct(job)
@@ -144,12 +146,15 @@ def test_pretraining_went_through_sbatch_with_the_profiles_gpu_request(slurm_run
     assert "mem=24000M" in _sacct(jobs[0])["alloc"]
     assert "mem=48000M" in _sacct(jobs[1])["alloc"]
     assert "SLURM jobid" in output
+    (features,) = _job_ids(workdir, "features")
+    assert "gres/gpu=1" in _sacct(features)["alloc"]
+    assert "mem=8000M" in _sacct(features)["alloc"]
 
 
 def test_a_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_run):
     workdir, first_job, _ = slurm_run
     assert _sacct(first_job)["state"].startswith("CANCELLED")
-    retry = _pretrain_job_ids(workdir)[-1]
+    retry = _job_ids(workdir)[-1]
     assert _sacct(retry)["state"] == "COMPLETED"
     log = (workdir / f"results/logs/pretrain/{EXPERIMENT}.log").read_text()
     assert "resuming from" in log
