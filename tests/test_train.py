@@ -246,13 +246,13 @@ def test_compiled_pretraining_trains_the_same_network(toy_cohort, tmp_path):
     eager, compiled = runs[False], runs[True]
     assert compiled["meta"]["config"]["compile"] is True
     assert list(compiled["model"]) == list(eager["model"])  # no torch.compile prefixes
+    # Epoch 2's losses match only if epoch 1's updates reached the compiled graph.
     for name in ("train_loss", "val_loss"):
         np.testing.assert_allclose(
             [row[name] for row in compiled["history"]],
             [row[name] for row in eager["history"]],
             rtol=1e-3,
         )
-    # Epoch 2's loss matches only if epoch 1's updates reached the compiled graph.
     model, name = load_encoder(tmp_path / "True" / "last.pt")
     assert name == "tinycnn"
     assert torch.equal(
