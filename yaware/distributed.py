@@ -45,6 +45,13 @@ def init_from_env(device: str) -> torch.device | None:
     return torch.device("cpu")
 
 
+def _all_gather(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``x`` concatenated in rank order (no gradient)."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather whose backward sends each rank the gradient of its own slice.
 
@@ -55,10 +62,8 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
         ctx.rows = len(x)
-        return torch.cat(parts)
+        return _all_gather(x)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -82,9 +87,7 @@ def gather_labels(y: torch.Tensor) -> torch.Tensor:
     """Labels of the global batch, in the same rank order as :func:`gather` (no gradient)."""
     if world_size() == 1:
         return y
-    parts = [torch.empty_like(y) for _ in range(world_size())]
-    dist.all_gather(parts, y.contiguous())
-    return torch.cat(parts)
+    return _all_gather(y)
 
 
 def mean_over_ranks(value: float, device: torch.device) -> float:

@@ -61,6 +61,11 @@ VALIDATION_SEED_OFFSET = 7919
 PROGRESS_EVERY = 25
 
 
+def _rank_seed(seed: int) -> int:
+    """Each rank draws its own views; rank 0 draws exactly what a single process would."""
+    return seed + 1_000_003 * distributed.rank()
+
+
 def build_loss(cfg: PretrainConfig) -> nn.Module:
     if cfg.method == "simclr":
         return NTXentLoss(cfg.temperature)
@@ -259,8 +264,7 @@ def pretrain(
     )
     # Model Genesis learns from its own corruptions, not from the contrastive augmentations.
     augmentation = "none" if cfg.method == "model_genesis" else cfg.augmentation
-    # Each rank draws its own views; rank 0 draws exactly what a single process would.
-    seed = cfg.seed + 1_000_003 * distributed.rank()
+    seed = _rank_seed(cfg.seed)
     policy = build_policy(augmentation, shape, seed=seed)
     corruption = GenesisCorruption(shape, seed=seed) if cfg.method == "model_genesis" else None
     network = _wrap(_Network(cfg.method, model, extras), cfg, device)
@@ -383,7 +387,7 @@ def _validate(
 ) -> float | None:
     if dataset is None or len(dataset) < 2:
         return None
-    seed = cfg.seed + VALIDATION_SEED_OFFSET + 1_000_003 * distributed.rank()
+    seed = _rank_seed(cfg.seed + VALIDATION_SEED_OFFSET)
     augmentation = "none" if cfg.method == "model_genesis" else cfg.augmentation
     policy = build_policy(augmentation, shape, seed=seed)
     corruption = GenesisCorruption(shape, seed=seed) if cfg.method == "model_genesis" else None
@@ -419,15 +423,17 @@ def _restore(
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    # Each rank resumes its own augmentation stream when the run had as many ranks.
-    ranks = checkpoint.get("policy_ranks") or [checkpoint["policy"]]
-    same_world = len(ranks) == distributed.world_size()
-    policy.load_state_dict(ranks[distributed.rank()] if same_world else checkpoint["policy"])
+    policy.load_state_dict(_rank_state(checkpoint, "policy"))
     extras.load_state_dict(checkpoint.get("extras") or {})
     if corruption is not None:
-        corruptions = checkpoint.get("corruption_ranks") or [checkpoint["corruption"]]
-        corruption.load_state_dict(
-            corruptions[distributed.rank()] if same_world else checkpoint["corruption"]
-        )
+        corruption.load_state_dict(_rank_state(checkpoint, "corruption"))
     restore_rng(checkpoint["rng"])
     return {key: checkpoint[key] for key in ("epoch", "step", "partial", "history", "best")}
+
+
+def _rank_state(checkpoint: dict[str, Any], key: str) -> Any:
+    """This rank's saved stream of ``key`` when the run had as many ranks, else rank 0's."""
+    states = checkpoint.get(f"{key}_ranks") or [checkpoint[key]]
+    if len(states) == distributed.world_size():
+        return states[distributed.rank()]
+    return checkpoint[key]
