@@ -8,6 +8,7 @@ from yaware.augment import build_policy
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.models.stem import StemConv3d
 from yaware.toy import write_toy_cohort
 from yaware.train.pretrain import pretrain
 
@@ -95,3 +96,19 @@ def test_compiled_pretraining_on_the_gpu_matches_eager(tmp_path):
     eager = [row["train_loss"] for row in histories[False]]
     compiled = [row["train_loss"] for row in histories[True]]
     assert compiled == pytest.approx(eager, rel=2e-2)  # bf16 autocast on both
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_space_to_depth_stem_matches_the_direct_convolution(layout, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # exact float32 sums
+    stem = StemConv3d(1, 64, 7, padding=3).cuda()
+    x = torch.randn(4, 1, 61, 73, 61, device="cuda").contiguous(memory_format=layout)
+    results = {}
+    for fast in (False, True):
+        stem.space_to_depth = fast
+        stem.weight.grad = None
+        out = stem(x)
+        out.square().sum().backward()
+        results[fast] = (out.detach(), stem.weight.grad.clone())
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-4, atol=1e-2)

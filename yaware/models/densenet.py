@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from yaware.models.base import Backbone3D, init_weights
+from yaware.models.stem import StemConv3d
 
 
 class _DenseLayer(nn.Module):
@@ -108,7 +109,7 @@ class DenseNet3D(Backbone3D):
         self.features = nn.Sequential(
             OrderedDict(
                 [
-                    ("conv0", nn.Conv3d(in_channels, num_init_features, 7, 2, 3, bias=False)),
+                    ("conv0", StemConv3d(in_channels, num_init_features, 7, padding=3)),
                     ("norm0", nn.BatchNorm3d(num_init_features)),
                     ("relu0", nn.ReLU(inplace=True)),
                     ("pool0", nn.MaxPool3d(3, stride=2, padding=1)),

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from yaware.models.base import Backbone3D, init_weights
+from yaware.models.stem import StemConv3d
 
 
 class _BasicBlock(nn.Module):
@@ -41,7 +42,7 @@ class ResNet3D(Backbone3D):
     ) -> None:
         super().__init__(widths[-1], mode, num_classes, hidden_dim, out_dim)
         stem = [
-            ("conv1", nn.Conv3d(in_channels, widths[0], 7, 2, 3, bias=False)),
+            ("conv1", StemConv3d(in_channels, widths[0], 7, padding=3)),
             ("bn1", nn.BatchNorm3d(widths[0])),
             ("relu", nn.ReLU(inplace=True)),
             ("maxpool", nn.MaxPool3d(3, 2, 1)),
