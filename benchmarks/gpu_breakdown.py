@@ -137,6 +137,8 @@ OPERATOR_KINDS = (  # first match wins; lower-cased operator names
 )
 
 
+TOP_OPERATORS = 12  # rows of the "operators" section: the operators that took longest
+
 # Ranges of the profiled step: its own record_function marks and the optimizer's.
 REGIONS = {"augmentation": "augmentation", "loss": "loss", "Optimizer.step#": "optimizer step"}
 
@@ -158,8 +160,15 @@ def _device_time(event: Any) -> float:
     )
 
 
-def profile(step: Callable[[], None], device: torch.device, steps: int, report: Reporter) -> None:
-    """Device time (CPU time without a GPU) per operator kind over ``steps`` profiled steps."""
+def profile(
+    step: Callable[[], None],
+    device: torch.device,
+    steps: int,
+    report: Reporter,
+    label: str = "",
+) -> None:
+    """Device time (CPU time without a GPU) per operator kind over ``steps`` profiled steps,
+    in the sections "profile" and "operators" (``label`` appended to their names)."""
     step()
     sync(device)
     activities = [ProfilerActivity.CPU]
@@ -172,6 +181,8 @@ def profile(step: Callable[[], None], device: torch.device, steps: int, report: 
         sync(device)
         wall = (time.perf_counter() - start) / steps
     by_kind: Counter[str] = Counter()
+    by_operator: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
     regions: dict[str, float] = {}
     kernels = 0.0
     for event in prof.key_averages():
@@ -185,13 +196,28 @@ def profile(step: Callable[[], None], device: torch.device, steps: int, report: 
                 kernels += _device_time(event)  # the kernels themselves
             else:
                 by_kind[operator_kind(event.key)] += _device_time(event)  # by launching op
+                by_operator[event.key] += _device_time(event)
+                calls[event.key] += event.count
         elif event.key.startswith("aten::"):
             by_kind[operator_kind(event.key)] += event.self_cpu_time_total
+            by_operator[event.key] += event.self_cpu_time_total
+            calls[event.key] += event.count
     attributed = sum(by_kind.values())
     busy = kernels if device.type == "cuda" else attributed
+    for name, micros in by_operator.most_common(TOP_OPERATORS):
+        report.add(
+            f"operators{label}",
+            {
+                "operator": name,
+                "kind": operator_kind(name),
+                "ms_per_step": micros / steps / 1e3,
+                "calls_per_step": calls[name] / steps,
+                "share_of_busy_time": micros / max(attributed, 1e-9),
+            },
+        )
     for kind, micros in by_kind.most_common():
         report.add(
-            "profile",
+            f"profile{label}",
             {
                 "kind": kind,
                 "ms_per_step": micros / steps / 1e3,
@@ -200,7 +226,7 @@ def profile(step: Callable[[], None], device: torch.device, steps: int, report: 
         )
     for region, micros in regions.items():
         report.add(
-            "profile",
+            f"profile{label}",
             {
                 "kind": f"of which {region} (all its operators)",
                 "ms_per_step": micros / steps / 1e3,
@@ -208,7 +234,7 @@ def profile(step: Callable[[], None], device: torch.device, steps: int, report: 
             },
         )
     report.add(
-        "profile",
+        f"profile{label}",
         {
             "kind": "step wall time (profiler on)",
             "ms_per_step": wall * 1e3,

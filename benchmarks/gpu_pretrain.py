@@ -6,8 +6,10 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
 2. augmentation on the GPU (views/s, "all_tf" and "cutout") against the original's
    per-scan numpy path with 8 worker processes (what its DataLoader ran);
 3. one y-Aware step of DenseNet121 (scans/s, two views each): fp32, bf16 autocast,
-   bf16 + channels-last, bf16 + channels-last + torch.compile; FLOPs per scan from
-   torch's flop counter and the fraction of the measured bf16 rate;
+   bf16 + channels-last, bf16 + channels-last + torch.compile (section "compile_profile":
+   with a profile of the compiled step); FLOPs per scan from torch's flop counter and the
+   fraction of the measured bf16 rate; section "stem": the eager step with the direct
+   7x7x7 stem against the space-to-depth stem;
 4. GPU memory at batch 64, with and without gradient checkpointing;
 5. what limits the step (``benchmarks.gpu_breakdown``): every convolution timed alone,
    and a profile of the step's device time by operator kind;
@@ -106,7 +108,7 @@ def augmentation(shape, device, batch, workers, report: Report) -> dict[str, flo
     for name in ("all_tf", "cutout"):
         policy = build_policy(name, shape, seed=0)
         seconds = median_seconds(lambda policy=policy: policy(scans), device, 10, 2)
-        original[name] = original_view_rate(shape, name, workers, per_worker=3)
+        original[name] = original_view_rate(shape, name, workers, per_worker=8)
         report.add(
             "augmentation",
             {
@@ -120,8 +122,11 @@ def augmentation(shape, device, batch, workers, report: Report) -> dict[str, flo
     return original
 
 
-def make_step(shape, device, batch, precision, channels_last, compiled, checkpointing=False):
+def make_step(
+    shape, device, batch, precision, channels_last, compiled, checkpointing=False, s2d=True
+):
     model = build_model("densenet121", memory_efficient=checkpointing).to(device)
+    model.features.conv0.space_to_depth = s2d  # False: the direct 7x7x7 stem (baseline)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     forward = torch.compile(model) if compiled else model
@@ -149,7 +154,8 @@ def make_step(shape, device, batch, precision, channels_last, compiled, checkpoi
 
 
 def flops_per_scan(shape, device) -> float:
-    step = make_step(shape, device, 2, "fp32", False, False)
+    """The network's own FLOPs: the direct stem, not the zero taps of space-to-depth."""
+    step = make_step(shape, device, 2, "fp32", False, False, s2d=False)
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops() / 2
@@ -159,8 +165,10 @@ EAGER_VARIANTS = [("fp32", False, False), ("bf16", False, False), ("bf16", True,
 COMPILED_VARIANTS = [("bf16", True, True)]
 
 
-def training(shape, device, batch, peak, flops, report: Report, variants) -> float:
-    """scans/s of each (precision, channels_last, compiled) variant; the best rate."""
+def training(shape, device, batch, peak, flops, report: Report, variants, profiled=False) -> float:
+    """scans/s of each (precision, channels_last, compiled) variant; the best rate.
+    ``profiled``: also the breakdown of each variant's device time (sections
+    "profile_compiled" and "operators_compiled" for compiled variants)."""
     torch.backends.cudnn.benchmark = True
     best = 0.0
     for precision, channels_last, compiled in variants:
@@ -184,10 +192,39 @@ def training(shape, device, batch, peak, flops, report: Report, variants) -> flo
                 "fraction_of_bf16_matmul": rate * flops / peak,
             },
         )
+        if profiled:
+            label = "_compiled" if compiled else "_eager"
+            gpu_breakdown.profile(step, device, steps=3, report=report, label=label)
         del step
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return best
+
+
+def stem(shape, device, batch, peak, flops, report: Report) -> None:
+    """The eager step with the direct 7x7x7 stem against the space-to-depth stem."""
+    torch.backends.cudnn.benchmark = True
+    cuda = device.type == "cuda"
+    precision = "bf16" if cuda else "fp32"
+    rates = {}
+    for name, s2d in (("direct", False), ("space-to-depth", True)):
+        step = make_step(shape, device, batch, precision, cuda, False, s2d=s2d)
+        rates[name] = batch / median_seconds(step, device, repeats=8, warmup=2)
+        report.add(
+            "stem",
+            {
+                "stem": name,
+                "precision": precision,
+                "channels_last": cuda,
+                "batch": batch,
+                "scans_s": rates[name],
+                "fraction_of_bf16_matmul": rates[name] * flops / peak,
+                "speedup_over_direct": rates[name] / rates["direct"],
+            },
+        )
+        del step
+        if cuda:
+            torch.cuda.empty_cache()
 
 
 def memory(shape, device, batch, report: Report) -> None:
@@ -342,12 +379,14 @@ def main() -> None:
             "all",
             "augmentation",
             "training",
+            "stem",
             "memory",
             "convolutions",
             "profile",
             "data",
             "engine",
             "compile",
+            "compile_profile",
             "engine_compile",
         ],
     )
@@ -370,7 +409,10 @@ def main() -> None:
     original = {"all_tf": float("nan")}
     if chosen("augmentation") or chosen("engine") or chosen("engine_compile"):
         original = augmentation(shape, device, args.batch, args.workers, report)
-    flops = flops_per_scan(shape, device) if chosen("training") or chosen("compile") else 0.0
+    needs_flops = any(map(chosen, ("training", "compile", "compile_profile", "stem")))
+    flops = flops_per_scan(shape, device) if needs_flops else 0.0
+    if chosen("stem"):
+        stem(shape, device, args.batch, peak, flops, report)
     if chosen("training"):
         training(shape, device, args.batch, peak, flops, report, EAGER_VARIANTS)
     if chosen("memory"):
@@ -385,8 +427,10 @@ def main() -> None:
         if chosen("engine"):
             engine(array, table, args.workers, args.batch, original["all_tf"], report)
         if not args.no_compile:  # last: compiling takes minutes
-            if chosen("compile"):
-                training(shape, device, args.batch, peak, flops, report, COMPILED_VARIANTS)
+            if chosen("compile") or chosen("compile_profile"):
+                profiled = chosen("compile_profile")
+                variants = COMPILED_VARIANTS
+                training(shape, device, args.batch, peak, flops, report, variants, profiled)
             if chosen("engine_compile"):
                 engine(array, table, args.workers, args.batch, original["all_tf"], report, True)
     summary(report)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The checks a session lent a GPU runs in one call: the CUDA tests, then the sections of the
-# GPU benchmark still to be measured (default: what limits the step, and the engine with
-# `compile: true`), about 6-8 minutes on an H200. Results go to the folder given first.
+# The checks a session lent a GPU runs in one call: the CUDA tests, then sections of the GPU
+# benchmark (default: the eager step with each stem, and the compiled step with its
+# profile), about 6-7 minutes on an H200. Results go to the folder given first.
 #
 #   bash benchmarks/gpu_session.sh "$OUT" [section ...]
 #
@@ -11,7 +11,7 @@ set -uo pipefail
 out=${1:?usage: gpu_session.sh OUT_FOLDER [section ...]}
 shift
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(convolutions profile engine_compile)
+[ ${#sections[@]} -eq 0 ] && sections=(stem compile_profile)
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"

@@ -26,13 +26,17 @@ from yaware.data import ScanDataset
 from yaware.grid import cat12_grid
 from yaware.losses import YAwareInfoNCE
 from yaware.models import build_model
+from yaware.models.stem import StemConv3d, direct_stems
 
 
 def step_rate(
-    encoder: str, shape: tuple[int, ...], batch: int, steps: int, device: str
+    encoder: str, shape: tuple[int, ...], batch: int, steps: int, device: str, s2d: bool = True
 ) -> tuple[float, float]:
-    """(scans/s, FLOPs per scan) of full training steps."""
+    """(scans/s, FLOPs per scan) of full training steps; ``s2d=False``: direct stems."""
     model = build_model(encoder).to(device)
+    for stem in model.modules():
+        if isinstance(stem, StemConv3d):
+            stem.space_to_depth = s2d
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = YAwareInfoNCE(5.0)
     policy = build_policy("cutout", shape, seed=0)
@@ -46,7 +50,7 @@ def step_rate(
         loss.backward()
         optimizer.step()
 
-    with FlopCounterMode(display=False) as counter:
+    with direct_stems(model), FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops() / batch
     step()  # warm-up
@@ -110,16 +114,15 @@ def main() -> None:
         shape = cat12_grid(voxel).shape
         for encoder in args.encoders:
             batch = 16 if voxel >= 3 else 2
-            rate, flops = step_rate(encoder, shape, batch, args.steps, device)
-            rows.append(
-                [encoder, "x".join(map(str, shape)), batch, rate, flops / 1e9, rate * flops / peak]
-            )
+            has_stem = any(isinstance(m, StemConv3d) for m in build_model(encoder).modules())
+            stems = [("direct", False), ("space-to-depth", True)] if has_stem else [("-", True)]
+            for stem, s2d in stems:
+                rate, flops = step_rate(encoder, shape, batch, args.steps, device, s2d)
+                grid = "x".join(map(str, shape))
+                rows.append([encoder, stem, grid, batch, rate, flops / 1e9, rate * flops / peak])
     print(f"Measured matrix-multiply rate: {peak / 1e9:.0f} GFLOP/s ({device})\n")
-    print(
-        markdown_table(
-            ["encoder", "grid", "batch", "scans/s", "GFLOP/scan", "fraction of peak"], rows
-        )
-    )
+    header = ["encoder", "stem", "grid", "batch", "scans/s", "GFLOP/scan", "fraction of peak"]
+    print(markdown_table(header, rows))
     shape = cat12_grid(6.0).shape
     consumed, _ = step_rate("tinycnn", shape, 64, args.steps, device)
     delivered = loader_rate(shape, 512, 64, workers=0)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from yaware.models import densenet121
+from yaware.models.stem import direct_stems
 
 SHAPE = (32, 40, 32)  # DenseNet121 halves the grid five times
 BATCH = 2
@@ -20,7 +21,7 @@ def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
     command = [sys.executable, "-m", "benchmarks.gpu_pretrain", "--out", str(out)]
     command += ["--shape", *map(str, SHAPE), "--batch", str(BATCH)]
     done = subprocess.run(
-        [*command, "--sections", "convolutions", "profile"],
+        [*command, "--sections", "convolutions", "profile", "stem"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -45,7 +46,7 @@ def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
 
     model = densenet121()
     views = torch.rand(2 * BATCH, 1, *SHAPE)
-    with FlopCounterMode(display=False) as counter:
+    with direct_stems(model), FlopCounterMode(display=False) as counter:
         model(views).sum().backward()
     counted = counter.get_total_flops()
     assert 0.99 * counted < flops(rows["all convolutions"]) <= counted
@@ -57,4 +58,15 @@ def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
         assert profile[f"of which {region} (all its operators)"]["ms_per_step"] > 0
     shares = [row["share_of_busy_time"] for row in profile.values() if row["share_of_busy_time"]]
     assert abs(sum(shares) - 1) < 1e-6
+    operators = saved["operators"]
+    assert 0 < len(operators) <= 12
+    times = [row["ms_per_step"] for row in operators]
+    assert times == sorted(times, reverse=True)
+    assert any(row["kind"] == "convolution" for row in operators)
+
+    stems = {row["stem"]: row for row in saved["stem"]}
+    assert set(stems) == {"direct", "space-to-depth"}
+    assert stems["direct"]["speedup_over_direct"] == 1
+    ratio = stems["space-to-depth"]["scans_s"] / stems["direct"]["scans_s"]
+    assert stems["space-to-depth"]["speedup_over_direct"] == ratio
     assert "| kind |" in done.stdout  # the printed tables
