@@ -39,7 +39,7 @@ def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> 
     before, after, first_block = _taps(kernel, padding)
     blocks = (kernel + before + after) // 2
     out_size = [(s + 2 * padding - kernel) // 2 + 1 for s in size]
-    x = F.pad(x, _even_pad(size))
+    x = F.pad(x, [p for s in reversed(size) for p in (0, s % 2)])  # even sizes
     half = [(s + s % 2) // 2 for s in size]
     d, h, w = half
     # (N, C, D/2, 2, H/2, 2, W/2, 2) -> channels-last (N, D/2, H/2, W/2, C*8), seen as NCDHW
@@ -57,14 +57,6 @@ def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, padding: int) -> 
         out_channels, channels * 8, blocks, blocks, blocks
     )
     return F.conv3d(x, w_taps.contiguous(memory_format=torch.channels_last_3d))
-
-
-def _even_pad(size: list[int]) -> list[int]:
-    """F.pad's list (last dimension first) that makes every spatial size even."""
-    pads: list[int] = []
-    for s in reversed(size):
-        pads += [0, s % 2]
-    return pads
 
 
 class StemConv3d(nn.Conv3d):
