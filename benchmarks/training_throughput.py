@@ -12,6 +12,7 @@ memory-mapped array next to the rate the encoder consumes them, measured in one 
 import argparse
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,6 @@ def step_rate(
 ) -> tuple[float, float]:
     """(scans/s, FLOPs per scan) of full training steps; ``s2d=False``: direct stems."""
     model = build_model(encoder).to(device)
-    for stem in model.modules():
-        if isinstance(stem, StemConv3d):
-            stem.space_to_depth = s2d
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = YAwareInfoNCE(5.0)
     policy = build_policy("cutout", shape, seed=0)
@@ -53,13 +51,15 @@ def step_rate(
     with direct_stems(model), FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops() / batch
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - start), flops
+    with nullcontext() if s2d else direct_stems(model):
+        step()  # warm-up
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return batch * steps / seconds, flops
 
 
 def measured_peak_flops(device: str) -> float:
