@@ -5,6 +5,11 @@ Layout (BIDS-like, as CAT12 and brainprep write it)::
     <root>/sub-<id>/ses-<ses>/anat/mri/mwp1[u]sub-<id>_ses-<ses>[_run-<r>]_T1w.nii[.gz]
     <root>/sub-<id>/ses-<ses>/anat/report/cat_[u]sub-<id>_ses-<ses>[_run-<r>]_T1w.xml
 
+A dataset without sessions drops the ``ses-<ses>`` folder and entity
+(``<root>/sub-<id>/anat/mri/mwp1sub-<id>_T1w.nii``), as CAT12 writes it next to a BIDS
+``sub-<id>/anat/sub-<id>_T1w.nii``. Identifiers are taken with or without their BIDS
+prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``.
+
 ``cat_*.xml`` has a root ``<S>`` with ``<qualityratings>`` (marks from 0.5 = best to
 10.5: NCR, ICR, res_RMS, IQR) and ``<subjectmeasures>`` (vol_TIV, vol_abs_CGW in ml).
 """
@@ -18,22 +23,33 @@ from pathlib import Path
 from yaware.io import write_atomic
 
 
+def _entities(subject: str, session: str, run: str | None) -> list[str]:
+    """The BIDS entities of a scan, ``["sub-01", "ses-1", "run-2"]``; no session, no ``ses-``."""
+    parts = [f"sub-{subject.removeprefix('sub-')}"]
+    if session:
+        parts.append(f"ses-{session.removeprefix('ses-')}")
+    if run:
+        parts.append(f"run-{run.removeprefix('run-')}")
+    return parts
+
+
 def _stem(subject: str, session: str, run: str | None = None) -> str:
-    run_part = f"_run-{run}" if run else ""
-    return f"sub-{subject}_ses-{session}{run_part}_T1w"
+    return "_".join([*_entities(subject, session, run), "T1w"])
+
+
+def _anat(root: str | os.PathLike, subject: str, session: str) -> Path:
+    return Path(root).joinpath(*_entities(subject, session, None), "anat")
 
 
 def image_path(root: str | os.PathLike, subject: str, session: str, run: str | None = None) -> Path:
     """Where a writer puts the modulated GM map (plain CAT12 naming, gzipped)."""
-    stem = _stem(subject, session, run)
-    return Path(root) / f"sub-{subject}" / f"ses-{session}" / "anat" / "mri" / f"mwp1{stem}.nii.gz"
+    return _anat(root, subject, session) / "mri" / f"mwp1{_stem(subject, session, run)}.nii.gz"
 
 
 def report_path(
     root: str | os.PathLike, subject: str, session: str, run: str | None = None
 ) -> Path:
-    stem = _stem(subject, session, run)
-    return Path(root) / f"sub-{subject}" / f"ses-{session}" / "anat" / "report" / f"cat_{stem}.xml"
+    return _anat(root, subject, session) / "report" / f"cat_{_stem(subject, session, run)}.xml"
 
 
 @dataclass
@@ -48,7 +64,7 @@ class Found:
 def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | None = None) -> Found:
     """Search the layout for a scan's map and report ('u' prefix, .nii or .nii.gz)."""
     stem = _stem(subject, session, run)
-    anat = Path(root) / f"sub-{subject}" / f"ses-{session}" / "anat"
+    anat = _anat(root, subject, session)
     images = [
         anat / "mri" / f"mwp1{prefix}{stem}{ext}"
         for prefix in ("", "u")
@@ -66,6 +82,9 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
         found.problem = f"{broken[0].name} is a link to {target}, which does not exist"
     elif not images:
         found.problem = f"no mwp1 map under {anat / 'mri'} (looked for mwp1[u]{stem}.nii[.gz])"
+        sessions = sorted(p.name for p in anat.parent.glob("ses-*")) if not session else []
+        if sessions:
+            found.problem += f"; the subject has session folders {sessions}: add a 'session' column"
     return found
 
 

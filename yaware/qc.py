@@ -132,11 +132,7 @@ def run_qc(
         if column not in table.columns:
             raise DataError(f"{source}: no {column!r} column; the table has {list(table.columns)}")
     has_path = "path" in table.columns
-    if "session" not in table.columns and not has_path:
-        raise DataError(
-            f"{source}: no 'session' column; add one (the ses-<label> of each scan) or a "
-            "'path' column giving each scan's mwp1 file"
-        )
+    # No session column: a dataset without sessions (sub-<id>/anat/...).
     rows = table.assign(
         participant_id=table[ID_COLUMN].astype(str).str.strip(),
         session=table["session"].astype(str).str.strip() if "session" in table else "",
@@ -144,7 +140,15 @@ def run_qc(
     )
     rows["run"] = rows["run"].replace({"nan": ""})
     scans = [_Scan(reasons=[]) for _ in range(len(rows))]
-    duplicated = rows.duplicated([ID_COLUMN, "session", "run"], keep="first")
+    # "sub-01" and "01" name the same scan.
+    scan_keys = pd.DataFrame(
+        {
+            "subject": rows[ID_COLUMN].str.removeprefix("sub-"),
+            "session": rows["session"].str.removeprefix("ses-"),
+            "run": rows["run"].str.removeprefix("run-"),
+        }
+    )
+    duplicated = scan_keys.duplicated(keep="first")
     for i, row in enumerate(rows.itertuples(index=False)):
         reasons = scans[i].reasons
         if unsafe_id(row.participant_id) or unsafe_id(row.session or "x"):
@@ -194,13 +198,14 @@ def run_qc(
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(check, range(len(scans))))
-    _warn_unlisted(cat12_root, set(rows[ID_COLUMN]), source)
+    _warn_unlisted(cat12_root, set(scan_keys["subject"]), source)
     corr = _corr_mean([s.coarse if not s.reasons else None for s in scans])
     return _table(rows, scans, corr, thresholds)
 
 
 def unlisted_subjects(cat12_root: str | os.PathLike, listed: set[str]) -> list[str]:
-    """Subjects with a ``sub-<id>`` folder under the CAT12 root but no table row."""
+    """Subjects with a ``sub-<id>`` folder under the CAT12 root but no table row
+    (``listed``: the table's ids without their ``sub-`` prefix)."""
     root = Path(cat12_root)
     if not root.is_dir():
         return []
