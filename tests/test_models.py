@@ -83,7 +83,8 @@ def test_loading_nothing_fails_loudly(tmp_path):
     resnet_state = build_model("resnet18").state_dict()
     with pytest.raises(CheckpointError, match=r"tensors differ in shape|backbone tensors"):
         load_encoder_weights(densenet121(), resnet_state)
-    renamed = {f"encoder.{k}": v for k, v in densenet121().state_dict().items()}
+    # Another naming scheme (the encoder nested under a prefix is found: tests/test_train.py).
+    renamed = {k.replace("features.", "body."): v for k, v in densenet121().state_dict().items()}
     with pytest.raises(CheckpointError, match="only 0 of the encoder's 720 backbone tensors"):
         load_encoder_weights(densenet121(), renamed)
 

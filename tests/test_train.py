@@ -14,7 +14,7 @@ from tests.conftest import pretrain_keys, run_cli, write_config
 from yaware.checkpoint import read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.features import extract_features, load_encoder
-from yaware.models import densenet121
+from yaware.models import build_model, densenet121
 from yaware.train.pretrain import pretrain
 
 
@@ -97,6 +97,84 @@ def test_extract_defaults_to_densenet_for_the_released_layout(tmp_path):
     with torch.no_grad():
         expected = source.representation(x).numpy()
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def _trained_looking_tinycnn() -> torch.nn.Module:
+    """A tinycnn with batch-norm statistics away from their initial values."""
+    torch.manual_seed(5)
+    model = build_model("tinycnn")
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _extract(checkpoint, scans: np.ndarray, tmp_path) -> subprocess.CompletedProcess:
+    np.save(tmp_path / "x.npy", scans)
+    return run_cli(
+        "extract",
+        *("--checkpoint", str(checkpoint), "--encoder", "tinycnn"),
+        *("--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "f.npy")),
+    )
+
+
+# Keys as other tools save an encoder: torch.compile, DDP around a compiled module, a
+# Lightning module holding the encoder as an attribute.
+WRAPPED_LAYOUTS = {
+    "compiled": lambda state: {"model": {f"_orig_mod.{k}": v for k, v in state.items()}},
+    "ddp_compiled": lambda state: {f"module._orig_mod.{k}": v for k, v in state.items()},
+    "lightning": lambda state: {
+        "epoch": 3,
+        "state_dict": {f"net.encoder.{k}": v for k, v in state.items()},
+        "hyper_parameters": {"lr": 1e-4},
+    },
+}
+
+
+@pytest.mark.parametrize("layout", sorted(WRAPPED_LAYOUTS))
+def test_extract_finds_the_encoder_under_wrapper_prefixes(tmp_path, layout):
+    source = _trained_looking_tinycnn()
+    save_checkpoint(tmp_path / "c.ckpt", WRAPPED_LAYOUTS[layout](source.state_dict()))
+    scans = np.random.default_rng(1).random((3, 1, 24, 28, 24), dtype=np.float32)
+    done = _extract(tmp_path / "c.ckpt", scans, tmp_path)
+    assert done.returncode == 0, done.stderr
+    x = torch.from_numpy(scans)
+    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
+    with torch.no_grad():
+        expected = source.representation(x).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_name(tmp_path):
+    state = _trained_looking_tinycnn().state_dict()
+    name = next(k for k in state if k.startswith("features.") and k.endswith("weight"))
+    state[name].view(-1)[:2] = float("nan")
+    save_checkpoint(tmp_path / "diverged.pt", {"model": state})
+    done = _extract(tmp_path / "diverged.pt", np.ones((2, 1, 24, 28, 24), np.float32), tmp_path)
+    assert done.returncode != 0
+    assert "diverged.pt" in done.stderr and f"{name} (2 of" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "f.npy").exists()
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_a_diverging_run_stops_with_the_epoch_and_the_fix_and_writes_no_weights(
+    toy_cohort, tmp_path, command
+):
+    # A learning rate of 1e20 overflows the weights within the first epoch.
+    keys = pretrain_keys(toy_cohort, tmp_path / "run", lr=1e20)
+    if command == "finetune":
+        keys |= {"label": "sex", "positive": ["M"], "negative": ["F"], "augmentation": "none"}
+    done = run_cli(command, "--config", str(write_config(tmp_path / "c.yaml", **keys)))
+    assert done.returncode == 2, done.stderr
+    assert (
+        "epoch 1: train_loss nan" in done.stderr
+        and "diverged at learning rate 1e+20" in done.stderr
+    )
+    assert "Lower 'lr'" in done.stderr and "No checkpoint was written" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not any((tmp_path / "run").glob("*.pt")) and not (tmp_path / "run/metrics.csv").exists()
 
 
 @pytest.mark.parametrize("pretrained", [True, False])

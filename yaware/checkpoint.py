@@ -2,8 +2,10 @@
 
 Layout written and read: ``{"epoch": int, "model": state_dict, "optimizer": state_dict,
 ...}`` (the original repository's), optionally with ``module.`` prefixes from
-DataParallel/DDP; a bare state dict is read too. Our own checkpoints add ``"meta"`` with
-the encoder's name, so a loader need not guess it.
+DataParallel/DDP or ``_orig_mod.`` from ``torch.compile``; a bare state dict, or one under
+``state_dict`` (PyTorch Lightning), is read too, and an encoder nested in a larger module
+(``encoder.features.*``, ``model.backbone.features.*``) is found by its ``features.*`` keys.
+Our own checkpoints add ``"meta"`` with the encoder's name, so a loader need not guess it.
 """
 
 import logging
@@ -27,6 +29,8 @@ CLASSIFIER_PREFIXES = ("classifier.",)
 # Below this fraction of the backbone's tensors found in the checkpoint, loading fails:
 # a mismatch of names must never silently leave a randomly initialised encoder.
 MIN_MATCH_FRACTION = 0.9
+# Prefixes that wrappers add to every key: DataParallel/DDP and torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
@@ -65,7 +69,7 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
 
 
 def state_dict_of(checkpoint: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The model state dict inside a checkpoint, ``module.`` prefixes removed."""
+    """The model state dict inside a checkpoint, wrappers' key prefixes removed."""
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         state = checkpoint["model"]
     elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
@@ -79,10 +83,35 @@ def state_dict_of(checkpoint: Any, source: str = "checkpoint") -> dict[str, torc
         raise CheckpointError(f"{source}: the state dict holds no tensors")
     stripped = {}
     for key, value in tensors.items():
-        while key.startswith("module."):
-            key = key[len("module.") :]
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
         stripped[key] = value
     return stripped
+
+
+def _nested_encoder(
+    state: dict[str, torch.Tensor], backbone: list[str], source: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with the prefix before ``features.`` that finds most of ``backbone`` removed
+    (``state`` itself when its keys are plain)."""
+    prefixes = {k[: k.index("features.")] for k in state if "features." in k}
+    wanted = set(backbone)
+
+    def found(prefix: str) -> int:
+        return sum(k[len(prefix) :] in wanted for k in state if k.startswith(prefix))
+
+    ranked = sorted(prefixes | {""}, key=lambda p: (-found(p), p))
+    best = ranked[0]
+    if not best or found(best) <= found(""):
+        return state
+    others = [p for p in ranked[1:] if found(p) == found(best)]
+    log.info(
+        "%s: the encoder sits under %r%s",
+        source,
+        best,
+        f" (another one under {others}; loaded the first)" if others else "",
+    )
+    return {k[len(best) :]: v for k, v in state.items() if k.startswith(best)}
 
 
 def encoder_name_of(checkpoint: Any, default: str = "densenet121") -> str:
@@ -119,10 +148,12 @@ def load_encoder_weights(
     """Copy the backbone (``features.*``) and, if asked, the projection head into ``model``.
 
     Raises:
-        CheckpointError: a tensor's shape differs (another architecture), or fewer than
-            90 % of the model's backbone tensors are found (names do not match).
+        CheckpointError: a tensor's shape differs (another architecture), fewer than
+            90 % of the model's backbone tensors are found (names do not match), or a
+            weight is NaN or infinite.
     """
     target = model.state_dict()
+    state = _nested_encoder(state, [k for k in target if k.startswith("features.")], source)
     wanted = HEAD_PREFIXES if include_head else ()
     keep = {k: v for k, v in state.items() if k.startswith("features.") or k.startswith(wanted)}
     mismatched = [
@@ -143,6 +174,17 @@ def load_encoder_weights(
             f"{source}: only {len(found)} of the encoder's {len(backbone)} backbone tensors "
             f"are in the checkpoint (its keys look like {list(state)[:3]}); it was saved from "
             "another architecture or naming scheme. Nothing was loaded."
+        )
+    broken = [
+        f"{k} ({int((~v.isfinite()).sum())} of {v.numel()})"
+        for k, v in keep.items()
+        if k in target and v.is_floating_point() and not bool(v.isfinite().all())
+    ]
+    if broken:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite weights in {len(broken)} tensors, e.g. "
+            f"{broken[:3]}: the run that wrote it diverged. Use an earlier checkpoint "
+            "(best.pt) or rerun the pretraining with a lower learning rate. Nothing was loaded."
         )
     report = LoadReport(
         loaded=[k for k in keep if k in target],

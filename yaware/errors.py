@@ -15,3 +15,7 @@ class DataError(YAwareError, ValueError):
 
 class CheckpointError(YAwareError, ValueError):
     """A checkpoint cannot be read or does not fit the model."""
+
+
+class DivergedError(YAwareError, RuntimeError):
+    """Training produced a non-finite loss; the message says which checkpoint was kept."""

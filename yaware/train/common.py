@@ -19,7 +19,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from yaware import distributed
 from yaware.config import TrainingOptions
 from yaware.data import EpochSampler, ScanDataset, read_table, row_positions
-from yaware.errors import ConfigError
+from yaware.errors import ConfigError, DivergedError
 from yaware.io import save_table
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,22 @@ class StopRequest:
 
 class Interrupted(Exception):
     """Raised after a checkpoint was saved on SIGTERM; the CLI exits with status 143."""
+
+
+def require_finite_losses(row: dict[str, Any], lr: float, kept: str) -> None:
+    """Stop a run whose epoch ended with a NaN or infinite loss, before it saves weights.
+
+    One non-finite step poisons the weights and the optimizer's moments, so every later
+    epoch would be NaN too, and the probes downstream would fail far from the cause.
+    """
+    losses = {k: v for k, v in row.items() if k.endswith("loss") and v is not None}
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if bad:
+        raise DivergedError(
+            f"epoch {row['epoch']}: {', '.join(f'{k} {v}' for k, v in bad.items())}: the "
+            f"training diverged at learning rate {lr:g}. {kept} Lower 'lr' (or raise the "
+            "temperature) and run again."
+        )
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:

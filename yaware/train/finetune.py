@@ -37,6 +37,7 @@ from yaware.train.common import (
     autocast_dtype,
     lr_factor,
     make_loader,
+    require_finite_losses,
     resolve_device,
     seed_everything,
     split_indices,
@@ -170,6 +171,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
             "train_loss": total / steps,
             "seconds": time.perf_counter() - start,
         }
+        kept = f"{out / 'last.pt'} keeps epoch {epoch}." if epoch else "No checkpoint was written."
+        require_finite_losses(row, cfg.lr, kept)
         if "val" in sets:
             val = sets["val"]
             row |= {

@@ -41,6 +41,7 @@ from yaware.train.common import (
     lr_factor,
     make_loader,
     require_compiler,
+    require_finite_losses,
     resolve_device,
     restore_rng,
     rng_state,
@@ -357,6 +358,13 @@ def pretrain(
                 "seconds": seconds,
                 "scans_per_s": steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
             }
+            require_finite_losses(
+                row,
+                cfg.lr,
+                f"{last} keeps epoch {epoch} (resume from it with --resume)."
+                if epoch
+                else "No checkpoint was written.",
+            )
             state["history"].append(row)
             score = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
             improved = state["best"] is None or score < state["best"]
