@@ -5,9 +5,10 @@ correlation of its grey-matter map with every other scan of the cohort (on a coa
 inside the mean map's grey matter). ``qc = NCR < 4.5 and IQR < 4.5 and corr_mean > 0.5``
 (thresholds configurable). Before that a scan fails, with its reason, when its file is
 missing, unreadable or ambiguous, is not 3-D, has another shape, voxel size or affine
-than the cohort's grid, holds NaN/inf or only zeros, lacks a report, or its row is
-unusable (unsafe or duplicated id, missing age where age is the label, no TIV where TIV
-scaling needs it). A bad scan never stops the stage.
+than the cohort's grid (after reorienting a map stored in another voxel order), holds
+NaN/inf or only zeros, lacks a report, or its row is unusable (unsafe or duplicated id,
+missing age where age is the label, no TIV where TIV scaling needs it). A bad scan never
+stops the stage.
 """
 
 import logging
@@ -73,6 +74,19 @@ def unsafe_id(value: str) -> bool:
     )
 
 
+def _in_grid_orientation(image: nib.spatialimages.SpatialImage, grid: Grid):
+    """``image`` with its voxel axes flipped and permuted to the grid's, when that makes it
+    the grid (a map saved in another orientation, e.g. RAS+ by ``nib.as_closest_canonical``
+    or FSL); otherwise ``image`` unchanged, for the checks to report."""
+    if grid.matches(image.shape, image.affine, atol=1e-2):
+        return image
+    transform = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(image.affine), nib.orientations.io_orientation(grid.affine)
+    )
+    reoriented = image.as_reoriented(transform)
+    return reoriented if grid.matches(reoriented.shape, reoriented.affine, atol=1e-2) else image
+
+
 def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
     """A grey-matter map as float32 (X, Y, Z), checked against ``grid``.
 
@@ -82,12 +96,14 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
     """
     try:
         image = nib.load(path)
+        if len(image.shape) == 4 and image.shape[3] == 1:
+            image = image.slicer[..., 0]
+        if len(image.shape) == 3:
+            image = _in_grid_orientation(image, grid)
         data = np.asanyarray(image.dataobj, dtype=np.float32)
     except Exception as err:  # nibabel raises many types for broken files
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"unreadable NIfTI ({detail})") from err
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
     if data.ndim != 3:
         raise DataError(f"image is {data.ndim}-D with shape {data.shape}; expected one 3-D map")
     if data.shape != grid.shape:

@@ -98,6 +98,17 @@ def faulty_run(tmp_path_factory):
     dangling.unlink()
     dangling.symlink_to(base / "store" / "gone.nii.gz")
     _write_scan(root, "unlisted", _brain(rng))  # a folder with no table row
+    # The same map saved in RAS+ voxel order (x flipped), and with x and y swapped as well.
+    for name, reorder in (("canonical", None), ("swapped", (1, 0, 2))):
+        template_order = _brain(rng)
+        np.save(base / f"{name}-template-order.npy", template_order)
+        path = _write_scan(root, name, template_order)
+        image = nib.as_closest_canonical(nib.load(path))
+        if reorder:
+            data = np.ascontiguousarray(image.get_fdata(dtype=np.float32).transpose(reorder))
+            image = nib.Nifti1Image(data, image.affine[:, [*reorder, 3]])
+        nib.save(image, path.with_name(f"reoriented-{name}.nii.gz"))
+        (path.parent / f"reoriented-{name}.nii.gz").replace(path)
     names = [
         *subjects,
         "trunc",
@@ -117,6 +128,8 @@ def faulty_run(tmp_path_factory):
         "dangling",
         "good2",
         "../evil",
+        "canonical",
+        "swapped",
     ]
     table = pd.DataFrame(
         {"participant_id": names, "session": "1", "age": 40 + np.arange(len(names)), "sex": "F"}
@@ -174,14 +187,15 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
     assert list(duplicated["qc"]) == ["1", "0"] and "duplicated" in duplicated["reason"].iloc[1]
     passing = qc[qc["qc"] == "1"]
     good = [f"good{i}" for i in range(8) if i != 3]
-    assert sorted(passing["participant_id"]) == sorted([*good, "intscaled", "linked"])
+    expected = [*good, "intscaled", "linked", "canonical", "swapped"]
+    assert sorted(passing["participant_id"]) == sorted(expected)
     assert "unlisted" not in set(qc["participant_id"])
 
 
 def test_only_the_good_scans_are_converted(faulty_run):
     data = np.load(faulty_run / "results/data/hand/data.npy")
     table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t")
-    assert data.shape == (9, 1, *SHAPE) and len(table) == 9
+    assert data.shape == (11, 1, *SHAPE) and len(table) == 11
     assert np.isfinite(data).all()
 
 
@@ -201,3 +215,15 @@ def test_scaled_integer_and_symlinked_maps_are_read_as_their_values(faulty_run):
 def test_subject_folders_without_a_table_row_are_reported(faulty_run):
     log = (faulty_run / "results/logs/qc/hand.log").read_text()
     assert "1 subject folder(s)" in log and "have no row in" in log and "unlisted" in log
+
+
+def test_maps_in_another_voxel_order_are_reoriented_to_the_template(faulty_run):
+    root = faulty_run.parent / "derivatives" / "cat12"
+    data = np.load(faulty_run / "results/data/hand/data.npy")
+    table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t", dtype=str)
+    for subject in ("canonical", "swapped"):
+        image = nib.load(root / f"sub-{subject}/ses-1/anat/mri/mwp1sub-{subject}_ses-1_T1w.nii.gz")
+        assert image.affine[0, 0] == 0 or image.affine[0, 0] > 0  # not the template's order
+        row = table.index[table["participant_id"] == subject][0]
+        template_order = np.load(faulty_run.parent / f"{subject}-template-order.npy")
+        np.testing.assert_allclose(data[row, 0], template_order, rtol=1e-5, atol=1e-6)
