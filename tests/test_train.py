@@ -177,6 +177,38 @@ def test_a_diverging_run_stops_with_the_epoch_and_the_fix_and_writes_no_weights(
     assert not any((tmp_path / "run").glob("*.pt")) and not (tmp_path / "run/metrics.csv").exists()
 
 
+def test_finetune_on_numeric_diagnosis_codes_with_empty_cells(toy_cohort, tmp_path):
+    # A coded column (1 = patient, 0 = control) with an empty cell reads as 1.0 / 0.0 / NaN.
+    for side in ("train", "val"):
+        table = pd.read_csv(toy_cohort / f"{side}.tsv", sep="\t", dtype={"participant_id": str})
+        table["dx"] = (table["sex"] == "M").astype(int).astype(str)
+        table.loc[0, "dx"] = ""
+        table.to_csv(tmp_path / f"{side}.tsv", sep="\t", index=False)
+    keys = {
+        "train_data": str(toy_cohort / "train.npy"),
+        "train_table": str(tmp_path / "train.tsv"),
+        "test_data": str(toy_cohort / "val.npy"),
+        "test_table": str(tmp_path / "val.tsv"),
+        "out_dir": str(tmp_path / "ft"),
+        "encoder": "tinycnn",
+        "label": "dx",
+        "positive": [1],
+        "negative": [0],
+        "epochs": 1,
+        "batch_size": 4,
+    }
+    done = run_cli("finetune", "--config", str(write_config(tmp_path / "ft.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    predictions = pd.read_csv(tmp_path / "ft" / "predictions.csv", dtype={"participant_id": str})
+    table = pd.read_csv(tmp_path / "val.tsv", sep="\t", dtype={"participant_id": str})
+    coded = table.iloc[1:]  # the empty cell is in no class
+    assert list(predictions["participant_id"]) == list(coded["participant_id"])
+    assert list(predictions["label"]) == list(coded["dx"].astype(int))
+    keys |= {"negative": [0, "1.0"], "out_dir": str(tmp_path / "both")}
+    done = run_cli("finetune", "--config", str(write_config(tmp_path / "both.yaml", **keys)))
+    assert done.returncode == 2 and "['1.0'] of column 'dx' are in both classes" in done.stderr
+
+
 @pytest.mark.parametrize("pretrained", [True, False])
 def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrained):
     checkpoint = None

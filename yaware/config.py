@@ -93,8 +93,8 @@ class FinetuneConfig(TrainingOptions):
     val_split: str | None = None
     test_split: str | None = None
     label: str = "diagnosis"
-    positive: list[str] = field(default_factory=list)
-    negative: list[str] = field(default_factory=list)
+    positive: list[str | float] = field(default_factory=list)
+    negative: list[str | float] = field(default_factory=list)
     pretrained: str | None = None
     trust_checkpoint: bool = False
     class_weights: str = "balanced"

@@ -11,8 +11,8 @@ from yaware.errors import DataError
 def binary_labels(
     table: pd.DataFrame,
     column: str,
-    positive: Sequence[str],
-    negative: Sequence[str],
+    positive: Sequence[str | float],
+    negative: Sequence[str | float],
     source: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class labels (1 = positive) and the mask of rows that belong to the task.
@@ -26,9 +26,7 @@ def binary_labels(
         raise DataError(f"{source}: no column {column!r}; the table has {list(table.columns)}")
     values = table[column]
     if positive:
-        text = values.astype(str).str.strip().str.lower()
-        pos = text.isin([str(v).lower() for v in positive])
-        neg = text.isin([str(v).lower() for v in negative])
+        pos, neg = _matches(values, positive), _matches(values, negative)
     else:
         numeric = pd.to_numeric(values, errors="coerce")
         if not numeric.dropna().isin([0, 1]).all() or numeric.isna().any():
@@ -38,6 +36,13 @@ def binary_labels(
                 "negative: [control])"
             )
         pos, neg = numeric == 1, numeric == 0
+    both = pos & neg
+    if both.any():
+        raise DataError(
+            f"{source}: values {sorted(values[both].astype(str).unique())} of column "
+            f"{column!r} are in both classes (positive {list(positive)}, negative "
+            f"{list(negative)}); list each value in one class"
+        )
     for name, mask, wanted in (
         ("positive", pos, positive or [1]),
         ("negative", neg, negative or [0]),
@@ -48,3 +53,14 @@ def binary_labels(
                 f"in column {column!r}, which holds {sorted(values.astype(str).unique())[:6]}"
             )
     return pos.to_numpy().astype(np.int64), (pos | neg).to_numpy()
+
+
+def _matches(values: pd.Series, wanted: Sequence[str | float]) -> pd.Series:
+    """Rows whose value is one of ``wanted``: as text, ignoring case and spaces, or as a
+    number (a code 1 matches a column read as 1.0 because another row is empty)."""
+    text = values.astype(str).str.strip().str.lower()
+    found = text.isin([str(v).strip().lower() for v in wanted])
+    codes = pd.to_numeric(pd.Series(list(wanted), dtype=object), errors="coerce").dropna()
+    if len(codes):
+        found |= pd.to_numeric(values, errors="coerce").isin(codes.astype(float))
+    return found
