@@ -133,3 +133,50 @@ def test_a_nan_row_stops_training_with_the_file_row_and_subject(tmp_path, worker
     assert f"{x}: row 5 (s5) has 1 NaN or infinite voxels" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+# Tables as spreadsheets and hand edits leave them: each breaks the run with the file,
+# the line and the fix, never a silent column shift.
+BROKEN_TABLES = {
+    "latin1": (
+        "participant_id\tage\tsite\ns0\t20\tMontreal\ns1\t21\tMontr\xe9al\n".encode("latin-1"),
+        "is not UTF-8 text (line 3); save it as UTF-8",
+    ),
+    "row_longer_than_header": (
+        b"participant_id\tage\ns0\t20\textra\ns1\t21\n",
+        "a row has more fields than the header",
+    ),
+    "later_row_longer": (
+        b"participant_id\tage\ns0\t20\ns1\t21\t7\n",
+        "Expected 2 fields in line 3, saw 3",
+    ),
+    "empty": (b"", "is empty; it needs a header row"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_TABLES))
+def test_a_broken_table_stops_pretraining_with_the_file_and_line(tmp_path, case):
+    content, message = BROKEN_TABLES[case]
+    _, x, p = _write(tmp_path, n=2)
+    p.write_bytes(content)
+    config = write_config(
+        tmp_path / "pre.yaml",
+        train_data=str(x),
+        train_table=str(p),
+        out_dir=str(tmp_path / "run"),
+        encoder="tinycnn",
+        epochs=1,
+    )
+    done = run_cli("pretrain", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert str(p) in done.stderr and message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not any((tmp_path / "run").glob("*.pt"))
+
+
+def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path):
+    _write(tmp_path, n=2)
+    (tmp_path / "p.tsv").write_bytes(b"\xef\xbb\xbfparticipant_id\tage\r\ns0\t20\r\ns1\t21.5\r\n")
+    ds = ScanDataset(tmp_path / "x.npy", tmp_path / "p.tsv", label="age")
+    assert list(ds.table["participant_id"]) == ["s0", "s1"]
+    assert [ds[i][1] for i in range(2)] == [20.0, 21.5]

@@ -7,6 +7,7 @@ epoch stays flat whatever N is. float32 and float16 arrays are read, returned as
 
 import mmap
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -139,22 +140,48 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"table {path} does not exist; check the path")
     sep = "," if path.suffix == ".csv" else "\t"
-    columns = pd.read_csv(path, sep=sep, nrows=0).columns
-    # Identifiers are text, kept verbatim: an id like "nan" or "NA" is not a missing value.
-    verbatim = [c for c in (ID_COLUMN, "session", "run") if c in columns]
-    table = pd.read_csv(
-        path,
-        sep=sep,
-        dtype=dict.fromkeys(verbatim, str),
-        keep_default_na=False,
-        na_values={c: _NA_VALUES for c in columns if c not in verbatim},
-    )
+    try:
+        with warnings.catch_warnings():
+            # A row longer than the header: pandas would silently shift the columns.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            columns = pd.read_csv(path, sep=sep, nrows=0).columns
+            # Identifiers are text, kept verbatim: an id like "nan" or "NA" is not missing.
+            verbatim = [c for c in (ID_COLUMN, "session", "run") if c in columns]
+            table = pd.read_csv(
+                path,
+                sep=sep,
+                index_col=False,
+                dtype=dict.fromkeys(verbatim, str),
+                keep_default_na=False,
+                na_values={c: _NA_VALUES for c in columns if c not in verbatim},
+            )
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path} is not UTF-8 text (line {_first_non_utf8_line(path)}); save it as UTF-8 "
+            "(e.g. 'Save As... CSV UTF-8', or iconv -f latin1 -t utf-8)"
+        ) from err
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        raise DataError(
+            f"{path}: a row has more fields than the header ({str(err).strip()}); "
+            "fix that row, or quote values that hold the separator"
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{path} is empty; it needs a header row and one row per scan") from err
     if len(table.columns) == 1 and sep == "\t" and "," in table.columns[0]:
         raise DataError(
             f"{path} looks comma-separated but is read as a tab-separated BIDS table: "
             "convert it to tabs, or rename it to .csv"
         )
     return table
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 0
 
 
 def row_positions(table: pd.DataFrame, keys: pd.DataFrame, source: str) -> np.ndarray:
