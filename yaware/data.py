@@ -117,6 +117,14 @@ class NpyRowWriter:
         self.row_items = int(np.prod(shape[1:]))
         self.row_bytes = self.row_items * self.dtype.itemsize
         self._file = open(path, "r+b")  # noqa: SIM115 (closed in close())
+        # The file is sparse: without its blocks reserved now, a disk that fills up later
+        # kills the process with SIGBUS at a write through the map instead of an error.
+        size = os.fstat(self._file.fileno()).st_size
+        try:
+            os.posix_fallocate(self._file.fileno(), 0, size)
+        except OSError:
+            self._file.close()
+            raise
         self._map = mmap.mmap(self._file.fileno(), 0)
 
     def write(self, index: int, row: np.ndarray) -> None:

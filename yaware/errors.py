@@ -19,3 +19,7 @@ class CheckpointError(YAwareError, ValueError):
 
 class DivergedError(YAwareError, RuntimeError):
     """Training produced a non-finite loss; the message says which checkpoint was kept."""
+
+
+class OutputError(YAwareError, OSError):
+    """An output could not be written (disk full, quota, permissions); nothing was left."""

@@ -15,13 +15,23 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from yaware.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it to ``target`` on success."""
+    """Yield a temporary path in the target's folder; rename it to ``target`` on success.
+
+    Raises:
+        OutputError: the folder or the file could not be written (full disk, quota,
+            permissions, a file-size limit); the temporary file is removed.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise _output_error(target, err) from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -29,8 +39,31 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
+        if isinstance(err, OutputError):
+            raise
+        raise _output_error(target, err) from err
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _output_error(target: Path, err: Exception) -> OutputError:
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    try:
+        free = f"{shutil.disk_usage(_existing_parent(target)).free / 1e9:.1f} GB free there"
+    except OSError:
+        free = "free space unknown"
+    return OutputError(
+        f"writing {target} failed ({detail}); {free}. If the disk is full or over quota, "
+        "free space or write the outputs elsewhere; if the folder is read-only, check its "
+        "permissions. Nothing partial was left."
+    )
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def publish(source: str | os.PathLike, target: str | os.PathLike) -> None:

@@ -1,0 +1,118 @@
+"""Outputs that cannot be written: the run stops naming the file, and leaves nothing partial.
+
+A real write failure, not a mock: the process runs under a file-size limit (RLIMIT_FSIZE,
+with SIGXFSZ ignored), so every write past the limit fails with EFBIG, as it fails with
+ENOSPC on a full disk or EDQUOT over a cluster quota.
+"""
+
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import pretrain_keys, write_config
+from tests.workflow.helpers import make_workdir, snakemake, snakemake_command
+from yaware.checkpoint import save_checkpoint
+from yaware.models import build_model
+
+LIMIT_BYTES = 20_000  # config.yaml fits, a tinycnn checkpoint (about 1 MB) does not
+
+
+def _limited() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT_BYTES, LIMIT_BYTES))
+
+
+def _cli_with_a_file_size_limit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "yaware.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=_limited,
+    )
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_pretraining_by_name(toy_cohort, tmp_path):
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "pre.yaml", **pretrain_keys(toy_cohort, run, epochs=1))
+    done = _cli_with_a_file_size_limit("pretrain", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert f"writing {run / 'last.pt'} failed" in done.stderr
+    assert "GB free there" in done.stderr and "Traceback" not in done.stderr
+    assert (run / "config.yaml").is_file()  # written before, under the limit
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # no .tmp, no .pt
+
+
+def test_features_that_cannot_be_written_leave_no_partial_array(tmp_path):
+    # The representation of 6000 scans is 3 MB: past the limit.
+    scans = np.random.default_rng(0).random((6000, 1, 4, 4, 4), dtype=np.float32)
+    np.save(tmp_path / "x.npy", scans)
+    save_checkpoint(tmp_path / "c.pt", {"model": build_model("tinycnn").state_dict()})
+    out = tmp_path / "out" / "features.npy"
+    done = _cli_with_a_file_size_limit(
+        "extract",
+        *("--checkpoint", str(tmp_path / "c.pt"), "--encoder", "tinycnn"),
+        *("--data", str(tmp_path / "x.npy"), "--out", str(out), "--batch-size", "500"),
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"writing {out} failed" in done.stderr and "Traceback" not in done.stderr
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+CONVERSION = {
+    "synthetic": {
+        "voxel_mm": 6.0,
+        "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 40, "n_sites": 2}},
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 6.0},
+}
+# 40 scans at 6 mm make a 5.7 MB array: past a 2 MB file-size limit and a 3 MB disk.
+FAILURES = {
+    "file_size_limit": "[Errno 27] File too large",
+    "full_disk": "[Errno 28] No space left on device",
+}
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_a_conversion_that_cannot_reserve_its_array_stops_before_writing(tmp_path, failure):
+    workdir = make_workdir(tmp_path / "work", CONVERSION)
+    assert snakemake(workdir, "--cores", "2", "results/qc/bhb/qc.tsv").returncode == 0
+    out = workdir / "results/data/bhb"
+    command = snakemake_command(workdir, "--cores", "2", "results/data/bhb/data.npy")
+    listing = tmp_path / "listing.txt"
+    if failure == "full_disk":
+        # A real 3 MB file system in a user and mount namespace (no root needed); it exists
+        # only inside, so its content is listed from there.
+        out.mkdir(parents=True)
+        script = (
+            f"mount -t tmpfs -o size=3m tmpfs {out} || exit 99; {shlex.join(command)}; "
+            f"rc=$?; ls -A {out} > {listing}; exit $rc"
+        )
+        command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+        if shutil.which("unshare") is None:
+            pytest.skip("unshare (util-linux) is not installed")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
+        if done.returncode == 99 or "unshare failed" in done.stderr:
+            pytest.skip(f"no user namespaces with tmpfs mounts here: {done.stderr[-300:]}")
+    else:
+
+        def limited() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=600, cwd=workdir, preexec_fn=limited
+        )
+        listing.write_text("\n".join(p.name for p in out.iterdir()) if out.exists() else "")
+    assert done.returncode != 0, done.stderr[-2000:]
+    log = (workdir / "results/logs/convert/bhb.log").read_text()
+    assert f"writing results/data/bhb/data.npy failed ({FAILURES[failure]})" in log, log
+    assert "Traceback" not in log
+    assert listing.read_text().split() == []  # no array, no temporary file
