@@ -5,6 +5,7 @@ are dropped from the process (``madvise(MADV_DONTNEED)``), so the resident memor
 epoch stays flat whatever N is. float32 and float16 arrays are read, returned as float32.
 """
 
+import errno
 import mmap
 import os
 import warnings
@@ -122,9 +123,10 @@ class NpyRowWriter:
         size = os.fstat(self._file.fileno()).st_size
         try:
             os.posix_fallocate(self._file.fileno(), 0, size)
-        except OSError:
-            self._file.close()
-            raise
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # cannot reserve here: go on
+                self._file.close()
+                raise
         self._map = mmap.mmap(self._file.fileno(), 0)
 
     def write(self, index: int, row: np.ndarray) -> None:
