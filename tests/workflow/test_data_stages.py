@@ -164,6 +164,16 @@ def test_a_mistyped_key_is_named(tmp_path):
     assert done.returncode != 0 and "'splitz' was unexpected" in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("name", ["my bhb", "site/a", "..", "adni(2)"])
+def test_a_cohort_name_that_cannot_be_a_folder_is_refused(tmp_path, name):
+    cohorts = {name: {"role": "pretrain", "n_subjects": 40}}
+    workdir = make_workdir(tmp_path, TINY | {"synthetic": {"voxel_mm": 6.0, "cohorts": cohorts}})
+    done = snakemake(workdir, "-n", "data")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and f"{name!r} does not match" in output, output[-1500:]
+    assert not (workdir / "results").exists()
+
+
 def test_cat12_grid_simulation_and_resampled_conversion(tmp_path):
     from nilearn import image as nimage
 
