@@ -9,7 +9,8 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    bf16 + channels-last, bf16 + channels-last + torch.compile (section "compile_profile":
    with a profile of the compiled step); FLOPs per scan from torch's flop counter and the
    fraction of the measured bf16 rate; section "stem": the eager step with the direct
-   7x7x7 stem against the space-to-depth stem;
+   7x7x7 stem against the space-to-depth stem; section "stem_pool": the network's head
+   (stem, pool0, first dense block) eager, compiled, and compiled with pool0 left eager;
 4. GPU memory at batch 64, with and without gradient checkpointing;
 5. what limits the step (``benchmarks.gpu_breakdown``): every convolution timed alone,
    and a profile of the step's device time by operator kind;
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from torch.profiler import record_function
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
@@ -227,6 +229,71 @@ def stem(shape, device, batch, peak, flops, report: Report) -> None:
             torch.cuda.empty_cache()
 
 
+STEM_POOL_VARIANTS = (
+    ("eager", False, False),
+    ("compiled", True, False),
+    ("compiled, pool0 eager", True, True),
+)
+
+
+def stem_pool(shape, device, batch, report: Report) -> None:
+    """The stem's max-pool under torch.compile, on the network's head only (stem, pool0 and
+    the first dense block, forward and backward; a compile of seconds, not minutes).
+
+    In the compiled step inductor fuses pool0 with the first block's concatenation into a
+    reduction kernel that took 31 ms on an H200, where the eager max-pool takes 7 ms. The
+    third variant leaves pool0 to eager (a graph break) to measure what that would save.
+    """
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if cuda else None
+    times, outputs = {}, {}
+    for name, compiled, eager_pool in STEM_POOL_VARIANTS:
+        torch.manual_seed(0)
+        features = build_model("densenet121").features
+        if eager_pool:
+            features.pool0.forward = torch.compiler.disable(features.pool0.forward)
+        head = nn.Sequential(
+            features.conv0, features.norm0, features.relu0, features.pool0, features.denseblock1
+        ).to(device)
+        views = torch.rand(2 * batch, 1, *shape, device=device)
+        if cuda:
+            head = head.to(memory_format=torch.channels_last_3d)
+            views = views.contiguous(memory_format=torch.channels_last_3d)
+        forward = torch.compile(head) if compiled else head
+
+        def step(forward=forward, views=views) -> None:
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out = forward(views)
+            out.float().square().mean().backward()
+
+        graphs_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        start = time.perf_counter()
+        step()
+        first = time.perf_counter() - start
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs_before
+        times[name] = median_seconds(step, device, repeats=8, warmup=2)
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            outputs[name] = forward(views).float()
+        difference = (outputs[name] - outputs["eager"]).abs().max() / outputs["eager"].abs().max()
+        report.add(
+            "stem_pool",
+            {
+                "variant": name,
+                "batch": batch,
+                "compiled_graphs": graphs,
+                "first_call_s": first,
+                "ms_per_step": times[name] * 1e3,
+                "ms_saved_vs_compiled": (
+                    (times["compiled"] - times[name]) * 1e3 if "compiled" in times else None
+                ),
+                "max_difference_vs_eager": float(difference),  # relative to the largest value
+            },
+        )
+        del head, forward, views, step
+        if cuda:
+            torch.cuda.empty_cache()
+
+
 def memory(shape, device, batch, report: Report) -> None:
     for checkpointing in (False, True):
         if device.type == "cuda":
@@ -388,6 +455,7 @@ def main() -> None:
             "compile",
             "compile_profile",
             "engine_compile",
+            "stem_pool",
         ],
     )
     args = parser.parse_args()
@@ -426,6 +494,8 @@ def main() -> None:
             data_path(array, table, device, args.batch, args.workers, report)
         if chosen("engine"):
             engine(array, table, args.workers, args.batch, original["all_tf"], report)
+        if not args.no_compile and chosen("stem_pool"):
+            stem_pool(shape, device, args.batch, report)
         if not args.no_compile:  # last: compiling takes minutes
             if chosen("compile") or chosen("compile_profile"):
                 profiled = chosen("compile_profile")

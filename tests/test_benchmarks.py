@@ -70,3 +70,23 @@ def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
     ratio = stems["space-to-depth"]["scans_s"] / stems["direct"]["scans_s"]
     assert stems["space-to-depth"]["speedup_over_direct"] == ratio
     assert "| kind |" in done.stdout  # the printed tables
+
+
+def test_stem_pool_section_compares_the_head_eager_compiled_and_with_an_eager_pool(tmp_path):
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, "-m", "benchmarks.gpu_pretrain", "--out", str(out)]
+    command += ["--shape", *map(str, SHAPE), "--batch", str(BATCH), "--sections", "stem_pool"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1]
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {row["variant"]: row for row in json.loads(out.read_text())["stem_pool"]}
+    assert list(rows) == ["eager", "compiled", "compiled, pool0 eager"]
+    assert rows["compiled"]["ms_saved_vs_compiled"] == 0
+    compiled, split = rows["compiled"], rows["compiled, pool0 eager"]
+    assert split["ms_saved_vs_compiled"] == compiled["ms_per_step"] - split["ms_per_step"]
+    assert all(row["ms_per_step"] > 0 for row in rows.values())
+    # Leaving pool0 to eager splits the compiled head in two graphs, with the same numbers.
+    assert [row["compiled_graphs"] for row in rows.values()] == [0, 1, 2]
+    assert rows["eager"]["max_difference_vs_eager"] == 0
+    assert compiled["max_difference_vs_eager"] < 1e-4 and split["max_difference_vs_eager"] < 1e-4
