@@ -17,7 +17,7 @@ wildcard_constraints:
     cohort="|".join(COHORTS),
     synthetic="|".join(SYNTHETIC) or "^$",
     experiment="|".join(EXPERIMENTS),
-    init="|".join([*EXPERIMENTS, SCRATCH_NAME]),
+    init="|".join([*EXPERIMENTS, *EXTERNAL, SCRATCH_NAME]),
     model="|".join(MODELS),
     n_target=r"\d+",
     repeat=r"\d+",

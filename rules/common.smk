@@ -87,6 +87,29 @@ FEATURE_COHORTS = [*PRETRAIN_COHORTS, *EVALUATION_COHORTS]
 EXPERIMENTS = {e.name: e for e in experiments(PRETRAINING)}
 
 
+def external_models(config):
+    """Checkpoints made elsewhere, by name; a name must not be one the workflow makes."""
+    taken = {*EXPERIMENTS, PCA_NAME, SCRATCH_NAME, random_encoder_name(PRETRAINING)}
+    for name in config["external_models"]:
+        if name in taken:
+            raise ValueError(
+                f"external_models.{name}: the workflow already names a model {name!r}; "
+                "choose another name"
+            )
+    return {
+        name: {
+            "checkpoint": spec["checkpoint"],
+            "encoder": spec.get("encoder"),
+            "label": spec.get("label") or name,
+            "trust": spec.get("trust", False),
+        }
+        for name, spec in config["external_models"].items()
+    }
+
+
+EXTERNAL = external_models(config)
+
+
 def build_models():
     """Every representation that is probed: the pretrained experiments and the floors."""
     models = {
@@ -100,6 +123,15 @@ def build_models():
         }
         for name, e in EXPERIMENTS.items()
     }
+    for name, spec in EXTERNAL.items():
+        models[name] = {
+            "model": name,
+            "label": spec["label"],
+            "method": "external",
+            "sigma": float("nan"),
+            "seed": 0,
+            "kind": "external",
+        }
     if config["features"]["random_encoder"]:
         name = random_encoder_name(PRETRAINING)
         models[name] = {
@@ -139,7 +171,7 @@ def finetune_jobs():
         chosen = [n for n in settings["n_target"] or drawn if n in drawn]
         seeds = settings["seeds"]
         inits = [n for n, e in EXPERIMENTS.items() if seeds is None or e.seed in seeds]
-        for init in [*inits, SCRATCH_NAME]:
+        for init in [*inits, *EXTERNAL, SCRATCH_NAME]:
             for n in chosen:
                 jobs += [
                     f"results/finetune/{init}/{cohort}/n{n}_r{r}/test_metrics.json"
@@ -152,10 +184,30 @@ def n_targets_of(cohort):
     return COHORTS[cohort].get("n_target") or config["splits"]["n_target"]
 
 
+def checkpoint_of(model):
+    """The checkpoint a model's weights come from; None for the random encoder."""
+    if model in EXPERIMENTS:
+        return f"results/pretrain/{model}/best.pt"
+    if model in EXTERNAL:
+        return EXTERNAL[model]["checkpoint"]
+    return None
+
+
+def encoder_of(model):
+    """The encoder to build for a model; None: the one its checkpoint records."""
+    if model in EXTERNAL:
+        return EXTERNAL[model]["encoder"]
+    return PRETRAINING["encoder"]
+
+
+def trusted(model):
+    return model in EXTERNAL and EXTERNAL[model]["trust"]
+
+
 def features_inputs(wildcards):
     inputs = {"data": expand("results/data/{cohort}/data.npy", cohort=FEATURE_COHORTS)}
-    if wildcards.model in EXPERIMENTS:
-        inputs["checkpoint"] = f"results/pretrain/{wildcards.model}/best.pt"
+    if checkpoint_of(wildcards.model):
+        inputs["checkpoint"] = checkpoint_of(wildcards.model)
     return inputs
 
 
@@ -166,9 +218,21 @@ def finetune_inputs(wildcards):
         "split": f"results/splits/{wildcards.cohort}/split.tsv",
         "draws": f"results/splits/{wildcards.cohort}/draws.tsv",
     }
-    if wildcards.init != SCRATCH_NAME:
-        inputs["checkpoint"] = f"results/pretrain/{wildcards.init}/best.pt"
+    if checkpoint_of(wildcards.init):
+        inputs["checkpoint"] = checkpoint_of(wildcards.init)
     return inputs
+
+
+def finetune_inits():
+    """How the tables name each fine-tuning start: method, sigma and label."""
+    inits = {
+        name: {"method": e.method, "sigma": e.sigma, "label": f"fine-tuned {e.label}"}
+        for name, e in EXPERIMENTS.items()
+    }
+    for name, spec in EXTERNAL.items():
+        label = f"fine-tuned {spec['label']}"
+        inits[name] = {"method": "external", "sigma": None, "label": label}
+    return inits
 
 
 def code_version(*modules):

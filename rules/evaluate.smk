@@ -55,7 +55,8 @@ rule finetune:
         runtime=60,
     params:
         task=lambda wc: COHORTS[wc.cohort]["task"],
-        encoder=PRETRAINING["encoder"],
+        encoder=lambda wc: encoder_of(wc.init),
+        trust=lambda wc: trusted(wc.init),
         settings=config["fine_tuning"],
         seed=lambda wc: int(wc.repeat),
         code=code_version(
@@ -90,7 +91,7 @@ rule tables:
     params:
         models=MODELS,
         tasks={c: task_name(c) for c in EVALUATION_COHORTS},
-        finetune_models={**{n: vars(e) for n, e in EXPERIMENTS.items()}},
+        inits=finetune_inits(),
         config=config,
         code=code_version("tables"),
     script:

@@ -23,7 +23,8 @@ rule features:
         runtime=120,
     params:
         cohorts=FEATURE_COHORTS,
-        encoder=PRETRAINING["encoder"],
+        encoder=lambda wc: encoder_of(wc.model),
+        trust=lambda wc: trusted(wc.model),
         seed=lambda wc: MODELS[wc.model]["seed"],
         batch_size=config["features"]["batch_size"],
         code=code_version("features", "checkpoint", "data", "augment/transforms"),

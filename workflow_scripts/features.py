@@ -13,14 +13,15 @@ def main(
     data: list[str],
     outputs: list[str],
     checkpoint: str | None,
-    encoder: str,
+    encoder: str | None,
+    trust: bool,
     seed: int,
     batch_size: int,
     threads: int,
 ) -> None:
     torch.set_num_threads(threads)
-    if checkpoint:
-        model, _ = load_encoder(checkpoint, encoder)
+    if checkpoint:  # encoder None: the one the checkpoint records
+        model, _ = load_encoder(checkpoint, encoder, trust=trust)
     else:  # the floor: a randomly initialised encoder
         torch.manual_seed(seed)
         model = build_model(encoder, "encoder")
@@ -36,6 +37,7 @@ run_logged(
     list(snakemake.output),
     snakemake.input.get("checkpoint"),
     snakemake.params.encoder,
+    snakemake.params.trust,
     snakemake.params.seed,
     snakemake.params.batch_size,
     snakemake.threads,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 
+from yaware.checkpoint import encoder_name_of, read_checkpoint
 from yaware.config import FinetuneConfig, build_config
 from yaware.data import read_table
 from yaware.io import save_table
@@ -17,7 +18,8 @@ def main(
     n_target: int,
     repeat: int,
     task: dict,
-    encoder: str,
+    encoder: str | None,
+    trust: bool,
     settings: dict,
     seed: int,
     threads: int,
@@ -47,7 +49,9 @@ def main(
         **{k: settings[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "augmentation")},
     }
     if inputs.get("checkpoint"):
-        keys["pretrained"] = inputs["checkpoint"]
+        keys |= {"pretrained": inputs["checkpoint"], "trust_checkpoint": trust}
+        if encoder is None:  # the one the checkpoint records
+            keys["encoder"] = encoder_name_of(read_checkpoint(inputs["checkpoint"], trust))
     finetune(build_config(FinetuneConfig, keys, source="workflow config (fine_tuning)"))
 
 
@@ -60,6 +64,7 @@ run_logged(
     int(snakemake.wildcards.repeat),
     snakemake.params.task,
     snakemake.params.encoder,
+    snakemake.params.trust,
     snakemake.params.settings,
     snakemake.params.seed,
     snakemake.threads,

@@ -5,32 +5,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from yaware.experiments import Experiment
 from yaware.io import save_table
 from yaware.tables import gather_json, gather_linear, markdown, summarise, with_paper
 from yaware.workflow import run_logged
 
+SCRATCH = {"method": "scratch", "sigma": None, "label": "Fully supervised"}
 
-def finetune_rows(paths: list[str], tasks: dict, experiments: dict) -> pd.DataFrame:
+
+def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
+    """``inits``: method, sigma and label of each start but training from scratch."""
     rows = []
     for path in paths:
         parts = Path(path).parts  # results/finetune/<init>/<cohort>/n<N>_r<R>/test_metrics.json
         init, cohort, draw = parts[-4], parts[-3], parts[-2]
         n_target, repeat = (int(v) for v in draw[1:].split("_r"))
-        method = experiments[init]["method"] if init in experiments else "scratch"
-        sigma = experiments.get(init, {}).get("sigma")
-        label = (
-            "Fully supervised"
-            if init not in experiments
-            else f"fine-tuned {Experiment(**experiments[init]).label}"
-        )
+        start = inits.get(init, SCRATCH)
         rows.append(
             {
                 "init": init,
-                "init_kind": "scratch" if method == "scratch" else "pretrained",
-                "method": method,
-                "sigma": sigma,
-                "label": label,
+                "init_kind": "pretrained" if init in inits else "scratch",
+                "method": start["method"],
+                "sigma": start["sigma"],
+                "label": start["label"],
                 "cohort": cohort,
                 "task": tasks[cohort],
                 "n_target": n_target,
@@ -55,13 +51,11 @@ def finetune_rows(paths: list[str], tasks: dict, experiments: dict) -> pd.DataFr
     return pd.DataFrame(rows, columns=columns)
 
 
-def main(
-    inputs: dict, outputs: dict, models: dict, tasks: dict, experiments: dict, config: dict
-) -> None:
+def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, config: dict) -> None:
     names = list(models)
     linear = gather_linear(dict(zip(names, inputs["linear"], strict=True)), models)
     age_site = gather_json(dict(zip(names, inputs["age_site"], strict=True)), models)
-    finetune = finetune_rows(inputs["finetune"], tasks, experiments)
+    finetune = finetune_rows(inputs["finetune"], tasks, inits)
     save_table(outputs["linear"], linear)
     save_table(outputs["age_site"], age_site)
     save_table(outputs["finetune"], finetune)
@@ -102,6 +96,6 @@ run_logged(
     dict(snakemake.output.items()),
     snakemake.params.models,
     snakemake.params.tasks,
-    snakemake.params.finetune_models,
+    snakemake.params.inits,
     snakemake.params.config,
 )

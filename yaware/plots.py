@@ -50,8 +50,12 @@ def auc_vs_n_target(
     for ax, task in zip(axes[0], tasks, strict=True):
         for label, group in linear[linear["task"] == task].groupby("label", sort=False):
             stats = group.groupby("n_target")["auc"].agg(["mean", "std"]).reset_index()
-            floor = group["kind"].iloc[0] == "floor"
-            style = FLOOR_STYLES.get(label, DEFAULT_FLOOR) if floor else {"marker": "o"}
+            kind = group["kind"].iloc[0]
+            style = {"marker": "o"}
+            if kind == "floor":
+                style = FLOOR_STYLES.get(label, DEFAULT_FLOOR)
+            elif kind == "external":  # a checkpoint made elsewhere, e.g. the released one
+                style = {"marker": "D", "linestyle": "--"}
             ax.errorbar(
                 stats["n_target"],
                 stats["mean"],

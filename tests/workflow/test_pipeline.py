@@ -2,11 +2,16 @@
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
+from yaware.checkpoint import save_checkpoint
+from yaware.features import extract_features, load_encoder
+from yaware.models import build_model
 
 TINY = {
     "synthetic": {
@@ -58,14 +63,40 @@ MODELS = [
     "yaware-sigma5_cutout_tinycnn_seed0",
     "age_supervision_cutout_tinycnn_seed0",
     "model_genesis_cutout_tinycnn_seed0",
+    "released",
+    "ours",
     "random_tinycnn_seed0",
     "pca",
 ]
 
 
+def _checkpoints_made_elsewhere(folder) -> dict:
+    """Two external_models: one in the original's released layout (DataParallel keys, no
+    record of its encoder, so the config names it), one of ours that records its encoder."""
+    folder.mkdir()
+    external = {}
+    for seed, name in enumerate(("released", "ours")):
+        torch.manual_seed(seed)
+        model = build_model("tinycnn")
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.running_mean.uniform_(-0.2, 0.2)
+        path = folder / f"{name}.pth"
+        if name == "released":
+            state = {f"module.{k}": v for k, v in model.state_dict().items()}
+            save_checkpoint(path, {"epoch": 99, "model": state, "optimizer": {}})
+            external[name] = {"checkpoint": str(path), "encoder": "tinycnn", "label": "Released"}
+        else:
+            save_checkpoint(path, {"model": model.state_dict(), "meta": {"encoder": "tinycnn"}})
+            external[name] = {"checkpoint": str(path)}
+    return external
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = make_workdir(tmp_path_factory.mktemp("pipeline"), TINY)
+    root = tmp_path_factory.mktemp("pipeline")
+    external = _checkpoints_made_elsewhere(root / "elsewhere")
+    workdir = make_workdir(root / "work", TINY | {"external_models": external})
     done = snakemake(workdir, "--cores", "2")
     assert done.returncode == 0, done.stderr[-4000:]
     return workdir
@@ -89,8 +120,42 @@ def test_one_auc_row_per_method_task_n_target_and_repeat(run):
     assert set(age["model"]) == set(MODELS)
     assert (age["age_mae"] > 0).all() and age["site_balanced_accuracy"].between(0, 1).all()
     finetune = pd.read_csv(run / "results/tables/finetune.csv")
-    assert len(finetune) == 5 * 2  # (4 pretrained + scratch) x 2 tasks, N_target 10, 1 draw
+    # (4 pretrained + 2 external + scratch) x 2 tasks, N_target 10, 1 draw
+    assert len(finetune) == 7 * 2
     assert finetune["auc"].between(0, 1).all()
+
+
+def test_checkpoints_made_elsewhere_are_probed_and_fine_tuned(run):
+    external = yaml.safe_load((run / "config/config.yaml").read_text())["external_models"]
+    for name, spec in external.items():
+        # The workflow's representation is the checkpoint's, whatever its key layout.
+        model, encoder = load_encoder(spec["checkpoint"], spec.get("encoder"))
+        assert encoder == "tinycnn"
+        for cohort in ("bhb", "adni"):
+            expected = extract_features(model, run / f"results/data/{cohort}/data.npy")
+            saved = np.load(run / f"results/features/{name}/{cohort}.npy")
+            np.testing.assert_allclose(saved, expected, rtol=1e-5, atol=1e-6)
+    linear = pd.read_csv(run / "results/tables/linear_probe.csv")
+    rows = linear[linear["kind"] == "external"]
+    assert set(rows["model"]) == {"released", "ours"} and set(rows["method"]) == {"external"}
+    assert set(rows["label"]) == {"Released", "ours"}  # the label, else the name
+    finetune = pd.read_csv(run / "results/tables/finetune.csv")
+    tuned = finetune[finetune["init"].isin(["released", "ours"])]
+    assert len(tuned) == 2 * 2 and set(tuned["init_kind"]) == {"pretrained"}
+    assert set(tuned["label"]) == {"fine-tuned Released", "fine-tuned ours"}
+    log = (run / "results/logs/finetune/released/adni/n10_r0.log").read_text()
+    assert "released.pth" in log  # the fine-tuning loaded that checkpoint
+    summary = pd.read_csv(run / "results/tables/summary.csv")
+    assert {"Released", "fine-tuned Released"} <= set(summary["label"])
+
+
+def test_an_external_model_named_like_a_workflow_model_is_refused(tmp_path):
+    external = {"pca": {"checkpoint": str(tmp_path / "x.pth")}}
+    workdir = make_workdir(tmp_path / "work", TINY | {"external_models": external})
+    done = snakemake(workdir, "-n")
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "external_models.pca: the workflow already names a model 'pca'" in output
 
 
 def test_summary_is_mean_and_spread_of_the_tidy_table(run):
