@@ -180,3 +180,38 @@ def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path):
     ds = ScanDataset(tmp_path / "x.npy", tmp_path / "p.tsv", label="age")
     assert list(ds.table["participant_id"]) == ["s0", "s1"]
     assert [ds[i][1] for i in range(2)] == [20.0, 21.5]
+
+
+# Arrays as other tools save them: refused by name with the line that converts them, or
+# read as they are (float64 is cast on the way in).
+ARRAYS = {
+    "int16": (lambda a: (a * 100).astype(np.int16), "holds int16; expected float32 or float16"),
+    "big_endian": (lambda a: a.astype(">f4"), "holds >f4; expected float32 or float16"),
+    "fortran": (lambda a: np.asfortranarray(a), "is stored in Fortran order; save it C-ordered"),
+    "float64": (lambda a: a.astype(np.float64), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARRAYS))
+def test_arrays_saved_by_other_tools_are_read_or_refused_with_the_fix(tmp_path, case):
+    make, message = ARRAYS[case]
+    arr, x, p = _write(tmp_path, n=8)
+    np.save(x, make(arr.astype(np.float32)))
+    config = write_config(
+        tmp_path / "pre.yaml",
+        train_data=str(x),
+        train_table=str(p),
+        out_dir=str(tmp_path / "run"),
+        encoder="tinycnn",
+        batch_size=4,
+        epochs=1,
+        augmentation="none",
+    )
+    done = run_cli("pretrain", "--config", str(config))
+    if message is None:
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "run" / "best.pt").is_file()
+        return
+    assert done.returncode == 2, done.stderr
+    assert f"{x} {message}" in done.stderr and "np.save(path, " in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run" / "best.pt").exists()

@@ -46,9 +46,15 @@ class NpyArray:
         except (ValueError, OSError) as err:
             raise DataError(f"{self.path} is not a readable .npy array ({err})") from err
         if fortran:
-            raise DataError(f"{self.path} is stored in Fortran order; save it C-ordered")
+            raise DataError(
+                f"{self.path} is stored in Fortran order; save it C-ordered: "
+                "np.save(path, np.ascontiguousarray(np.load(path)))"
+            )
         if dtype not in (np.float32, np.float16, np.float64):
-            raise DataError(f"{self.path} holds {dtype}; expected float32 or float16 scans")
+            raise DataError(
+                f"{self.path} holds {dtype}; expected float32 or float16 scans: "
+                "np.save(path, np.load(path).astype(np.float32))"
+            )
         self.shape: tuple[int, ...] = tuple(shape)
         self.dtype = np.dtype(dtype)
         if len(self.shape) != 5:
