@@ -384,3 +384,26 @@ def test_compile_without_a_compiler_stops_before_any_work(toy_cohort, tmp_path):
     assert "compile: true needs a C++ compiler" in done.stderr
     assert "compile: false" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("n", "batch_size", "scans"), [(6, 16, 6), (6, 4, 4), (12, 4, 12)])
+def test_scans_per_second_counts_the_scans_an_epoch_trains_on(tmp_path, n, batch_size, scans):
+    # A cohort smaller than the batch trains on one batch of the cohort; otherwise the
+    # last partial batch is dropped.
+    table = pd.DataFrame(
+        {"participant_id": [f"s{i}" for i in range(n)], "age": 20.0 + np.arange(n)}
+    )
+    table.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((n, 1, 12, 14, 12), np.float32))
+    keys = {
+        "train_data": str(tmp_path / "x.npy"),
+        "train_table": str(tmp_path / "p.tsv"),
+        "out_dir": str(tmp_path / "run"),
+        "encoder": "tinycnn",
+        "epochs": 1,
+        "batch_size": batch_size,
+    }
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "c.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    row = pd.read_csv(tmp_path / "run" / "metrics.csv").iloc[0]
+    assert row["scans_per_s"] * row["seconds"] == pytest.approx(scans)

@@ -260,6 +260,10 @@ def pretrain(
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader, sampler = make_loader(train_set, cfg, shuffle=True, device=device)
     steps_per_epoch = max(1, len(loader))
+    # Scans one epoch trains on, over every rank: fewer than the batch size times the
+    # steps when the cohort is smaller than one batch (the batch is then the cohort).
+    per_rank = len(loader) * loader.batch_size if loader.drop_last else len(sampler)
+    scans_per_epoch = per_rank * distributed.world_size()
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch)
     )
@@ -356,7 +360,7 @@ def pretrain(
                 "val_loss": _validate(objective, val_set, shape, cfg, device),
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": seconds,
-                "scans_per_s": steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
+                "scans_per_s": scans_per_epoch / max(seconds, 1e-9),
             }
             require_finite_losses(
                 row,
