@@ -28,6 +28,9 @@ from yaware.qc import load_map
 log = logging.getLogger(__name__)
 
 TIV_REFERENCE_ML = 1500.0
+CHANGED_SINCE_QC = (
+    "the map passed QC, so it changed or went since: rerun QC (snakemake --forcerun qc)"
+)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -66,7 +69,10 @@ def prepare_scan(
     path: str, tiv: float, source: Grid, target: Grid, settings: ConversionSettings
 ) -> np.ndarray:
     """One scan as it goes into the array: loaded, checked, TIV-scaled, resampled, cast."""
-    data = load_map(path, source)
+    try:
+        data = load_map(path, source)
+    except DataError as err:  # it passed QC: the file changed or went since
+        raise DataError(f"{path}: {err}; {CHANGED_SINCE_QC}") from err
     if settings.tiv_scaling:
         data = data * np.float32(TIV_REFERENCE_ML / tiv)
     data = resample(data, source, target)
@@ -107,7 +113,10 @@ def convert_cohort(
         def write(k: int) -> str:
             row = qc.iloc[passing[k]]
             writer.write(k, prepare_scan(row["path"], float(row["tiv"]), source, target, settings))
-            return sha256(row["path"])
+            try:
+                return sha256(row["path"])
+            except OSError as err:
+                raise DataError(f"{row['path']}: {err.strerror}; {CHANGED_SINCE_QC}") from err
 
         try:
             with ThreadPoolExecutor(max(1, settings.threads)) as pool:

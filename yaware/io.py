@@ -40,7 +40,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
     except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
-        if isinstance(err, OutputError):
+        about_another_file = getattr(err, "filename", None) not in (None, tmp, str(target))
+        if isinstance(err, OutputError) or about_another_file:  # e.g. an input that vanished
             raise
         raise _output_error(target, err) from err
     finally:

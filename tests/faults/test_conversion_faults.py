@@ -1,10 +1,12 @@
-"""Conversion: killed half way through Snakemake, and maps that overflow float16."""
+"""Conversion: killed half way through Snakemake, maps that overflow float16, maps changed
+since QC."""
 
 import os
 import signal
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from tests.workflow.helpers import make_workdir, snakemake, start_snakemake, wait_until
 from tests.workflow.test_cat12_faults import VOXEL_MM, _affine, _brain, _write_scan
@@ -79,3 +81,26 @@ def test_maps_that_overflow_float16_stop_the_conversion_with_the_file_named(tmp_
     assert "mwp1sub-raw_ses-1_T1w.nii.gz" in log and "overflow float16; use float32" in log
     assert "Traceback" not in log
     assert not (workdir / "results/data/hand/data.npy").exists()
+
+
+def test_a_map_that_changes_between_qc_and_conversion_is_named(tmp_path):
+    # Snakemake tracks the participants table, not each map: a map rewritten or removed on
+    # a shared file system after QC reaches the conversion.
+    config = {
+        "synthetic": {
+            "voxel_mm": 6.0,
+            "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 30, "n_sites": 2}},
+        },
+        "qc": {"corr_voxel_mm": 6.0},
+        "conversion": {"voxel_mm": 6.0},
+    }
+    workdir = make_workdir(tmp_path, config)
+    assert snakemake(workdir, "--cores", "2", "results/qc/bhb/qc.tsv").returncode == 0
+    qc = pd.read_csv(workdir / "results/qc/bhb/qc.tsv", sep="\t")
+    changed = qc.loc[qc["qc"] == 1, "path"].iloc[3]  # relative to the working directory
+    (workdir / changed).write_bytes((workdir / changed).read_bytes()[:200])  # truncated since
+    done = snakemake(workdir, "--cores", "2", f"{DATA}/data.npy")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/convert/bhb.log").read_text()
+    assert f"{changed}: unreadable NIfTI" in log and "rerun QC" in log and "Traceback" not in log
+    assert not (workdir / DATA).exists() or not any((workdir / DATA).iterdir())
