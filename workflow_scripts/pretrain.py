@@ -2,6 +2,7 @@
 
 import logging
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import yaml
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config, to_dict
 from yaware.data import read_table
-from yaware.errors import YAwareError
+from yaware.errors import CheckpointError, YAwareError
 from yaware.io import save_table, write_atomic
 from yaware.launch import pretrain_command
 from yaware.plots import loss_curve
@@ -114,7 +115,14 @@ def main(
 def _discard_stale_checkpoint(last: Path, cfg: PretrainConfig) -> None:
     if not last.exists():
         return
-    checkpoint = read_checkpoint(last)
+    try:
+        checkpoint = read_checkpoint(last)
+    except CheckpointError as err:
+        # A retry would fail on it forever; kept aside for inspection, the run starts over.
+        kept = last.with_name(f"last.unreadable-{time.strftime('%Y%m%d-%H%M%S')}.pt")
+        last.rename(kept)
+        logging.warning("%s; moved to %s, starting over", err, kept)
+        return
     recorded = checkpoint.get("meta", {}).get("config", {})
     current = to_dict(cfg)
     changed = [k for k in MUST_MATCH if recorded.get(k) != current.get(k)]

@@ -92,3 +92,20 @@ def test_a_second_run_on_the_same_directory_is_refused(tmp_path):
     finally:
         first.wait(timeout=300)
     assert first.returncode == 0
+
+
+def test_an_unreadable_last_checkpoint_is_kept_aside_and_the_rerun_starts_over(tmp_path):
+    config = tiny_pretraining_config(epochs=2, lr=1.0e-3)
+    workdir = make_workdir(tmp_path, config)
+    target = f"{CHECKPOINT}/best.pt"
+    assert snakemake(workdir, "--cores", "2", target).returncode == 0
+    last = workdir / CHECKPOINT / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # e.g. copied half way from another disk
+    (workdir / target).unlink()  # the rule must run again
+    rerun = snakemake(workdir, "--cores", "2", target)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    kept = list((workdir / CHECKPOINT).glob("last.unreadable-*.pt"))
+    assert len(kept) == 1 and kept[0].stat().st_size == 1000
+    log = (workdir / f"results/logs/pretrain/{TINY_EXPERIMENT}.log").read_text()
+    assert "cannot be read" in log and "starting over" in log
+    assert read_checkpoint(last)["epoch"] == 2
