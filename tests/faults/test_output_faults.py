@@ -20,7 +20,7 @@ from tests.workflow.helpers import make_workdir, snakemake, snakemake_command
 from yaware.checkpoint import save_checkpoint
 from yaware.models import build_model
 
-LIMIT_BYTES = 20_000  # config.yaml fits, a tinycnn checkpoint (about 1 MB) does not
+LIMIT_BYTES = 20_000  # config.yaml fits, a tinycnn checkpoint (about 5 MB) does not
 
 
 def _limited() -> None:
