@@ -407,3 +407,20 @@ def test_scans_per_second_counts_the_scans_an_epoch_trains_on(tmp_path, n, batch
     assert done.returncode == 0, done.stderr
     row = pd.read_csv(tmp_path / "run" / "metrics.csv").iloc[0]
     assert row["scans_per_s"] * row["seconds"] == pytest.approx(scans)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_the_mode_of_the_users_umask(toy_cohort, tmp_path, umask):
+    # Written through a private temporary file, outputs must not stay private (0600):
+    # on a shared cluster folder the group reads the results.
+    config = write_config(tmp_path / "pre.yaml", **pretrain_keys(toy_cohort, tmp_path / "run"))
+    done = subprocess.run(
+        [sys.executable, "-m", "yaware.cli", "pretrain", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=lambda: os.umask(umask),
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv"):
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

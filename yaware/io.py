@@ -18,6 +18,15 @@ import pandas as pd
 from yaware.errors import OutputError
 
 
+def _umask() -> int:
+    current = os.umask(0o022)  # reading the umask means setting it; at import, one thread
+    os.umask(current)
+    return current
+
+
+UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``target`` on success.
@@ -38,6 +47,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); an output gets the mode any new file would.
+        os.chmod(tmp_path, 0o666 & ~UMASK)
         os.replace(tmp_path, target)
     except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
         about_another_file = getattr(err, "filename", None) not in (None, tmp, str(target))
