@@ -112,23 +112,25 @@ def test_epoch_sampler_depends_only_on_seed_and_epoch():
     assert list(a) != list(b)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_nan_row_stops_training_with_the_file_row_and_subject(tmp_path, workers):
-    arr, x, p = _write(tmp_path, n=12)
-    arr[5, 0, 1, 2, 1] = np.nan
-    np.save(x, arr)
+def _pretrain_cli(tmp_path, x, p, **keys):
+    """``yaware pretrain`` of a tinycnn for one epoch on the array ``x`` and table ``p``."""
+    keys = {"encoder": "tinycnn", "batch_size": 4, "epochs": 1, "augmentation": "none"} | keys
     config = write_config(
         tmp_path / "pre.yaml",
         train_data=str(x),
         train_table=str(p),
         out_dir=str(tmp_path / "run"),
-        encoder="tinycnn",
-        batch_size=4,
-        epochs=1,
-        num_workers=workers,
-        augmentation="none",
+        **keys,
     )
-    done = run_cli("pretrain", "--config", str(config))
+    return run_cli("pretrain", "--config", str(config))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_nan_row_stops_training_with_the_file_row_and_subject(tmp_path, workers):
+    arr, x, p = _write(tmp_path, n=12)
+    arr[5, 0, 1, 2, 1] = np.nan
+    np.save(x, arr)
+    done = _pretrain_cli(tmp_path, x, p, num_workers=workers)
     assert done.returncode == 2, done.stderr
     assert f"{x}: row 5 (s5) has 1 NaN or infinite voxels" in done.stderr
     assert "Traceback" not in done.stderr
@@ -159,15 +161,7 @@ def test_a_broken_table_stops_pretraining_with_the_file_and_line(tmp_path, case)
     content, message = BROKEN_TABLES[case]
     _, x, p = _write(tmp_path, n=2)
     p.write_bytes(content)
-    config = write_config(
-        tmp_path / "pre.yaml",
-        train_data=str(x),
-        train_table=str(p),
-        out_dir=str(tmp_path / "run"),
-        encoder="tinycnn",
-        epochs=1,
-    )
-    done = run_cli("pretrain", "--config", str(config))
+    done = _pretrain_cli(tmp_path, x, p)
     assert done.returncode == 2, done.stderr
     assert str(p) in done.stderr and message in done.stderr
     assert "Traceback" not in done.stderr
@@ -197,17 +191,7 @@ def test_arrays_saved_by_other_tools_are_read_or_refused_with_the_fix(tmp_path, 
     make, message = ARRAYS[case]
     arr, x, p = _write(tmp_path, n=8)
     np.save(x, make(arr.astype(np.float32)))
-    config = write_config(
-        tmp_path / "pre.yaml",
-        train_data=str(x),
-        train_table=str(p),
-        out_dir=str(tmp_path / "run"),
-        encoder="tinycnn",
-        batch_size=4,
-        epochs=1,
-        augmentation="none",
-    )
-    done = run_cli("pretrain", "--config", str(config))
+    done = _pretrain_cli(tmp_path, x, p)
     if message is None:
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "run" / "best.pt").is_file()
