@@ -33,6 +33,7 @@ BENCHMARKS = [
     ("Peak memory of one epoch", "benchmarks.data_memory", [], ["--sizes-gb", "0.05", "0.1"]),
     ("Conversion", "benchmarks.conversion", [], ["--sizes", "10", "20", "--voxel-mm", "3"]),
     ("Workflow planning", "benchmarks.workflow_dryrun", [], ["--repeats", "1"]),
+    ("Job start-up", "benchmarks.job_startup", [], ["--repeats", "1"]),
 ]
 
 

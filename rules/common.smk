@@ -1,11 +1,11 @@
 # Config validation, the cohort table and input helpers. No torch import here: it would
 # slow every DAG build.
-import hashlib
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from yaware.experiments import PCA_NAME, SCRATCH_NAME, experiments, random_encoder_name
+from yaware.fingerprint import code_fingerprint
 
 validate(config, schema="../config/schema.yaml")
 
@@ -235,13 +235,13 @@ def finetune_inits():
     return inits
 
 
-def code_version(*modules):
-    """Fingerprint of the yaware modules behind a step, used as a params value; editing the code
-    reruns the rule and what follows (Snakemake does not track package edits itself)."""
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update((PACKAGE / f"{module}.py").read_bytes())
-    return digest.hexdigest()[:16]
+def code_version(script):
+    """Fingerprint of the yaware modules workflow_scripts/<script>.py imports (transitively),
+    used as a params value: editing that code reruns the rule and what follows (Snakemake does
+    not track package edits itself)."""
+    return code_fingerprint(
+        Path(workflow.basedir) / "workflow_scripts" / f"{script}.py", PACKAGE
+    )
 
 
 def cohort(wildcards):

@@ -20,7 +20,7 @@ rule synth_cohort:
         voxel_mm=config["synthetic"]["voxel_mm"],
         seed=config["synthetic"]["seed"],
         brain_age_gap=config["synthetic"]["brain_age_gap"],
-        code=code_version("synth", "cat12", "grid"),
+        code=code_version("synth_cohort"),
     script:
         "../workflow_scripts/synth_cohort.py"
 
@@ -51,7 +51,7 @@ rule qc:
         settings=config["qc"],
         label=config["pretrain_label"],
         require_tiv=config["conversion"]["tiv_scaling"],
-        code=code_version("qc", "cat12", "grid", "data"),
+        code=code_version("qc"),
     script:
         "../workflow_scripts/qc.py"
 
@@ -77,7 +77,7 @@ rule convert:
     params:
         cohort=cohort,
         settings=config["conversion"],
-        code=code_version("convert", "qc", "grid"),
+        code=code_version("convert"),
     script:
         "../workflow_scripts/convert.py"
 
@@ -99,7 +99,7 @@ rule split:
     params:
         cohort=cohort,
         settings=config["splits"],
-        code=code_version("splits", "labels"),
+        code=code_version("split"),
     script:
         "../workflow_scripts/split.py"
 

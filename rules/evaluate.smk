@@ -31,7 +31,7 @@ rule probe:
         },
         label=PRETRAINING["label"],
         probe=config["probes"],
-        code=code_version("evaluate", "probes", "labels"),
+        code=code_version("probe"),
     script:
         "../workflow_scripts/probe.py"
 
@@ -59,9 +59,7 @@ rule finetune:
         trust=lambda wc: trusted(wc.init),
         settings=config["fine_tuning"],
         seed=lambda wc: int(wc.repeat),
-        code=code_version(
-            "train/finetune", "train/common", "checkpoint", "labels", "data"
-        ),
+        code=code_version("finetune"),
     script:
         "../workflow_scripts/finetune.py"
 

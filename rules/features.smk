@@ -27,7 +27,7 @@ rule features:
         trust=lambda wc: trusted(wc.model),
         seed=lambda wc: MODELS[wc.model]["seed"],
         batch_size=config["features"]["batch_size"],
-        code=code_version("features", "checkpoint", "data", "augment/transforms"),
+        code=code_version("features"),
     script:
         "../workflow_scripts/features.py"
 
@@ -55,6 +55,6 @@ rule pca_features:
         runtime=360,
     params:
         components=config["features"]["pca_components"],
-        code=code_version("probes", "data"),
+        code=code_version("pca_features"),
     script:
         "../workflow_scripts/pca_features.py"

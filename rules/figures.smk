@@ -16,6 +16,7 @@ rule figure_auc:
     conda:
         "../envs/yaware.yaml"
     params:
+        code=code_version("figure_auc"),
         tasks=[task_name(c) for c in EVALUATION_COHORTS],
         config=config,
     script:
@@ -38,6 +39,7 @@ rule figure_umap:
     conda:
         "../envs/yaware.yaml"
     params:
+        code=code_version("figure_umap"),
         titles=[MODELS[m]["label"] for m in umap_models()],
         task=lambda wc: COHORTS[umap_cohort()]["task"],
         settings=config["figures"],
@@ -61,6 +63,7 @@ rule figure_sigma:
     conda:
         "../envs/yaware.yaml"
     params:
+        code=code_version("figure_sigma"),
         config=config,
     script:
         "../workflow_scripts/figure_sigma.py"

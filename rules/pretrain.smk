@@ -32,22 +32,6 @@ rule pretrain:
     params:
         experiment=lambda wc: vars(EXPERIMENTS[wc.experiment]),
         settings={k: v for k, v in PRETRAINING.items() if k not in ("methods", "seeds")},
-        code=code_version(
-            "train/pretrain",
-            "train/common",
-            "distributed",
-            "launch",
-            "losses/yaware_infonce",
-            "losses/kernels",
-            "losses/ntxent",
-            "losses/_logits",
-            "augment/transforms",
-            "augment/policy",
-            "models/base",
-            "models/densenet",
-            "models/resnet",
-            "models/tinycnn",
-            "data",
-        ),
+        code=code_version("pretrain"),
     script:
         "../workflow_scripts/pretrain.py"

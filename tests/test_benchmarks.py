@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from yaware.models import densenet121
@@ -90,3 +91,33 @@ def test_stem_pool_section_compares_the_head_eager_compiled_and_with_an_eager_po
     assert [row["compiled_graphs"] for row in rows.values()] == [0, 1, 2]
     assert rows["eager"]["max_difference_vs_eager"] == 0
     assert compiled["max_difference_vs_eager"] < 1e-4 and split["max_difference_vs_eager"] < 1e-4
+
+
+def test_job_startup_times_every_script_over_the_default_dag():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.job_startup", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {
+        cells[0]: cells[1:]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| script")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    scripts = {p.stem for p in (Path(__file__).parents[1] / "workflow_scripts").glob("*.py")}
+    assert set(rows) == scripts | {"all jobs"}
+    assert int(rows["all jobs"][0]) == sum(
+        int(row[0]) for name, row in rows.items() if name != "all jobs"
+    )
+    # One pretraining job per method, sigma and seed of the default config.
+    config = yaml.safe_load((Path(__file__).parents[1] / "config/config.yaml").read_text())
+    pretraining = config["pretraining"]
+    methods = pretraining["methods"].values()
+    experiments = sum(len(m.get("sigma", [None])) for m in methods) * len(pretraining["seeds"])
+    assert int(rows["pretrain"][0]) == experiments > 0
+    assert rows["pretrain"][2] == "yes" and rows["qc"][2] == "no"
+    assert float(rows["all jobs"][3]) > 0

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.conftest import run_cli, write_config
-from yaware.data import EpochSampler, NpyArray, ScanDataset
+from yaware.arrays import NpyArray
+from yaware.data import EpochSampler, ScanDataset
 from yaware.errors import DataError
 from yaware.train.common import to_device
 

@@ -3,8 +3,8 @@
 import numpy as np
 import umap
 
-from yaware.data import read_table
 from yaware.labels import binary_labels
+from yaware.participants import read_table
 from yaware.plots import umap_panels
 from yaware.workflow import run_logged
 

@@ -6,8 +6,8 @@ import torch
 
 from yaware.checkpoint import encoder_name_of, read_checkpoint
 from yaware.config import FinetuneConfig, build_config
-from yaware.data import read_table
 from yaware.io import save_table
+from yaware.participants import read_table
 from yaware.train.finetune import finetune
 from yaware.workflow import run_logged
 

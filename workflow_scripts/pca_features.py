@@ -6,8 +6,8 @@ applied to every cohort.
 
 import numpy as np
 
-from yaware.data import read_table, row_positions
 from yaware.io import save_npy
+from yaware.participants import read_table, row_positions
 from yaware.probes import fit_voxel_pca, voxel_pca_features
 from yaware.workflow import run_logged
 

@@ -11,10 +11,10 @@ import yaml
 
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config, to_dict
-from yaware.data import read_table
 from yaware.errors import CheckpointError, YAwareError
 from yaware.io import save_table, write_atomic
 from yaware.launch import pretrain_command
+from yaware.participants import read_table
 from yaware.plots import loss_curve
 from yaware.train.pretrain import pretrain
 from yaware.workflow import run_logged

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from yaware.data import read_table
 from yaware.io import save_json, save_table
 from yaware.labels import binary_labels
+from yaware.participants import read_table
 from yaware.splits import SplitSettings, evaluation_split, pretrain_split, split_arguments
 from yaware.workflow import run_logged
 

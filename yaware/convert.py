@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from yaware.data import ID_COLUMN, NpyRowWriter, read_table
+from yaware.arrays import NpyRowWriter
 from yaware.errors import DataError
 from yaware.grid import Grid, cat12_grid
 from yaware.io import atomic_path, save_json, save_table
+from yaware.participants import ID_COLUMN, read_table
 from yaware.qc import load_map
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from yaware.data import read_table, row_positions
 from yaware.errors import DataError
 from yaware.labels import binary_labels
+from yaware.participants import read_table, row_positions
 from yaware.probes import age_probe, linear_probe, site_probe
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from yaware.arrays import NpyArray
 from yaware.augment.transforms import ZScore
 from yaware.checkpoint import encoder_name_of, load_encoder_weights, read_checkpoint, state_dict_of
-from yaware.data import NpyArray
 from yaware.models import build_model
 
 

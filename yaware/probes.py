@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from yaware.data import NpyArray
+from yaware.arrays import NpyArray
 
 DEFAULT_CS = tuple(np.logspace(-4, 2, 7))
 

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from yaware.cat12 import find_scan, read_report
-from yaware.data import ID_COLUMN, read_table
 from yaware.errors import DataError
 from yaware.grid import Grid
+from yaware.participants import ID_COLUMN, read_table
 
 log = logging.getLogger(__name__)
 

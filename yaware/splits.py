@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from yaware.data import ID_COLUMN
 from yaware.errors import ConfigError, DataError
+from yaware.participants import ID_COLUMN
 
 
 @dataclass

@@ -30,9 +30,9 @@ def snakemake(
     )
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> dict[str, int]:
     """Job counts per rule of a dry run (from Snakemake's job stats table)."""
-    done = snakemake(workdir, "-n", *args)
+    done = snakemake(workdir, "-n", *args, snakefile=snakefile)
     assert done.returncode == 0, done.stdout + done.stderr
     counts: dict[str, int] = {}
     lines = done.stdout.splitlines()

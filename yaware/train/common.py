@@ -18,9 +18,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from yaware import distributed
 from yaware.config import TrainingOptions
-from yaware.data import EpochSampler, ScanDataset, read_table, row_positions
+from yaware.data import EpochSampler, ScanDataset
 from yaware.errors import ConfigError, DivergedError
 from yaware.io import save_table
+from yaware.participants import read_table, row_positions
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,11 @@ from yaware.checkpoint import (
     state_dict_of,
 )
 from yaware.config import FinetuneConfig, to_dict
-from yaware.data import ID_COLUMN, ScanDataset, read_table
+from yaware.data import ScanDataset
 from yaware.errors import ConfigError, DataError
 from yaware.io import save_json, save_table, write_atomic
 from yaware.labels import binary_labels
+from yaware.participants import ID_COLUMN, read_table
 from yaware.train.common import (
     autocast,
     autocast_dtype,

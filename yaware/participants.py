@@ -1,0 +1,105 @@
+"""Participants tables (BIDS ``participants.tsv`` or CSV) and the selection of their rows."""
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from yaware.errors import DataError
+
+ID_COLUMN = "participant_id"
+
+_NA_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "None"]
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a participants table: tab-separated (BIDS) unless the name ends in .csv."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"table {path} does not exist; check the path")
+    sep = "," if path.suffix == ".csv" else "\t"
+    try:
+        with warnings.catch_warnings():
+            # A row longer than the header: pandas would silently shift the columns.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            columns = pd.read_csv(path, sep=sep, nrows=0).columns
+            # Identifiers are text, kept verbatim: an id like "nan" or "NA" is not missing.
+            verbatim = [c for c in (ID_COLUMN, "session", "run") if c in columns]
+            table = pd.read_csv(
+                path,
+                sep=sep,
+                index_col=False,
+                dtype=dict.fromkeys(verbatim, str),
+                keep_default_na=False,
+                na_values={c: _NA_VALUES for c in columns if c not in verbatim},
+            )
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path} is not UTF-8 text (line {_first_non_utf8_line(path)}); save it as UTF-8 "
+            "(e.g. 'Save As... CSV UTF-8', or iconv -f latin1 -t utf-8)"
+        ) from err
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        raise DataError(
+            f"{path}: a row has more fields than the header ({str(err).strip()}); "
+            "fix that row, or quote values that hold the separator"
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{path} is empty; it needs a header row and one row per scan") from err
+    if len(table.columns) == 1 and sep == "\t" and "," in table.columns[0]:
+        raise DataError(
+            f"{path} looks comma-separated but is read as a tab-separated BIDS table: "
+            "convert it to tabs, or rename it to .csv"
+        )
+    return table
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 0
+
+
+def row_positions(table: pd.DataFrame, keys: pd.DataFrame, source: str) -> np.ndarray:
+    """Positions in ``table`` of the rows of ``keys``, matched on participant_id (and session
+    where both have it), in the order of ``keys``.
+
+    Raises:
+        DataError: no participant_id column, or a row of ``keys`` absent from ``table``.
+    """
+    columns = [c for c in (ID_COLUMN, "session") if c in keys.columns and c in table.columns]
+    if ID_COLUMN not in columns:
+        raise DataError(f"{source}: needs a {ID_COLUMN!r} column to select rows")
+    position = {row: i for i, row in enumerate(table[columns].astype(str).itertuples(False, None))}
+    wanted = list(keys[columns].astype(str).itertuples(False, None))
+    missing = [row for row in wanted if row not in position]
+    if missing:
+        raise DataError(
+            f"{source}: {len(missing)} rows are not in the table, e.g. {missing[:3]}; "
+            "the split was made for another table (rerun the splits)"
+        )
+    return np.array([position[row] for row in wanted], dtype=int)
+
+
+def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndarray:
+    """The label column as float64, with every row finite; raises DataError naming rows."""
+    if column not in table.columns:
+        raise DataError(
+            f"{source}: no column {column!r}; the table has {list(table.columns)}. "
+            "Set the label to one of these."
+        )
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        ids = table[ID_COLUMN].iloc[bad[:5]].tolist() if ID_COLUMN in table else bad[:5].tolist()
+        raw = table[column].iloc[bad[:5]].tolist()
+        raise DataError(
+            f"{source}: column {column!r} has {len(bad)} missing or non-numeric values, "
+            f"e.g. rows {bad[:5].tolist()} (participants {ids}, values {raw}). "
+            "Fix or drop those rows."
+        )
+    return values
