@@ -34,6 +34,7 @@ BENCHMARKS = [
     ("Conversion", "benchmarks.conversion", [], ["--sizes", "10", "20", "--voxel-mm", "3"]),
     ("Workflow planning", "benchmarks.workflow_dryrun", [], ["--repeats", "1"]),
     ("Job start-up", "benchmarks.job_startup", [], ["--repeats", "1"]),
+    ("CPU allocator", "benchmarks.cpu_allocator", [], ["--steps", "3", "--repeats", "1"]),
 ]
 
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import machine, markdown_table
+from yaware.allocator import keep_freed_memory
 from yaware.augment import build_policy
 from yaware.data import ScanDataset
 from yaware.grid import cat12_grid
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        keep_freed_memory()  # as the engine does (benchmarks/cpu_allocator.py compares)
     print(f"Machine: {machine()}\n")
     peak = measured_peak_flops(device)
     rows = []

@@ -121,3 +121,22 @@ def test_job_startup_times_every_script_over_the_default_dag():
     assert int(rows["pretrain"][0]) == experiments > 0
     assert rows["pretrain"][2] == "yes" and rows["qc"][2] == "no"
     assert float(rows["all jobs"][3]) > 0
+
+
+def test_cpu_allocator_compares_both_malloc_settings_in_one_run():
+    options = ["--steps", "1", "--repeats", "1", "--batch", "4", "--shape", "16", "20", "16"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cpu_allocator", *options],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "glibc default",
+        "freed memory kept (yaware)",
+    ]
+    assert float(rows[0].split("|")[3]) == 1  # the baseline's ratio to itself
+    assert "refused the settings" not in done.stdout  # glibc here: the settings took

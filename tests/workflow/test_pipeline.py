@@ -149,6 +149,14 @@ def test_checkpoints_made_elsewhere_are_probed_and_fine_tuned(run):
     assert {"Released", "fine-tuned Released"} <= set(summary["label"])
 
 
+def test_cpu_training_jobs_keep_freed_memory(run):
+    logs = sorted((run / "results/logs/pretrain").glob("*.log"))
+    logs += sorted((run / "results/logs/finetune").rglob("*.log"))
+    assert len(logs) > 4
+    for log in logs:  # yaware.allocator: glibc keeps freed blocks for the next step
+        assert "glibc malloc keeps freed blocks" in log.read_text(), log
+
+
 def test_an_external_model_named_like_a_workflow_model_is_refused(tmp_path):
     external = {"pca": {"checkpoint": str(tmp_path / "x.pth")}}
     workdir = make_workdir(tmp_path / "work", TINY | {"external_models": external})

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from yaware import __version__
+from yaware.allocator import keep_freed_memory
 from yaware.augment import build_policy
 from yaware.checkpoint import (
     encoder_name_of,
@@ -130,6 +131,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     seed_everything(cfg.seed)
     sets = _split_datasets(cfg)
     model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)

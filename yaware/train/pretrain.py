@@ -23,6 +23,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
 from yaware import __version__, distributed
+from yaware.allocator import keep_freed_memory
 from yaware.augment import AugmentationPolicy, build_policy
 from yaware.augment.genesis import GenesisCorruption, min_max
 from yaware.checkpoint import read_checkpoint, save_checkpoint
@@ -241,6 +242,8 @@ def pretrain(
     """
     out = Path(cfg.out_dir)
     device = distributed.init_from_env(cfg.device) or resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     main = distributed.is_main()  # rank 0 writes every file
     if cfg.compile:
         require_compiler(device)
