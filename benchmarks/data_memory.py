@@ -5,7 +5,11 @@ the DataLoader workers' peaks when there are workers. ``yaware`` reads the memor
 array row by row through ScanDataset and a DataLoader; the baseline loads the whole array
 into RAM with np.load, as the original code does.
 
-    python benchmarks/data_memory.py [--sizes-gb 0.5 2] [--dtype float32] [--dir /tmp]
+``--pretrain`` adds one epoch of ``pretrain()`` itself (TinyCNN, batch 8, cutout, on the
+CPU: with its allocator settings, ``yaware.allocator``), whose peak must not grow with N
+either.
+
+    python benchmarks/data_memory.py [--sizes-gb 0.5 2] [--dtype float32] [--dir /tmp] [--pretrain]
 """
 
 import argparse
@@ -36,6 +40,16 @@ if mode == "yaware":
     loader = DataLoader(ScanDataset(array, table, label="age"), batch_size=8, num_workers=workers)
     for x, _ in loader:
         n += len(x)
+elif mode == "pretrain()":
+    import tempfile
+    from yaware.config import PretrainConfig, build_config
+    from yaware.train.pretrain import pretrain
+    with tempfile.TemporaryDirectory() as out:
+        keys = {"train_data": array, "train_table": table, "out_dir": out, "epochs": 1,
+                "encoder": "tinycnn", "augmentation": "cutout", "batch_size": 8,
+                "num_workers": workers}
+        pretrain(build_config(PretrainConfig, keys))
+    n = len(ScanDataset(array, table))
 else:
     data = np.load(array)
     for i in range(len(data)):
@@ -87,6 +101,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--dir", default=None, help="folder for the temporary arrays")
+    parser.add_argument("--pretrain", action="store_true", help="add a pretrain() epoch")
     args = parser.parse_args()
     print(f"Machine: {machine()}\n")
     rows = []
@@ -96,7 +111,8 @@ def main() -> None:
             array, table = make_array(Path(tmp), size, args.dtype)
             print(f"wrote {array.name} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
             file_gb = array.stat().st_size / 1e9
-            for mode in ("yaware", "np.load (original)"):
+            modes = ["yaware", "np.load (original)"] + ["pretrain() (yaware)"] * args.pretrain
+            for mode in modes:
                 result = measure(array, table, mode.split()[0], args.workers)
                 rows.append(
                     [
@@ -104,7 +120,7 @@ def main() -> None:
                         args.dtype,
                         f"{file_gb:.2f}",
                         result["scans"],
-                        result["peak_mb"],
+                        round(result["peak_mb"]),
                         result["scans"] / result["seconds"],
                     ]
                 )

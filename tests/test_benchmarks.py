@@ -140,3 +140,20 @@ def test_cpu_allocator_compares_both_malloc_settings_in_one_run():
     ]
     assert float(rows[0].split("|")[3]) == 1  # the baseline's ratio to itself
     assert "refused the settings" not in done.stdout  # glibc here: the settings took
+
+
+def test_data_memory_measures_a_pretraining_epoch_beside_the_readers():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.data_memory", "--sizes-gb", "0.03", "--pretrain"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    rows = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+    assert set(rows) == {"yaware", "np.load (original)", "pretrain() (yaware)"}
+    scans = {row[2] for row in rows.values()}
+    assert len(scans) == 1 and int(scans.pop()) > 0  # each reader went over every scan
+    assert int(rows["pretrain() (yaware)"][3]) > 0
