@@ -16,9 +16,11 @@ PACKAGE_FILES = {
     "a.py": "from yaware import b\n",
     "b.py": "def late():\n    import yaware.c.d\n",  # an import inside a function counts
     "c/__init__.py": "",
-    "c/d.py": "from yaware.errors import Failure\n",
+    "c/d.py": "from yaware.errors import Failure\nfrom ..f import VALUE\nfrom . import g\n",
     "errors.py": "import yaware.e\nclass Failure(Exception): ...\n",
     "e.py": "VALUE = 1\n",
+    "f.py": "VALUE = 2\n",  # reached by a relative import only
+    "c/g.py": "",
     "unused.py": "import yaware.a\n",
 }
 
@@ -39,12 +41,21 @@ def test_the_closure_follows_every_import_form_and_leaves_out_message_modules(pa
         for p in module_closure(package.parent / "step.py", package)
     }
     # errors.py only words failures: left out, but what it imports is followed (e.py).
-    assert found == {"__init__.py", "a.py", "b.py", "c/__init__.py", "c/d.py", "e.py"}
+    assert found == {
+        "__init__.py",
+        "a.py",
+        "b.py",
+        "c/__init__.py",
+        "c/d.py",
+        "c/g.py",
+        "e.py",
+        "f.py",
+    }
 
 
 @pytest.mark.parametrize(
     ("edited", "changes"),
-    [("c/d.py", True), ("e.py", True), ("errors.py", False), ("unused.py", False)],
+    [("c/d.py", True), ("e.py", True), ("f.py", True), ("errors.py", False), ("unused.py", False)],
 )
 def test_the_fingerprint_changes_with_the_code_a_step_runs_only(tmp_path, edited, changes):
     fingerprints = []

@@ -45,15 +45,35 @@ def imported_modules(path: Path, package: Path) -> frozenset[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom):
+            source = _absolute(node, path, package)
+            if source is None:
+                continue
             # `from yaware.losses import kernels` imports the submodule kernels.
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            names = [source] + [f"{source}.{alias.name}" for alias in node.names]
         else:
             continue
         for name in names:
             if name.split(".")[0] == PACKAGE_NAME:
                 found.update(m for m in _with_parents(name) if module_file(m, package) is not None)
     return frozenset(found)
+
+
+def _absolute(node: ast.ImportFrom, path: Path, package: Path) -> str | None:
+    """The absolute module name of a ``from ... import``; relative ones (``from .x``) are
+    resolved from ``path``'s place in ``package``. None if it leaves the package."""
+    if node.level == 0:
+        return node.module
+    try:
+        parts = [PACKAGE_NAME, *path.relative_to(package).with_suffix("").parts]
+    except ValueError:  # a script outside the package: relative imports mean nothing here
+        return None
+    if parts[-1] == "__init__":
+        parts.pop()
+    base = parts[: len(parts) - node.level]  # level 1: the module's own package
+    if not base:
+        return None
+    return ".".join(base + ([node.module] if node.module else []))
 
 
 def module_closure(script: Path, package: Path) -> list[Path]:
