@@ -15,12 +15,13 @@ PACKAGE_FILES = {
     "__init__.py": "",
     "a.py": "from yaware import b\n",
     "b.py": "def late():\n    import yaware.c.d\n",  # an import inside a function counts
-    "c/__init__.py": "",
+    "c/__init__.py": "from .h import NAME\n",  # level 1 in an __init__: the package itself
     "c/d.py": "from yaware.errors import Failure\nfrom ..f import VALUE\nfrom . import g\n",
     "errors.py": "import yaware.e\nclass Failure(Exception): ...\n",
     "e.py": "VALUE = 1\n",
     "f.py": "VALUE = 2\n",  # reached by a relative import only
     "c/g.py": "",
+    "c/h.py": "NAME = 'h'\n",
     "unused.py": "import yaware.a\n",
 }
 
@@ -48,6 +49,7 @@ def test_the_closure_follows_every_import_form_and_leaves_out_message_modules(pa
         "c/__init__.py",
         "c/d.py",
         "c/g.py",
+        "c/h.py",
         "e.py",
         "f.py",
     }

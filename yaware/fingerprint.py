@@ -68,9 +68,9 @@ def _absolute(node: ast.ImportFrom, path: Path, package: Path) -> str | None:
         parts = [PACKAGE_NAME, *path.relative_to(package).with_suffix("").parts]
     except ValueError:  # a script outside the package: relative imports mean nothing here
         return None
-    if parts[-1] == "__init__":
-        parts.pop()
-    base = parts[: len(parts) - node.level]  # level 1: the module's own package
+    # Level 1 is the package the module is in: a package's __init__ is in itself.
+    own_package = parts[:-1]
+    base = own_package[: len(own_package) - (node.level - 1)]
     if not base:
         return None
     return ".".join(base + ([node.module] if node.module else []))
