@@ -4,7 +4,11 @@ The per-scan path does what the original code's augmentations.py does for each v
 scan at a time with numpy and scipy.ndimage. Both paths run on the same random volumes on
 one CPU core by default; views per second, higher is better.
 
+``--malloc kept`` runs both paths with ``yaware.allocator``'s settings (what the CPU engine
+uses: freed memory is reused instead of faulted in afresh); the default is glibc's own.
+
     python benchmarks/augment_throughput.py [--shape 121 145 121] [--batch 8] [--threads 1]
+        [--malloc default|kept]
 """
 
 import argparse
@@ -15,6 +19,7 @@ import scipy.ndimage as ndi
 import torch
 
 from benchmarks.common import machine, markdown_table, mean_time
+from yaware.allocator import keep_freed_memory
 from yaware.augment import build_policy
 
 
@@ -73,9 +78,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=["all_tf", "cutout", "crop"])
+    parser.add_argument("--malloc", choices=["default", "kept"], default="default")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"Machine: {machine()}\n")
+    kept = args.malloc == "kept" and keep_freed_memory()
+    print(f"Machine: {machine()}; malloc: {'freed memory kept' if kept else 'glibc default'}\n")
     rows = run(tuple(args.shape), args.batch, args.policies)
     header = ["policy", "grid", "batch", "original per-scan views/s", "yaware views/s", "ratio"]
     print(markdown_table(header, rows))

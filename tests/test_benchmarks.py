@@ -157,3 +157,18 @@ def test_data_memory_measures_a_pretraining_epoch_beside_the_readers():
     scans = {row[2] for row in rows.values()}
     assert len(scans) == 1 and int(scans.pop()) > 0  # each reader went over every scan
     assert int(rows["pretrain() (yaware)"][3]) > 0
+
+
+def test_augment_throughput_runs_under_either_malloc_setting():
+    options = ["--shape", "16", "20", "16", "--batch", "2", "--policies", "cutout"]
+    for setting, named in (("default", "glibc default"), ("kept", "freed memory kept")):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.augment_throughput", "--malloc", setting, *options],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=Path(__file__).parents[1],
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"malloc: {named}" in done.stdout
+        assert "| cutout | 16x20x16 | 2 |" in done.stdout
