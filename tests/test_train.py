@@ -110,13 +110,22 @@ def _trained_looking_tinycnn() -> torch.nn.Module:
     return model.eval()
 
 
-def _extract(checkpoint, scans: np.ndarray, tmp_path) -> subprocess.CompletedProcess:
+def _extract(checkpoint, scans: np.ndarray, tmp_path, *extra: str) -> subprocess.CompletedProcess:
     np.save(tmp_path / "x.npy", scans)
     return run_cli(
         "extract",
         *("--checkpoint", str(checkpoint), "--encoder", "tinycnn"),
         *("--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "f.npy")),
+        *extra,
     )
+
+
+def _representations(model: torch.nn.Module, scans: np.ndarray) -> np.ndarray:
+    """What extract should write: the model's representation of the z-scored scans."""
+    x = torch.from_numpy(scans)
+    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
+    with torch.no_grad():
+        return model.representation(x).numpy()
 
 
 # Keys as other tools save an encoder: torch.compile, DDP around a compiled module, a
@@ -139,10 +148,30 @@ def test_extract_finds_the_encoder_under_wrapper_prefixes(tmp_path, layout):
     scans = np.random.default_rng(1).random((3, 1, 24, 28, 24), dtype=np.float32)
     done = _extract(tmp_path / "c.ckpt", scans, tmp_path)
     assert done.returncode == 0, done.stderr
-    x = torch.from_numpy(scans)
-    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
-    with torch.no_grad():
-        expected = source.representation(x).numpy()
+    expected = _representations(source, scans)
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+# Whole modules saved with torch.save(model), as much research code does: pickles that
+# carry code, read only with --trust-checkpoint.
+MODULE_PICKLES = {
+    "module": lambda model: model,
+    "module_in_dict": lambda model: {"model": model, "epoch": 3},
+    "data_parallel": torch.nn.DataParallel,
+}
+
+
+@pytest.mark.parametrize("layout", sorted(MODULE_PICKLES))
+def test_extract_reads_a_whole_pickled_module_when_trusted(tmp_path, layout):
+    source = _trained_looking_tinycnn()
+    torch.save(MODULE_PICKLES[layout](source), tmp_path / "whole.pth")
+    scans = np.random.default_rng(2).random((3, 1, 24, 28, 24), dtype=np.float32)
+    refused = _extract(tmp_path / "whole.pth", scans, tmp_path)
+    assert refused.returncode != 0 and "--trust-checkpoint" in refused.stderr
+    assert not (tmp_path / "f.npy").exists()
+    done = _extract(tmp_path / "whole.pth", scans, tmp_path, "--trust-checkpoint")
+    assert done.returncode == 0, done.stderr
+    expected = _representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 

@@ -69,7 +69,17 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
 
 
 def state_dict_of(checkpoint: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The model state dict inside a checkpoint, wrappers' key prefixes removed."""
+    """The model state dict inside a checkpoint, wrappers' key prefixes removed.
+
+    A whole pickled module (``torch.save(model)``, alone or under 'model' / 'state_dict';
+    read only with trust) gives its state dict."""
+    if isinstance(checkpoint, nn.Module):
+        checkpoint = checkpoint.state_dict()
+    elif isinstance(checkpoint, dict):
+        checkpoint = {
+            k: v.state_dict() if k in ("model", "state_dict") and isinstance(v, nn.Module) else v
+            for k, v in checkpoint.items()
+        }
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         state = checkpoint["model"]
     elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
