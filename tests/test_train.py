@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from tests.conftest import pretrain_keys, run_cli, write_config
 from yaware.checkpoint import read_checkpoint, save_checkpoint
@@ -173,6 +174,29 @@ def test_extract_reads_a_whole_pickled_module_when_trusted(tmp_path, layout):
     assert done.returncode == 0, done.stderr
     expected = _representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["encoder.safetensors", "encoder.pt"])
+def test_extract_reads_safetensors_whatever_the_file_is_named(tmp_path, name):
+    source = _trained_looking_tinycnn()
+    tensors = {f"encoder.{k}": v.contiguous() for k, v in source.state_dict().items()}
+    save_file(tensors, tmp_path / name)
+    scans = np.random.default_rng(3).random((3, 1, 24, 28, 24), dtype=np.float32)
+    done = _extract(tmp_path / name, scans, tmp_path)  # tensors only: no trust needed
+    assert done.returncode == 0, done.stderr
+    expected = _representations(source, scans)
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_truncated_safetensors_file_is_named_without_a_traceback(tmp_path):
+    save_file(_trained_looking_tinycnn().state_dict(), tmp_path / "full.safetensors")
+    data = (tmp_path / "full.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    done = _extract(tmp_path / "cut.safetensors", np.ones((2, 1, 24, 28, 24), np.float32), tmp_path)
+    assert done.returncode != 0
+    assert "cut.safetensors cannot be read as safetensors" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "f.npy").exists()
 
 
 def test_a_checkpoint_with_nan_weights_is_refused_by_name(tmp_path):
