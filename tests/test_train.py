@@ -188,6 +188,21 @@ def test_extract_reads_safetensors_whatever_the_file_is_named(tmp_path, name):
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_extract_reads_a_torchscript_archive_only_when_trusted(tmp_path):
+    source = _trained_looking_tinycnn()
+    scans = np.random.default_rng(4).random((3, 1, 24, 28, 24), dtype=np.float32)
+    torch.jit.save(torch.jit.trace(source, torch.from_numpy(scans)), tmp_path / "scripted.pt")
+    refused = _extract(tmp_path / "scripted.pt", scans, tmp_path)
+    assert refused.returncode != 0
+    assert "is a TorchScript archive" in refused.stderr and "--trust-checkpoint" in refused.stderr
+    assert not (tmp_path / "f.npy").exists()
+    done = _extract(tmp_path / "scripted.pt", scans, tmp_path, "--trust-checkpoint")
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
+    expected = _representations(source, scans)
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_a_truncated_safetensors_file_is_named_without_a_traceback(tmp_path):
     save_file(_trained_looking_tinycnn().state_dict(), tmp_path / "full.safetensors")
     data = (tmp_path / "full.safetensors").read_bytes()

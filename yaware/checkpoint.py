@@ -11,6 +11,7 @@ Our own checkpoints add ``"meta"`` with the encoder's name, so a loader need not
 import logging
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,20 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
         raise CheckpointError(f"checkpoint {path} is empty; the file was not fully written")
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         return _read_safetensors(path)
+    if _is_torchscript(path):
+        if not trust:
+            raise CheckpointError(
+                f"checkpoint {path} is a TorchScript archive (torch.jit.save): it carries code, "
+                "so it is refused. If you trust its source, pass --trust-checkpoint "
+                "(trust=True); its weights are then used."
+            )
+        try:
+            return torch.jit.load(path, map_location="cpu")
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"checkpoint {path}: the TorchScript archive cannot be read "
+                f"({str(err).splitlines()[0]}). Re-download or re-create it."
+            ) from err
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as err:
@@ -68,6 +83,17 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
             f"checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}). Re-download or "
             "re-create it."
         ) from err
+
+
+def _is_torchscript(path: Path) -> bool:
+    """torch.jit.save writes a zip like torch.save's, with the module's code and constants."""
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/")[-1] == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _looks_like_safetensors(path: Path) -> bool:
