@@ -6,6 +6,8 @@ DataParallel/DDP or ``_orig_mod.`` from ``torch.compile``; a bare state dict, or
 ``state_dict`` (PyTorch Lightning), is read too, and an encoder nested in a larger module
 (``encoder.features.*``, ``model.backbone.features.*``) is found by its ``features.*`` keys.
 Our own checkpoints add ``"meta"`` with the encoder's name, so a loader need not guess it.
+safetensors files are read by their content; a whole pickled module or a TorchScript
+archive carries code and is read only when trusted, for its state dict.
 """
 
 import logging
