@@ -19,10 +19,8 @@ import time
 import torch
 
 from benchmarks.common import machine, markdown_table
+from benchmarks.training_throughput import yaware_step
 from yaware.allocator import keep_freed_memory
-from yaware.augment import build_policy
-from yaware.losses import YAwareInfoNCE
-from yaware.models import build_model
 
 VARIANTS = {"glibc default": False, "freed memory kept (yaware)": True}
 
@@ -32,21 +30,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     kept = keep_freed_memory() if args.keep else False
     torch.manual_seed(0)
-    shape = tuple(args.shape)
-    model = build_model(args.encoder)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    loss_fn = YAwareInfoNCE(5.0)
-    policy = build_policy("cutout", shape, seed=0)
-    x = torch.rand(args.batch, 1, *shape)
-    y = torch.rand(args.batch) * 60 + 20
-
-    def step() -> None:
-        z = model(policy(torch.cat([x, x])))
-        loss = loss_fn(*z.chunk(2), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
+    _, step = yaware_step(args.encoder, tuple(args.shape), args.batch, "cpu")
     step()  # warm-up
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()

@@ -12,6 +12,7 @@ memory-mapped array next to the rate the encoder consumes them, measured in one 
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -31,10 +32,11 @@ from yaware.models import build_model
 from yaware.models.stem import StemConv3d, direct_stems
 
 
-def step_rate(
-    encoder: str, shape: tuple[int, ...], batch: int, steps: int, device: str, s2d: bool = True
-) -> tuple[float, float]:
-    """(scans/s, FLOPs per scan) of full training steps; ``s2d=False``: direct stems."""
+def yaware_step(
+    encoder: str, shape: tuple[int, ...], batch: int, device: str
+) -> tuple[torch.nn.Module, Callable[[], None]]:
+    """The model and one y-Aware step on a fixed random batch: two cutout views of each
+    scan, forward, loss, backward, Adam."""
     model = build_model(encoder).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = YAwareInfoNCE(5.0)
@@ -49,6 +51,14 @@ def step_rate(
         loss.backward()
         optimizer.step()
 
+    return model, step
+
+
+def step_rate(
+    encoder: str, shape: tuple[int, ...], batch: int, steps: int, device: str, s2d: bool = True
+) -> tuple[float, float]:
+    """(scans/s, FLOPs per scan) of full training steps; ``s2d=False``: direct stems."""
+    model, step = yaware_step(encoder, shape, batch, device)
     with direct_stems(model), FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops() / batch
