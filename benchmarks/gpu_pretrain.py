@@ -11,6 +11,8 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    fraction of the measured bf16 rate; section "stem": the eager step with the direct
    7x7x7 stem against the space-to-depth stem; section "stem_pool": the network's head
    (stem, pool0, first dense block) eager, compiled, and compiled with pool0 left eager;
+   section "compile_pool0": the whole compiled step with pool0 left eager (DenseNet3D's
+   default) against pool0 compiled into the graph;
 4. GPU memory at batch 64, with and without gradient checkpointing;
 5. what limits the step (``benchmarks.gpu_breakdown``): every convolution timed alone,
    and a profile of the step's device time by operator kind;
@@ -125,10 +127,20 @@ def augmentation(shape, device, batch, workers, report: Report) -> dict[str, flo
 
 
 def make_step(
-    shape, device, batch, precision, channels_last, compiled, checkpointing=False, s2d=True
+    shape,
+    device,
+    batch,
+    precision,
+    channels_last,
+    compiled,
+    checkpointing=False,
+    s2d=True,
+    eager_stem=None,
 ):
     model = build_model("densenet121", memory_efficient=checkpointing).to(device)
     model.features.conv0.space_to_depth = s2d  # False: the direct 7x7x7 stem (baseline)
+    if eager_stem is not None:  # the stem's norm, ReLU and max-pool outside the compiled graph
+        model.eager_stem_devices = (device.type,) if eager_stem else ()
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     forward = torch.compile(model) if compiled else model
@@ -243,6 +255,9 @@ def stem_pool(shape, device, batch, report: Report) -> None:
     In the compiled step inductor fuses pool0 with the first block's concatenation into a
     reduction kernel that took 31 ms on an H200, where the eager max-pool takes 7 ms. The
     third variant leaves pool0 to eager (a graph break) to measure what that would save.
+    (In this head built as nn.Sequential, the break also leaves norm0 and relu0 eager:
+    torch.compile cannot resume inside the Sequential's loop. DenseNet3D now does the same
+    on CUDA; section "compile_pool0" times the whole step.)
     """
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda else None
@@ -292,6 +307,40 @@ def stem_pool(shape, device, batch, report: Report) -> None:
         del head, forward, views, step
         if cuda:
             torch.cuda.empty_cache()
+
+
+def compile_pool0(shape, device, batch, peak, flops, report: Report) -> None:
+    """The whole compiled step (bf16, channels-last) with the stem's norm, ReLU and max-pool
+    left out of the graph, as DenseNet3D runs it on CUDA (on the CPU too here, to check the
+    script), against all of them compiled (the baseline)."""
+    torch.backends.cudnn.benchmark = True
+    cuda = device.type == "cuda"
+    precision = "bf16" if cuda else "fp32"
+    rates = {}
+    for name, eager_stem in (("stem tail eager (yaware)", True), ("all compiled", False)):
+        torch._dynamo.reset()
+        step = make_step(shape, device, batch, precision, cuda, True, eager_stem=eager_stem)
+        start = time.perf_counter()
+        step()
+        first = time.perf_counter() - start
+        rates[name] = batch / median_seconds(step, device, repeats=8, warmup=2)
+        report.add(
+            "compile_pool0",
+            {
+                "variant": name,
+                "precision": precision,
+                "channels_last": cuda,
+                "batch": batch,
+                "first_step_s": first,
+                "scans_s": rates[name],
+                "fraction_of_bf16_matmul": rates[name] * flops / peak,
+            },
+        )
+        del step
+        if cuda:
+            torch.cuda.empty_cache()
+    eager_pool, baseline = rates.values()
+    report.add("compile_pool0", {"variant": "ratio", "scans_s": eager_pool / baseline})
 
 
 def memory(shape, device, batch, report: Report) -> None:
@@ -456,6 +505,7 @@ def main() -> None:
             "compile_profile",
             "engine_compile",
             "stem_pool",
+            "compile_pool0",
         ],
     )
     args = parser.parse_args()
@@ -477,7 +527,9 @@ def main() -> None:
     original = {"all_tf": float("nan")}
     if chosen("augmentation") or chosen("engine") or chosen("engine_compile"):
         original = augmentation(shape, device, args.batch, args.workers, report)
-    needs_flops = any(map(chosen, ("training", "compile", "compile_profile", "stem")))
+    needs_flops = any(
+        map(chosen, ("training", "compile", "compile_profile", "stem", "compile_pool0"))
+    )
     flops = flops_per_scan(shape, device) if needs_flops else 0.0
     if chosen("stem"):
         stem(shape, device, args.batch, peak, flops, report)
@@ -501,6 +553,8 @@ def main() -> None:
                 profiled = chosen("compile_profile")
                 variants = COMPILED_VARIANTS
                 training(shape, device, args.batch, peak, flops, report, variants, profiled)
+            if chosen("compile_pool0"):
+                compile_pool0(shape, device, args.batch, peak, flops, report)
             if chosen("engine_compile"):
                 engine(array, table, args.workers, args.batch, original["all_tf"], report, True)
     summary(report)

@@ -8,6 +8,7 @@ from yaware.augment import build_policy
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.models.densenet import DenseNet3D
 from yaware.models.stem import StemConv3d
 from yaware.toy import write_toy_cohort
 from yaware.train.pretrain import pretrain
@@ -112,3 +113,26 @@ def test_space_to_depth_stem_matches_the_direct_convolution(layout, monkeypatch)
         results[fast] = (out.detach(), stem.weight.grad.clone())
     torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-4, atol=1e-2)
+
+
+def test_compiled_densenet_with_its_eager_stem_pool_matches_eager(monkeypatch):
+    """Inductor on the GPU, the stem's max-pool left out of the graph (bf16, channels-last,
+    as pretraining runs it): the same outputs and gradients as eager, to bf16 rounding."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = DenseNet3D(8, (2, 2), 16).cuda().to(memory_format=torch.channels_last_3d)
+    x = torch.randn(4, 1, 40, 48, 40, device="cuda")
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    torch._dynamo.reset()
+    results = {}
+    for name, forward in (("eager", model), ("compiled", torch.compile(model))):
+        model.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = forward(x)
+        out.float().square().sum().backward()
+        results[name] = (out.float(), model.features.conv0.weight.grad.clone())
+    torch._dynamo.reset()
+    (out, grad), (eager_out, eager_grad) = results["compiled"], results["eager"]
+    torch.testing.assert_close(out, eager_out, rtol=2e-2, atol=2e-2 * eager_out.abs().max().item())
+    scale = eager_grad.abs().max().item()
+    torch.testing.assert_close(grad, eager_grad, rtol=5e-2, atol=5e-2 * scale)

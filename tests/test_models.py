@@ -14,6 +14,7 @@ from yaware.checkpoint import (
 )
 from yaware.errors import CheckpointError, ConfigError
 from yaware.models import ENCODERS, build_model, densenet121
+from yaware.models.densenet import DenseNet3D
 
 
 def test_densenet121_has_the_original_keys():
@@ -147,3 +148,48 @@ def test_unknown_encoder_names_the_choices():
 def test_pickle_module_is_the_stdlib_one():
     # read_checkpoint relies on torch raising pickle.UnpicklingError for refused objects.
     assert pickle.UnpicklingError.__module__ == "_pickle"
+
+
+def _compiled_calls(model: torch.nn.Module, x: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+    """The functions torch.compile captured in its graphs for ``model``, and its output."""
+    calls: list[str] = []
+
+    def record(graph_module, example_inputs):
+        for node in graph_module.graph.nodes:
+            if node.op in ("call_function", "call_method"):
+                calls.append(getattr(node.target, "__name__", str(node.target)))
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    out = torch.compile(model, backend=record)(x)
+    torch._dynamo.reset()
+    return calls, out
+
+
+def test_densenet_stem_tail_leaves_the_compiled_graphs_on_the_chosen_devices():
+    """On CUDA the stem's norm, ReLU and max-pool run eager under torch.compile (inductor
+    fused the pool with the first block's concatenation into a slow kernel); every other
+    layer is compiled, and outputs and gradients stay eager's. Elsewhere all is compiled."""
+    torch.manual_seed(0)
+    model = DenseNet3D(4, (2, 2), 8, mode="encoder")
+    assert model.eager_stem_devices == ("cuda",)
+    x = torch.randn(2, 1, 20, 24, 20)
+    layers = [type(m) for m in model.modules()]
+    calls, _ = _compiled_calls(model, x)  # on the CPU: one graph
+    assert calls.count("max_pool3d") == 1
+    assert calls.count("batch_norm") == layers.count(torch.nn.BatchNorm3d)
+
+    model.eager_stem_devices = ("cpu",)  # as on CUDA
+    calls, compiled = _compiled_calls(model, x)
+    assert "max_pool3d" not in calls
+    assert calls.count("batch_norm") == layers.count(torch.nn.BatchNorm3d) - 1  # norm0
+    assert calls.count("conv3d") == layers.count(torch.nn.Conv3d) + 1  # + the stem's
+    assert calls.count("avg_pool3d") == 1 and calls.count("linear") == 2
+    expected = model(x)
+    torch.testing.assert_close(compiled, expected)
+    compiled.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    expected.square().sum().backward()
+    for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
+        torch.testing.assert_close(got, want)

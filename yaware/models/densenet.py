@@ -129,8 +129,32 @@ class DenseNet3D(Backbone3D):
         self._build_head(num_classes, hidden_dim, out_dim)
         init_weights(self)
 
+    # Device types on which torch.compile leaves the stem's norm, ReLU and max-pool out of
+    # its graph. Compiled on an H200, inductor fused that pool with the first block's
+    # concatenation into a kernel of 31 ms per step where cuDNN's pool takes 7 ms; with the
+    # three left eager the network's head ran 9 % faster (benchmarks/RESULTS.md, run d). On
+    # the CPU the break made the compiled step 5-16 % slower, so it stays in the graph there.
+    eager_stem_devices: tuple[str, ...] = ("cuda",)
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.features(x))
+        # F.relu(self.features(x)), written out so that the graph break sits outside
+        # nn.Sequential's loop: torch.compile cannot resume inside a loop and would leave
+        # every later layer uncompiled.
+        features = self.features
+        x = features.conv0(x)
+        if x.device.type in self.eager_stem_devices:
+            x = _eager_stem_tail(features, x)
+        else:
+            x = features.pool0(features.relu0(features.norm0(x)))
+        for module in list(features.children())[4:]:
+            x = module(x)
+        return F.relu(x)
+
+
+@torch.compiler.disable
+def _eager_stem_tail(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The stem's norm, ReLU and max-pool, outside any torch.compile graph."""
+    return features.pool0(features.relu0(features.norm0(x)))
 
 
 def densenet121(mode: str = "encoder", num_classes: int = 2, **kwargs) -> DenseNet3D:
