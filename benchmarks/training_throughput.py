@@ -2,7 +2,8 @@
 
 For each encoder and grid: scans/s of a y-Aware step (two views per scan: augmentation,
 forward, loss, backward, Adam), FLOPs per scan (torch.utils.flop_counter, forward and
-backward of both views) and the implied fraction of a peak rate. Then, for the CPU
+backward of both views) and the implied fraction of a peak rate, in both memory layouts
+(contiguous and channels-last 3D; the one pretraining picks is marked). Then, for the CPU
 default (tinycnn at 6 mm), the rate at which the DataLoader delivers scans from a
 memory-mapped array next to the rate the encoder consumes them, measured in one run.
 
@@ -30,14 +31,21 @@ from yaware.grid import cat12_grid
 from yaware.losses import YAwareInfoNCE
 from yaware.models import build_model
 from yaware.models.stem import StemConv3d, direct_stems
+from yaware.train.common import memory_format
 
 
 def yaware_step(
-    encoder: str, shape: tuple[int, ...], batch: int, device: str
+    encoder: str,
+    shape: tuple[int, ...],
+    batch: int,
+    device: str,
+    layout: torch.memory_format | None = None,
 ) -> tuple[torch.nn.Module, Callable[[], None]]:
     """The model and one y-Aware step on a fixed random batch: two cutout views of each
-    scan, forward, loss, backward, Adam."""
-    model = build_model(encoder).to(device)
+    scan, forward, loss, backward, Adam; in ``layout`` (None: the one pretraining uses)."""
+    model = build_model(encoder)
+    layout = layout or memory_format(model, torch.device(device))
+    model = model.to(device, memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = YAwareInfoNCE(5.0)
     policy = build_policy("cutout", shape, seed=0)
@@ -45,7 +53,7 @@ def yaware_step(
     y = torch.rand(batch, device=device) * 60 + 20
 
     def step() -> None:
-        z = model(policy(torch.cat([x, x])))
+        z = model(policy(torch.cat([x, x])).contiguous(memory_format=layout))
         loss = loss_fn(*z.chunk(2), y)
         optimizer.zero_grad()
         loss.backward()
@@ -55,10 +63,17 @@ def yaware_step(
 
 
 def step_rate(
-    encoder: str, shape: tuple[int, ...], batch: int, steps: int, device: str, s2d: bool = True
+    encoder: str,
+    shape: tuple[int, ...],
+    batch: int,
+    steps: int,
+    device: str,
+    s2d: bool = True,
+    layout: torch.memory_format | None = None,
 ) -> tuple[float, float]:
-    """(scans/s, FLOPs per scan) of full training steps; ``s2d=False``: direct stems."""
-    model, step = yaware_step(encoder, shape, batch, device)
+    """(scans/s, FLOPs per scan) of full training steps; ``s2d=False``: direct stems;
+    ``layout``: the memory format (None: pretraining's)."""
+    model, step = yaware_step(encoder, shape, batch, device, layout)
     with direct_stems(model), FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops() / batch
@@ -111,6 +126,10 @@ def loader_rate(shape: tuple[int, ...], n: int, batch: int, workers: int) -> flo
         return count / (time.perf_counter() - start)
 
 
+STEMS = {True: "space-to-depth", False: "-"}
+LAYOUTS = {torch.contiguous_format: "contiguous", torch.channels_last_3d: "channels-last"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grids", type=float, nargs="+", default=[6.0, 1.5])
@@ -127,14 +146,22 @@ def main() -> None:
         shape = cat12_grid(voxel).shape
         for encoder in args.encoders:
             batch = 16 if voxel >= 3 else 2
-            has_stem = any(isinstance(m, StemConv3d) for m in build_model(encoder).modules())
-            stems = [("direct", False), ("space-to-depth", True)] if has_stem else [("-", True)]
-            for stem, s2d in stems:
-                rate, flops = step_rate(encoder, shape, batch, args.steps, device, s2d)
+            model = build_model(encoder)
+            engine = memory_format(model, torch.device(device))
+            has_stem = any(isinstance(m, StemConv3d) for m in model.modules())
+            # The direct stem in the engine's layout (baseline), then the engine's stem in
+            # both layouts (the engine's choice marked).
+            variants = [("direct", False, engine)] if has_stem else []
+            variants += [(STEMS[has_stem], True, layout) for layout in LAYOUTS]
+            for stem, s2d, layout in variants:
+                rate, flops = step_rate(encoder, shape, batch, args.steps, device, s2d, layout)
                 grid = "x".join(map(str, shape))
-                rows.append([encoder, stem, grid, batch, rate, flops / 1e9, rate * flops / peak])
+                name = LAYOUTS[layout] + (" (engine)" if layout == engine else "")
+                row = [encoder, stem, name, grid, batch, rate, flops / 1e9, rate * flops / peak]
+                rows.append(row)
     print(f"Measured matrix-multiply rate: {peak / 1e9:.0f} GFLOP/s ({device})\n")
-    header = ["encoder", "stem", "grid", "batch", "scans/s", "GFLOP/scan", "fraction of peak"]
+    header = ["encoder", "stem", "layout", "grid", "batch", "scans/s", "GFLOP/scan"]
+    header.append("fraction of peak")
     print(markdown_table(header, rows))
     shape = cat12_grid(6.0).shape
     consumed, _ = step_rate("tinycnn", shape, 64, args.steps, device)

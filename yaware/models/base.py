@@ -20,7 +20,11 @@ class Backbone3D(nn.Module):
     Attributes:
         num_features: size F of the pooled representation.
         mode: ``"encoder"`` or ``"classifier"``.
+        channels_last_on_cpu: train in channels-last 3D on the CPU too (always on CUDA);
+            set by encoders measured faster so.
     """
+
+    channels_last_on_cpu = False
 
     def __init__(
         self,

@@ -14,6 +14,10 @@ class TinyCNN3D(Backbone3D):
     for the CPU default, not for the paper (DenseNet121 at 1.5 mm).
     """
 
+    # Channels-last 3D on the CPU: 1.3-1.5x the training step at 6 and 3 mm (oneDNN's
+    # kernels for few channels; benchmarks/RESULTS.md, "Training throughput").
+    channels_last_on_cpu = True
+
     def __init__(
         self,
         widths: tuple[int, ...] = (16, 32, 64, 128),

@@ -74,6 +74,15 @@ def split_indices(table: pd.DataFrame, split: str | None, source: str) -> np.nda
     return np.sort(row_positions(table, read_table(split), f"split {split} (for {source})"))
 
 
+def memory_format(model: torch.nn.Module, device: torch.device) -> torch.memory_format:
+    """The layout a run keeps its network and batches in: channels-last 3D on CUDA (tensor
+    cores want it), and on the CPU for encoders that declare ``channels_last_on_cpu``
+    (oneDNN's kernels for few channels: see benchmarks/RESULTS.md, "Training throughput")."""
+    if device.type == "cuda" or getattr(model, "channels_last_on_cpu", False):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch of scans on ``device`` as float32 (float16 rows travel as they are stored)."""
     return x.to(device, non_blocking=True).float()

@@ -39,6 +39,7 @@ from yaware.train.common import (
     autocast_dtype,
     lr_factor,
     make_loader,
+    memory_format,
     require_finite_losses,
     resolve_device,
     seed_everything,
@@ -108,11 +109,12 @@ def predict(model: nn.Module, dataset: ScanDataset, cfg: FinetuneConfig, device)
     """Probability of the positive class for each scan of ``dataset``, in its order."""
     policy = build_policy("none", dataset.shape, seed=0)
     loader, _ = make_loader(dataset, cfg, shuffle=False, device=device)
+    layout = memory_format(model, device)
     model.eval()
     probs = []
     for x, _ in loader:
         with autocast(device, autocast_dtype(cfg.precision, device)):
-            logits = model(policy(to_device(x, device)))
+            logits = model(policy(to_device(x, device)).contiguous(memory_format=layout))
         probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
     return torch.cat(probs).numpy()
 
@@ -137,7 +139,10 @@ def finetune(cfg: FinetuneConfig) -> Path:
     sets = _split_datasets(cfg)
     model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)
     origin = _initial_weights(cfg, model)
-    model.to(device)
+    layout = memory_format(model, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model.to(device, memory_format=layout)
     weights = _class_weights(cfg, sets["train"])
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -163,7 +168,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
             loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5
         ):
             with autocast(device, amp):
-                logits = model(policy(to_device(x, device)))
+                logits = model(policy(to_device(x, device)).contiguous(memory_format=layout))
             loss = loss_fn(logits.float(), y.to(device).long())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

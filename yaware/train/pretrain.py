@@ -41,6 +41,7 @@ from yaware.train.common import (
     autocast_dtype,
     lr_factor,
     make_loader,
+    memory_format,
     require_compiler,
     require_finite_losses,
     resolve_device,
@@ -171,8 +172,9 @@ class _Objective:
         network: nn.Module,
         device: torch.device,
         age_stats: tuple[float, float],
+        layout: torch.memory_format,
     ) -> None:
-        self.method, self.network, self.device = cfg.method, network, device
+        self.method, self.network, self.device, self.layout = cfg.method, network, device, layout
         # Compiled once per (train/eval mode, batch shape); the weights stay the network's.
         self.forward = torch.compile(network) if cfg.compile else network
         self.amp = autocast_dtype(cfg.precision, device)
@@ -206,9 +208,7 @@ class _Objective:
         return F.mse_loss(restored.float(), target)
 
     def _layout(self, views: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cuda":
-            return views.contiguous(memory_format=torch.channels_last_3d)
-        return views
+        return views.contiguous(memory_format=self.layout)
 
 
 def _wrap(network: _Network, cfg: PretrainConfig, device: torch.device) -> nn.Module:
@@ -255,10 +255,11 @@ def pretrain(
     if len(train_set) < 2:
         raise CheckpointError(f"{cfg.train_table}: at least 2 training scans are needed")
     model = build_encoder(cfg.encoder, "encoder", cfg.memory_efficient).to(device)
+    layout = memory_format(model, device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last_3d)
         torch.backends.cudnn.benchmark = True
-    extras = build_extras(cfg.method, model).to(device)
+    model = model.to(memory_format=layout)
+    extras = build_extras(cfg.method, model).to(device, memory_format=layout)
     parameters = [*model.parameters(), *extras.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader, sampler = make_loader(train_set, cfg, shuffle=True, device=device)
@@ -276,7 +277,7 @@ def pretrain(
     policy = build_policy(augmentation, shape, seed=seed)
     corruption = GenesisCorruption(shape, seed=seed) if cfg.method == "model_genesis" else None
     network = _wrap(_Network(cfg.method, model, extras), cfg, device)
-    objective = _Objective(cfg, network, device, _label_stats(train_set))
+    objective = _Objective(cfg, network, device, _label_stats(train_set), layout)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": None, "history": [], "best": None}
     last = out / "last.pt"
     if resume and last.is_file():
