@@ -36,6 +36,12 @@ MIN_MATCH_FRACTION = 0.9
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
+def portable_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict with contiguous tensors, whatever layout it trained in
+    (channels-last weights would make safetensors' save_file and other tools refuse it)."""
+    return {key: value.contiguous() for key, value in module.state_dict().items()}
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write ``payload`` (epoch, model, optimizer, meta, ...) atomically with torch.save."""
     write_atomic(path, lambda handle: torch.save(payload, handle))

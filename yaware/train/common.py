@@ -79,8 +79,11 @@ def memory_format(model: torch.nn.Module, device: torch.device) -> torch.memory_
     cores want it), and on the CPU for encoders that declare ``channels_last_on_cpu``
     (oneDNN's kernels for few channels: see benchmarks/RESULTS.md, "Training throughput")."""
     if device.type == "cuda" or getattr(model, "channels_last_on_cpu", False):
-        return torch.channels_last_3d
-    return torch.contiguous_format
+        layout = torch.channels_last_3d
+    else:
+        layout = torch.contiguous_format
+    log.info("memory layout of the network and its batches on %s: %s", device.type, layout)
+    return layout
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:

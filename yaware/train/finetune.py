@@ -24,6 +24,7 @@ from yaware.augment import build_policy
 from yaware.checkpoint import (
     encoder_name_of,
     load_encoder_weights,
+    portable_state_dict,
     read_checkpoint,
     save_checkpoint,
     state_dict_of,
@@ -105,11 +106,16 @@ def _initial_weights(cfg: FinetuneConfig, model: nn.Module) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: ScanDataset, cfg: FinetuneConfig, device) -> np.ndarray:
+def predict(
+    model: nn.Module,
+    dataset: ScanDataset,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    layout: torch.memory_format = torch.contiguous_format,
+) -> np.ndarray:
     """Probability of the positive class for each scan of ``dataset``, in its order."""
     policy = build_policy("none", dataset.shape, seed=0)
     loader, _ = make_loader(dataset, cfg, shuffle=False, device=device)
-    layout = memory_format(model, device)
     model.eval()
     probs = []
     for x, _ in loader:
@@ -187,13 +193,13 @@ def finetune(cfg: FinetuneConfig) -> Path:
             row |= {
                 f"val_{k}": v
                 for k, v in scores(
-                    val.labels[val.indices], predict(model, val, cfg, device)
+                    val.labels[val.indices], predict(model, val, cfg, device, layout)
                 ).items()
             }
         history.append(row)
         payload = {
             "epoch": epoch + 1,
-            "model": model.state_dict(),
+            "model": portable_state_dict(model),
             "optimizer": optimizer.state_dict(),
             "meta": meta,
         }
@@ -208,14 +214,20 @@ def finetune(cfg: FinetuneConfig) -> Path:
             save_checkpoint(out / "best.pt", payload)
         write_history(out / "metrics.csv", history)
     if "test" in sets:
-        _write_test_predictions(out, sets["test"], cfg, device)
+        _write_test_predictions(out, sets["test"], cfg, device, layout)
     return out / "best.pt"
 
 
-def _write_test_predictions(out: Path, test: ScanDataset, cfg: FinetuneConfig, device) -> None:
-    model = build_encoder(cfg.encoder, "classifier").to(device)
+def _write_test_predictions(
+    out: Path,
+    test: ScanDataset,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    layout: torch.memory_format,
+) -> None:
+    model = build_encoder(cfg.encoder, "classifier").to(device, memory_format=layout)
     model.load_state_dict(read_checkpoint(out / "best.pt")["model"])
-    probs = predict(model, test, cfg, device)
+    probs = predict(model, test, cfg, device, layout)
     labels = test.labels[test.indices]
     rows = test.table.iloc[test.indices]
     keep = [c for c in (ID_COLUMN, "session") if c in rows.columns]

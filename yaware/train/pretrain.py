@@ -26,7 +26,7 @@ from yaware import __version__, distributed
 from yaware.allocator import keep_freed_memory
 from yaware.augment import AugmentationPolicy, build_policy
 from yaware.augment.genesis import GenesisCorruption, min_max
-from yaware.checkpoint import read_checkpoint, save_checkpoint
+from yaware.checkpoint import portable_state_dict, read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, as_list, to_dict
 from yaware.data import ScanDataset
 from yaware.errors import CheckpointError, ConfigError
@@ -303,12 +303,12 @@ def pretrain(
             "epoch": epoch,
             "step": step,
             "partial": partial,
-            "model": model.state_dict(),
+            "model": portable_state_dict(model),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "policy": policy_states[0],
             "policy_ranks": policy_states,
-            "extras": extras.state_dict(),
+            "extras": portable_state_dict(extras),
             "corruption": corruption_states[0],
             "corruption_ranks": corruption_states,
             "rng": rng_state(),
