@@ -1,16 +1,19 @@
 """The CUDA path: run wherever a GPU is visible, skipped elsewhere (CI has none)."""
 
+import pandas as pd
 import pytest
 import torch
 
 from tests.conftest import pretrain_keys
 from yaware.augment import build_policy
 from yaware.checkpoint import read_checkpoint
-from yaware.config import PretrainConfig, build_config
+from yaware.config import FinetuneConfig, PretrainConfig, build_config
 from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.models import build_model
 from yaware.models.densenet import DenseNet3D
 from yaware.models.stem import StemConv3d
 from yaware.toy import write_toy_cohort
+from yaware.train.finetune import finetune
 from yaware.train.pretrain import pretrain
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -136,3 +139,38 @@ def test_compiled_densenet_with_its_eager_stem_pool_matches_eager(monkeypatch):
     torch.testing.assert_close(out, eager_out, rtol=2e-2, atol=2e-2 * eager_out.abs().max().item())
     scale = eager_grad.abs().max().item()
     torch.testing.assert_close(grad, eager_grad, rtol=5e-2, atol=5e-2 * scale)
+
+
+def test_finetuning_on_the_gpu_from_a_gpu_pretraining(tmp_path):
+    """Fine-tuning on CUDA (channels-last, cudnn autotuning) from a GPU pretraining: finite
+    losses, predictions for every test scan, and contiguous weights a CPU model loads."""
+    write_toy_cohort(tmp_path, n=24, shape=(40, 48, 40), seed=0)
+    keys = pretrain_keys(tmp_path, tmp_path / "pre", device="cuda", epochs=1)
+    pretrained = pretrain(build_config(PretrainConfig, keys))
+    keys = {
+        "train_data": str(tmp_path / "train.npy"),
+        "train_table": str(tmp_path / "train.tsv"),
+        "val_data": str(tmp_path / "val.npy"),
+        "val_table": str(tmp_path / "val.tsv"),
+        "test_data": str(tmp_path / "val.npy"),
+        "test_table": str(tmp_path / "val.tsv"),
+        "out_dir": str(tmp_path / "ft"),
+        "encoder": "tinycnn",
+        "label": "sex",
+        "positive": ["M"],
+        "negative": ["F"],
+        "epochs": 2,
+        "batch_size": 4,
+        "device": "cuda",
+        "pretrained": str(pretrained),
+    }
+    best = finetune(build_config(FinetuneConfig, keys))
+    saved = read_checkpoint(best)
+    metrics = pd.read_csv(tmp_path / "ft" / "metrics.csv")
+    assert len(metrics) == 2 and metrics["train_loss"].notna().all()
+    assert all(value.is_contiguous() for value in saved["model"].values())
+    model = build_model("tinycnn", "classifier")
+    model.load_state_dict(saved["model"])
+    predictions = pd.read_csv(tmp_path / "ft" / "predictions.csv")
+    assert len(predictions) == len(pd.read_csv(tmp_path / "val.tsv", sep="\t"))
+    assert predictions["prob_positive"].between(0, 1).all()
