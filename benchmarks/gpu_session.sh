@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The checks a session lent a GPU runs in one call: sections of the GPU benchmark (default:
-# "compile_pool0", the whole compiled step with the stem's max-pool left eager, as
-# DenseNet3D runs it, against pool0 compiled into the graph: two compilations of about 4
-# minutes each on an H200), then the CUDA tests. "stem_pool" (the network's head only) takes
-# about 2 minutes, "stem compile_profile" 6-7 minutes. Results go to the folder given first.
+# "engine_compile", pretrain() end to end with compile: true against the original's data
+# path: one compilation of about 4 minutes on an H200), then the CUDA tests (about 80 s).
+# "compile_pool0" (the whole compiled step with the stem's tail eager and all compiled: two
+# compilations) needs about 8 minutes, "stem_pool" (the head only) about 2.
+# Results go to the folder given first.
 #
 #   bash benchmarks/gpu_session.sh "$OUT" [section ...]
 #
@@ -15,7 +16,7 @@ set -uo pipefail
 out=${1:?usage: gpu_session.sh OUT_FOLDER [section ...]}
 shift
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(compile_pool0)
+[ ${#sections[@]} -eq 0 ] && sections=(engine_compile)
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
