@@ -143,6 +143,8 @@ def make_step(
         model.eager_stem_devices = (device.type,) if eager_stem else ()
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
+    if compiled:
+        model.before_compile()  # as pretraining does
     forward = torch.compile(model) if compiled else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=5e-5)
     loss_fn = YAwareInfoNCE(5.0)

@@ -126,6 +126,7 @@ def test_compiled_densenet_with_its_eager_stem_pool_matches_eager(monkeypatch):
     model = DenseNet3D(8, (2, 2), 16).cuda().to(memory_format=torch.channels_last_3d)
     x = torch.randn(4, 1, 40, 48, 40, device="cuda")
     x = x.contiguous(memory_format=torch.channels_last_3d)
+    model.before_compile()
     torch._dynamo.reset()
     results = {}
     for name, forward in (("eager", model), ("compiled", torch.compile(model))):

@@ -1,6 +1,8 @@
 """Encoders: the original's DenseNet layout, checkpoint round trips, refusals."""
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -180,6 +182,7 @@ def test_densenet_stem_tail_leaves_the_compiled_graphs_on_the_chosen_devices():
     assert calls.count("batch_norm") == layers.count(torch.nn.BatchNorm3d)
 
     model.eager_stem_devices = ("cpu",)  # as on CUDA
+    model.before_compile()  # what pretraining calls before torch.compile
     calls, compiled = _compiled_calls(model, x)
     assert "max_pool3d" not in calls
     assert calls.count("batch_norm") == layers.count(torch.nn.BatchNorm3d) - 1  # norm0
@@ -193,3 +196,18 @@ def test_densenet_stem_tail_leaves_the_compiled_graphs_on_the_chosen_devices():
     expected.square().sum().backward()
     for got, want in zip(grads, (p.grad for p in model.parameters()), strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_building_encoders_does_not_import_the_compiler():
+    """torch._dynamo costs about 1 s to import: jobs that only build a model (features,
+    probes of external checkpoints) must not pay it; only before_compile does."""
+    code = (
+        "import sys\n"
+        "from yaware.models import ENCODERS, build_model\n"
+        "models = {name: build_model(name) for name in ENCODERS}\n"
+        "assert 'torch._dynamo' not in sys.modules, 'imported by building models'\n"
+        "models['densenet121'].before_compile()\n"
+        "assert 'torch._dynamo' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

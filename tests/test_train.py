@@ -17,8 +17,9 @@ from yaware.checkpoint import read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.features import extract_features, load_encoder
 from yaware.models import build_model, densenet121
+from yaware.models import densenet as densenet_module
 from yaware.models.tinycnn import TinyCNN3D
-from yaware.train.pretrain import pretrain
+from yaware.train.pretrain import _Network, _Objective, pretrain
 
 
 @pytest.mark.parametrize("method", ["yaware", "simclr", "age_supervision", "model_genesis"])
@@ -439,6 +440,18 @@ def test_channels_last_on_the_cpu_trains_the_same_network(
             [row[name] for row in runs[False]["history"]],
             rtol=1e-4,
         )
+
+
+def test_compiled_pretraining_prepares_the_backbone(toy_cohort, tmp_path, monkeypatch):
+    """``compile: true`` lets the backbone set up what stays out of the graph (DenseNet's
+    stem tail on CUDA) before torch.compile; without it nothing is set up."""
+    monkeypatch.setattr(densenet_module, "_eager_stem_tail", None)
+    for compiled in (False, True):
+        keys = pretrain_keys(toy_cohort, tmp_path, encoder="densenet121", compile=compiled)
+        network = _Network("yaware", densenet121(), torch.nn.ModuleDict())
+        cfg = build_config(PretrainConfig, keys)
+        _Objective(cfg, network, torch.device("cpu"), (50.0, 10.0), torch.contiguous_format)
+        assert (densenet_module._eager_stem_tail is not None) == compiled
 
 
 def test_compiled_pretraining_trains_the_same_network(toy_cohort, tmp_path):

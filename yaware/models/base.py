@@ -48,6 +48,10 @@ class Backbone3D(nn.Module):
         else:
             self.classifier = nn.Linear(self.num_features, num_classes)
 
+    def before_compile(self) -> None:
+        """Called before torch.compile wraps a network holding this backbone (layers that
+        must stay out of the compiled graph are set up here)."""
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's last feature map (B, F, x, y, z)."""
         return self.features(x)

@@ -8,6 +8,7 @@ The released DenseNet121_BHB-10K_yAwareContrastive.pth loads into these modules.
 """
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -130,11 +131,19 @@ class DenseNet3D(Backbone3D):
         init_weights(self)
 
     # Device types on which torch.compile leaves the stem's norm, ReLU and max-pool out of
-    # its graph. Compiled on an H200, inductor fused that pool with the first block's
-    # concatenation into a kernel of 31 ms per step where cuDNN's pool takes 7 ms; with the
-    # three left eager the network's head ran 9 % faster (benchmarks/RESULTS.md, run d). On
-    # the CPU the break made the compiled step 5-16 % slower, so it stays in the graph there.
+    # its graph (after before_compile). Compiled on an H200, inductor fused that pool with
+    # the first block's concatenation into a kernel of 31 ms per step where cuDNN's pool
+    # takes 7 ms; with the three left eager the whole compiled step ran 1.10x faster
+    # (benchmarks/RESULTS.md, run e). On the CPU the break made the compiled step 5-16 %
+    # slower, so the tail stays in the graph there.
     eager_stem_devices: tuple[str, ...] = ("cuda",)
+
+    def before_compile(self) -> None:
+        global _eager_stem_tail
+        # Made here, not at import: torch.compiler.disable imports torch._dynamo (about 1 s
+        # in every job that only builds a model, such as feature extraction).
+        if _eager_stem_tail is None:
+            _eager_stem_tail = torch.compiler.disable(_stem_tail)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         # F.relu(self.features(x)), written out so that the graph break sits outside
@@ -142,19 +151,22 @@ class DenseNet3D(Backbone3D):
         # every later layer uncompiled.
         features = self.features
         x = features.conv0(x)
-        if x.device.type in self.eager_stem_devices:
+        if _eager_stem_tail is not None and x.device.type in self.eager_stem_devices:
             x = _eager_stem_tail(features, x)
         else:
-            x = features.pool0(features.relu0(features.norm0(x)))
+            x = _stem_tail(features, x)
         for module in list(features.children())[4:]:
             x = module(x)
         return F.relu(x)
 
 
-@torch.compiler.disable
-def _eager_stem_tail(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """The stem's norm, ReLU and max-pool, outside any torch.compile graph."""
+def _stem_tail(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The stem's norm, ReLU and max-pool."""
     return features.pool0(features.relu0(features.norm0(x)))
+
+
+# _stem_tail outside any torch.compile graph, once a DenseNet3D has run before_compile.
+_eager_stem_tail: Callable[[nn.Sequential, torch.Tensor], torch.Tensor] | None = None
 
 
 def densenet121(mode: str = "encoder", num_classes: int = 2, **kwargs) -> DenseNet3D:

@@ -33,6 +33,7 @@ from yaware.errors import CheckpointError, ConfigError
 from yaware.io import publish, write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
+from yaware.models.base import Backbone3D
 from yaware.models.heads import AgeHead, GenesisDecoder
 from yaware.train.common import (
     Interrupted,
@@ -176,6 +177,10 @@ class _Objective:
     ) -> None:
         self.method, self.network, self.device, self.layout = cfg.method, network, device, layout
         # Compiled once per (train/eval mode, batch shape); the weights stay the network's.
+        if cfg.compile:
+            for module in network.modules():
+                if isinstance(module, Backbone3D):
+                    module.before_compile()
         self.forward = torch.compile(network) if cfg.compile else network
         self.amp = autocast_dtype(cfg.precision, device)
         self.age_mean, self.age_std = age_stats
