@@ -24,17 +24,41 @@ def write_config(path: Path, **keys) -> Path:
     return path
 
 
+def _toy_sets(cohort: Path, *sides: str) -> dict:
+    """``<side>_data`` and ``<side>_table`` keys of the toy cohort's training and
+    validation arrays (the validation set again for any other side)."""
+    files = {"train": "train", "val": "val", "test": "val"}
+    keys = {}
+    for side in sides:
+        keys[f"{side}_data"] = str(cohort / f"{files[side]}.npy")
+        keys[f"{side}_table"] = str(cohort / f"{files[side]}.tsv")
+    return keys
+
+
 def pretrain_keys(cohort: Path, out: Path, **overrides) -> dict:
     keys = {
-        "train_data": str(cohort / "train.npy"),
-        "train_table": str(cohort / "train.tsv"),
-        "val_data": str(cohort / "val.npy"),
-        "val_table": str(cohort / "val.tsv"),
+        **_toy_sets(cohort, "train", "val"),
         "out_dir": str(out),
         "encoder": "tinycnn",
         "augmentation": "all_tf",
         "batch_size": 8,
         "epochs": 2,
+        "lr": 1e-3,
+    }
+    return keys | overrides
+
+
+def finetune_keys(cohort: Path, out: Path, **overrides) -> dict:
+    """Fine-tuning on the toy cohort: sex (M vs F), the validation set also as test set."""
+    keys = {
+        **_toy_sets(cohort, "train", "val", "test"),
+        "out_dir": str(out),
+        "encoder": "tinycnn",
+        "label": "sex",
+        "positive": ["M"],
+        "negative": ["F"],
+        "epochs": 2,
+        "batch_size": 4,
         "lr": 1e-3,
     }
     return keys | overrides

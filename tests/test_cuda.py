@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import pretrain_keys
+from tests.conftest import finetune_keys, pretrain_keys
 from yaware.augment import build_policy
 from yaware.checkpoint import read_checkpoint
 from yaware.config import FinetuneConfig, PretrainConfig, build_config
@@ -149,23 +149,7 @@ def test_finetuning_on_the_gpu_from_a_gpu_pretraining(tmp_path):
     write_toy_cohort(tmp_path, n=24, shape=(40, 48, 40), seed=0)
     keys = pretrain_keys(tmp_path, tmp_path / "pre", device="cuda", epochs=1)
     pretrained = pretrain(build_config(PretrainConfig, keys))
-    keys = {
-        "train_data": str(tmp_path / "train.npy"),
-        "train_table": str(tmp_path / "train.tsv"),
-        "val_data": str(tmp_path / "val.npy"),
-        "val_table": str(tmp_path / "val.tsv"),
-        "test_data": str(tmp_path / "val.npy"),
-        "test_table": str(tmp_path / "val.tsv"),
-        "out_dir": str(tmp_path / "ft"),
-        "encoder": "tinycnn",
-        "label": "sex",
-        "positive": ["M"],
-        "negative": ["F"],
-        "epochs": 2,
-        "batch_size": 4,
-        "device": "cuda",
-        "pretrained": str(pretrained),
-    }
+    keys = finetune_keys(tmp_path, tmp_path / "ft", device="cuda", pretrained=str(pretrained))
     best = finetune(build_config(FinetuneConfig, keys))
     saved = read_checkpoint(best)
     metrics = pd.read_csv(tmp_path / "ft" / "metrics.csv")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.conftest import pretrain_keys, run_cli, write_config
+from tests.conftest import finetune_keys, pretrain_keys, run_cli, write_config
 from yaware.checkpoint import read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.features import extract_features, load_encoder
@@ -287,22 +287,7 @@ def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrai
         checkpoint = pretrain(
             build_config(PretrainConfig, pretrain_keys(toy_cohort, tmp_path / "pre", epochs=1))
         )
-    keys = {
-        "train_data": str(toy_cohort / "train.npy"),
-        "train_table": str(toy_cohort / "train.tsv"),
-        "val_data": str(toy_cohort / "val.npy"),
-        "val_table": str(toy_cohort / "val.tsv"),
-        "test_data": str(toy_cohort / "val.npy"),
-        "test_table": str(toy_cohort / "val.tsv"),
-        "out_dir": str(tmp_path / "ft"),
-        "encoder": "tinycnn",
-        "label": "sex",
-        "positive": ["M"],
-        "negative": ["F"],
-        "epochs": 2,
-        "batch_size": 4,
-        "lr": 1e-3,
-    }
+    keys = finetune_keys(toy_cohort, tmp_path / "ft")
     if checkpoint:
         keys["pretrained"] = str(checkpoint)
     done = run_cli("finetune", "--config", str(write_config(tmp_path / "ft.yaml", **keys)))
