@@ -160,8 +160,10 @@ def main() -> None:
                 row = [encoder, stem, name, grid, batch, rate, flops / 1e9, rate * flops / peak]
                 rows.append(row)
     print(f"Measured matrix-multiply rate: {peak / 1e9:.0f} GFLOP/s ({device})\n")
-    header = ["encoder", "stem", "layout", "grid", "batch", "scans/s", "GFLOP/scan"]
-    header.append("fraction of peak")
+    header = [
+        *("encoder", "stem", "layout", "grid", "batch"),
+        *("scans/s", "GFLOP/scan", "fraction of peak"),
+    ]
     print(markdown_table(header, rows))
     shape = cat12_grid(6.0).shape
     consumed, _ = step_rate("tinycnn", shape, 64, args.steps, device)

@@ -259,11 +259,11 @@ def pretrain(
     train_set, val_set, shape = _datasets(cfg)
     if len(train_set) < 2:
         raise CheckpointError(f"{cfg.train_table}: at least 2 training scans are needed")
-    model = build_encoder(cfg.encoder, "encoder", cfg.memory_efficient).to(device)
+    model = build_encoder(cfg.encoder, "encoder", cfg.memory_efficient)
     layout = memory_format(model, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    model = model.to(memory_format=layout)
+    model = model.to(device, memory_format=layout)
     extras = build_extras(cfg.method, model).to(device, memory_format=layout)
     parameters = [*model.parameters(), *extras.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
