@@ -332,6 +332,24 @@ def test_config_errors_stop_before_any_work(toy_cohort, tmp_path, override, mess
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_bf16_on_the_cpu_is_refused_before_any_output(toy_cohort, tmp_path, command):
+    """torch's bf16 3D convolution backward on the CPU can return NaN weight gradients for
+    2-voxel-wide feature maps (docs/reliability.md): refused with the fix, nothing written."""
+    make_keys = pretrain_keys if command == "pretrain" else finetune_keys
+    keys = make_keys(toy_cohort, tmp_path / "run", precision="bf16", device="cpu")
+    done = run_cli(command, "--config", str(write_config(tmp_path / "bf16.yaml", **keys)))
+    assert done.returncode == 2, done.stderr
+    assert "precision: bf16 is refused on the CPU" in done.stderr
+    assert "Use precision: auto (fp32 on the CPU) or fp32" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+    # fp32, the CPU's default, trains the same configuration.
+    keys |= {"precision": "auto", "epochs": 1}
+    done = run_cli(command, "--config", str(write_config(tmp_path / "auto.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+
+
 def test_every_command_has_help():
     for command in ("pretrain", "finetune", "extract", "toy-data"):
         done = run_cli(command, "--help")

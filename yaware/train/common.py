@@ -49,7 +49,20 @@ def require_compiler(device: torch.device) -> None:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA by default; fp32 on the CPU, where bf16 convolutions are slow."""
+    """bf16 autocast on CUDA by default, fp32 on the CPU; ``bf16`` on the CPU is refused.
+
+    On the CPU, torch's bf16 3D convolution backward (oneDNN) can fill weight gradients with
+    NaN when a feature map is 2 voxels wide along an axis (TinyCNN's last layer on the
+    default grid): it reads memory it did not write. Measured with torch 2.13.0 on an AMD
+    EPYC with avx512_bf16, where bf16 ran the TinyCNN step 1.2-1.4x faster; the training
+    diverged within 1-4 epochs (docs/reliability.md has the reproduction).
+    """
+    if precision == "bf16" and device.type == "cpu":
+        raise ConfigError(
+            "precision: bf16 is refused on the CPU: torch's bf16 3D convolution backward "
+            "there can return NaN weight gradients for small feature maps, and the training "
+            "then diverges. Use precision: auto (fp32 on the CPU) or fp32, or train on a GPU"
+        )
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None

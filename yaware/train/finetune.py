@@ -136,9 +136,10 @@ def scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 def finetune(cfg: FinetuneConfig) -> Path:
     """Train the classifier; returns the path of the kept checkpoint (``best.pt``)."""
     out = Path(cfg.out_dir)
+    device = resolve_device(cfg.device)
+    amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
-    device = resolve_device(cfg.device)
     if device.type == "cpu":
         keep_freed_memory()
     seed_everything(cfg.seed)
@@ -156,7 +157,6 @@ def finetune(cfg: FinetuneConfig) -> Path:
     steps = max(1, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps))
     policy = build_policy(cfg.augmentation, sets["train"].shape, seed=cfg.seed)
-    amp = autocast_dtype(cfg.precision, device)
     meta = {
         "encoder": cfg.encoder,
         "mode": "classifier",

@@ -252,6 +252,7 @@ def pretrain(
     main = distributed.is_main()  # rank 0 writes every file
     if cfg.compile:
         require_compiler(device)
+    autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any file is written
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
