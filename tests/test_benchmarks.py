@@ -2,14 +2,17 @@
 a GPU session has minutes, so the script must not first fail there."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.step_bounds import traffic_per_view
 from yaware.models import densenet121
 from yaware.models.stem import direct_stems
 
@@ -172,3 +175,48 @@ def test_augment_throughput_runs_under_either_malloc_setting():
         assert done.returncode == 0, done.stderr
         assert f"malloc: {named}" in done.stdout
         assert "| cutout | 16x20x16 | 2 |" in done.stdout
+
+
+def _conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def test_step_bounds_counts_the_traffic_of_every_batch_norm_and_pool():
+    """The bound's traffic against DenseNet121's layer sizes worked out from its definition:
+    a 7x7x7 stride-2 stem (64 channels), a 3x3x3 stride-2 max-pool, dense blocks of 6, 12,
+    24, 16 layers (growth 32, bottleneck 128) and transitions that halve channels and grid."""
+    shape = (64, 76, 64)
+    grid = [_conv_size(s, 7, 2, 3) for s in shape]
+    pooled = [_conv_size(s, 3, 2, 1) for s in grid]
+    norm_elements = 64 * math.prod(grid)  # the stem's norm
+    pool_elements = 64 * (math.prod(grid) + math.prod(pooled))
+    channels, grid = 64, pooled
+    for block, layers in enumerate((6, 12, 24, 16)):
+        voxels = math.prod(grid)
+        norm_elements += sum((channels + 32 * i) * voxels + 128 * voxels for i in range(layers))
+        channels += 32 * layers
+        if block < 3:  # transition: norm over the block's output, then 2x2x2 average pool
+            norm_elements += channels * voxels
+            channels //= 2
+            pool_elements += channels * (voxels + math.prod(s // 2 for s in grid))
+            grid = [s // 2 for s in grid]
+    counted = traffic_per_view(shape)
+    assert counted["batch norm + ReLU"] == norm_elements * 8  # 3 passes forward, 5 backward
+    assert counted["pooling"] == pool_elements * 2
+
+
+def test_step_bounds_prints_the_bound_against_the_measured_step():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.step_bounds", "--baselines", "10"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    ms = {cells[0].strip(): float(cells[2]) for cells in rows[1:]}
+    parts = [v for k, v in ms.items() if k.startswith(("convolutions", "batch norm", "pooling"))]
+    assert ms["lower bound of the step"] == pytest.approx(sum(parts), abs=0.15)
+    assert ms["20x a baseline of 10 scans/s needs"] == pytest.approx(32 / 200 * 1e3)
+    assert ms["measured step (fastest in --step)"] > ms["lower bound of the step"]
