@@ -20,18 +20,23 @@ SHAPE = (32, 40, 32)  # DenseNet121 halves the grid five times
 BATCH = 2
 
 
-def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
-    out = tmp_path / "gpu.json"
-    command = [sys.executable, "-m", "benchmarks.gpu_pretrain", "--out", str(out)]
-    command += ["--shape", *map(str, SHAPE), "--batch", str(BATCH)]
+def run_benchmark(module: str, *options: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.<module> <options>`` from the repository root; must succeed."""
     done = subprocess.run(
-        [*command, "--sections", "convolutions", "profile", "stem"],
+        [sys.executable, "-m", f"benchmarks.{module}", *options],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         cwd=Path(__file__).parents[1],
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
+    out = tmp_path / "gpu.json"
+    options = ["--out", str(out), "--shape", *map(str, SHAPE), "--batch", str(BATCH)]
+    done = run_benchmark("gpu_pretrain", *options, "--sections", "convolutions", "profile", "stem")
     saved = json.loads(out.read_text())
     rows = {row["kind"]: row for row in saved["convolutions"]}
     # DenseNet121: the stem, two convolutions in each of 6 + 12 + 24 + 16 dense layers and
@@ -78,12 +83,8 @@ def test_breakdown_counts_every_convolution_and_its_flops(tmp_path):
 
 def test_stem_pool_section_compares_the_head_eager_compiled_and_with_an_eager_pool(tmp_path):
     out = tmp_path / "gpu.json"
-    command = [sys.executable, "-m", "benchmarks.gpu_pretrain", "--out", str(out)]
-    command += ["--shape", *map(str, SHAPE), "--batch", str(BATCH), "--sections", "stem_pool"]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1]
-    )
-    assert done.returncode == 0, done.stderr
+    options = ["--out", str(out), "--shape", *map(str, SHAPE), "--batch", str(BATCH)]
+    run_benchmark("gpu_pretrain", *options, "--sections", "stem_pool", timeout=900)
     rows = {row["variant"]: row for row in json.loads(out.read_text())["stem_pool"]}
     assert list(rows) == ["eager", "compiled", "compiled, pool0 eager"]
     assert rows["compiled"]["ms_saved_vs_compiled"] == 0
@@ -97,14 +98,7 @@ def test_stem_pool_section_compares_the_head_eager_compiled_and_with_an_eager_po
 
 
 def test_job_startup_times_every_script_over_the_default_dag():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.job_startup", "--repeats", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).parents[1],
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_benchmark("job_startup", "--repeats", "1")
     rows = {
         cells[0]: cells[1:]
         for line in done.stdout.splitlines()
@@ -128,14 +122,7 @@ def test_job_startup_times_every_script_over_the_default_dag():
 
 def test_cpu_allocator_compares_both_malloc_settings_in_one_run():
     options = ["--steps", "1", "--repeats", "1", "--batch", "4", "--shape", "16", "20", "16"]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cpu_allocator", *options],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).parents[1],
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_benchmark("cpu_allocator", *options)
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
     assert [row.split("|")[1].strip() for row in rows] == [
         "glibc default",
@@ -146,14 +133,7 @@ def test_cpu_allocator_compares_both_malloc_settings_in_one_run():
 
 
 def test_data_memory_measures_a_pretraining_epoch_beside_the_readers():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.data_memory", "--sizes-gb", "0.03", "--pretrain"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).parents[1],
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_benchmark("data_memory", "--sizes-gb", "0.03", "--pretrain")
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
     rows = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
     assert set(rows) == {"yaware", "np.load (original)", "pretrain() (yaware)"}
@@ -165,14 +145,7 @@ def test_data_memory_measures_a_pretraining_epoch_beside_the_readers():
 def test_augment_throughput_runs_under_either_malloc_setting():
     options = ["--shape", "16", "20", "16", "--batch", "2", "--policies", "cutout"]
     for setting, named in (("default", "glibc default"), ("kept", "freed memory kept")):
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.augment_throughput", "--malloc", setting, *options],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=Path(__file__).parents[1],
-        )
-        assert done.returncode == 0, done.stderr
+        done = run_benchmark("augment_throughput", "--malloc", setting, *options)
         assert f"malloc: {named}" in done.stdout
         assert "| cutout | 16x20x16 | 2 |" in done.stdout
 
@@ -206,14 +179,7 @@ def test_step_bounds_counts_the_traffic_of_every_batch_norm_and_pool():
 
 
 def test_step_bounds_prints_the_bound_against_the_measured_step():
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.step_bounds", "--baselines", "10"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=Path(__file__).parents[1],
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_benchmark("step_bounds", "--baselines", "10")
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
     ms = {cells[0].strip(): float(cells[2]) for cells in rows[1:]}
     parts = [v for k, v in ms.items() if k.startswith(("convolutions", "batch norm", "pooling"))]
