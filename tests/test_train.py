@@ -453,7 +453,7 @@ def test_compiled_pretraining_prepares_the_backbone(toy_cohort, tmp_path, monkey
         keys = pretrain_keys(toy_cohort, tmp_path, encoder="densenet121", compile=compiled)
         network = _Network("yaware", densenet121(), torch.nn.ModuleDict())
         cfg = build_config(PretrainConfig, keys)
-        _Objective(cfg, network, torch.device("cpu"), (50.0, 10.0), torch.contiguous_format)
+        _Objective(cfg, network, torch.device("cpu"), (50.0, 10.0), torch.contiguous_format, None)
         assert (densenet_module._eager_stem_tail is not None) == compiled
 
 

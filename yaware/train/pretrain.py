@@ -174,6 +174,7 @@ class _Objective:
         device: torch.device,
         age_stats: tuple[float, float],
         layout: torch.memory_format,
+        amp: torch.dtype | None,
     ) -> None:
         self.method, self.network, self.device, self.layout = cfg.method, network, device, layout
         # Compiled once per (train/eval mode, batch shape); the weights stay the network's.
@@ -182,7 +183,7 @@ class _Objective:
                 if isinstance(module, Backbone3D):
                     module.before_compile()
         self.forward = torch.compile(network) if cfg.compile else network
-        self.amp = autocast_dtype(cfg.precision, device)
+        self.amp = amp
         self.age_mean, self.age_std = age_stats
         self.contrastive = build_loss(cfg) if cfg.method in ("yaware", "simclr") else None
 
@@ -252,7 +253,7 @@ def pretrain(
     main = distributed.is_main()  # rank 0 writes every file
     if cfg.compile:
         require_compiler(device)
-    autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any file is written
+    amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
@@ -283,7 +284,7 @@ def pretrain(
     policy = build_policy(augmentation, shape, seed=seed)
     corruption = GenesisCorruption(shape, seed=seed) if cfg.method == "model_genesis" else None
     network = _wrap(_Network(cfg.method, model, extras), cfg, device)
-    objective = _Objective(cfg, network, device, _label_stats(train_set), layout)
+    objective = _Objective(cfg, network, device, _label_stats(train_set), layout, amp)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": None, "history": [], "best": None}
     last = out / "last.pt"
     if resume and last.is_file():
