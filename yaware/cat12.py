@@ -8,7 +8,10 @@ Layout (BIDS-like, as CAT12 and brainprep write it)::
 A dataset without sessions drops the ``ses-<ses>`` folder and entity
 (``<root>/sub-<id>/anat/mri/mwp1sub-<id>_T1w.nii``), as CAT12 writes it next to a BIDS
 ``sub-<id>/anat/sub-<id>_T1w.nii``. Identifiers are taken with or without their BIDS
-prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``.
+prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``. A map whose name
+carries other BIDS entities (``_acq-mprage``, ``_rec-norm``, a run the table does not name)
+is used when it is the only one of its subject and session; its report is the one CAT12
+writes for the same input, ``report/cat_<name of the map without mwp1>.xml``.
 
 ``cat_*.xml`` has a root ``<S>`` with ``<qualityratings>`` (marks from 0.5 = best to
 10.5: NCR, ICR, res_RMS, IQR) and ``<subjectmeasures>`` (vol_TIV, vol_abs_CGW in ml).
@@ -16,6 +19,7 @@ prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``.
 
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +65,45 @@ class Found:
     problem: str = ""
 
 
+# CAT12's name for the map of input <stem>.nii: mwp1<stem>.nii, or mwp1u<stem> after brainprep.
+_MAP_NAME = re.compile(r"^mwp1(?P<stem>u?(?:[A-Za-z0-9]+-[A-Za-z0-9]+_)+T1w)\.nii(?:\.gz)?$")
+
+
+def _entity_values(stem: str) -> dict[str, str]:
+    """``{"sub": "01", "acq": "mprage"}`` of ``[u]sub-01_acq-mprage_T1w``."""
+    pairs = stem.removeprefix("u").split("_")[:-1]
+    return dict(pair.split("-", 1) for pair in pairs)
+
+
+def report_for(image: Path) -> Path | None:
+    """The report CAT12 writes beside a map: ``<anat>/report/cat_<input stem>.xml``."""
+    match = _MAP_NAME.match(image.name)
+    if match is None:
+        return None
+    return image.parent.parent / "report" / f"cat_{match['stem']}.xml"
+
+
+def _maps_with_other_entities(
+    anat: Path, subject: str, session: str, run: str | None
+) -> list[Path]:
+    """Maps in ``anat/mri`` of this subject and session (and run, if named) whose names
+    carry entities beyond those."""
+    wanted = {"sub": subject.removeprefix("sub-"), "ses": session.removeprefix("ses-")}
+    if run:
+        wanted["run"] = run.removeprefix("run-")
+    found = []
+    for path in sorted((anat / "mri").glob("mwp1*T1w.nii*")):
+        match = _MAP_NAME.match(path.name)
+        if match is None or not path.exists():
+            continue
+        entities = _entity_values(match["stem"])
+        if entities.get("ses", "") == wanted["ses"] and all(
+            entities.get(key) == value for key, value in wanted.items() if key != "ses"
+        ):
+            found.append(path)
+    return found
+
+
 def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | None = None) -> Found:
     """Search the layout for a scan's map and report ('u' prefix, .nii or .nii.gz)."""
     stem = _stem(subject, session, run)
@@ -72,11 +115,18 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
     ]
     broken = [p for p in images if p.is_symlink() and not p.exists()]
     images = [p for p in images if p.exists()]
+    by_entities = not images and not broken
+    if by_entities:
+        images = _maps_with_other_entities(anat, subject, session, run)
     reports = [anat / "report" / f"cat_{prefix}{stem}.xml" for prefix in ("", "u")]
-    reports = [p for p in reports if p.exists()]
+    if images:
+        reports.insert(0, report_for(images[0]))
+    reports = [p for p in reports if p is not None and p.exists()]
     found = Found(image=images[0] if images else None, report=reports[0] if reports else None)
     if len(images) > 1:
         found.problem = f"several maps for one scan: {[p.name for p in images]}; keep one"
+        if by_entities:
+            found.problem += ", or choose one with a 'run' column (or a 'path' column)"
     elif not images and broken:
         target = os.readlink(broken[0])
         found.problem = f"{broken[0].name} is a link to {target}, which does not exist"

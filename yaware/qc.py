@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from yaware.cat12 import find_scan, read_report
+from yaware.cat12 import find_scan, read_report, report_for
 from yaware.errors import DataError
 from yaware.grid import Grid
 from yaware.participants import ID_COLUMN, read_table
@@ -187,6 +187,9 @@ def run_qc(
             image = image if image.is_absolute() else base / image
             found = find_scan(cat12_root, row[ID_COLUMN], row["session"], row["run"] or None)
             found.image, found.problem = image, "" if image.exists() else f"missing file {image}"
+            beside = report_for(image)
+            if beside is not None and beside.exists():
+                found.report = beside
         else:
             found = find_scan(cat12_root, row[ID_COLUMN], row["session"], row["run"] or None)
         if found.problem:

@@ -2,7 +2,8 @@
 
 CAT12 writes its mri/ and report/ folders next to the T1w it segments, so a BIDS dataset
 with no ses- level gives sub-<id>/anat/mri/mwp1sub-<id>_T1w.nii; BIDS tables write the id
-as "sub-<id>". Both are the common case on public datasets.
+as "sub-<id>". Both are the common case on public datasets, as are T1w names with more
+entities than the table names (acq-, rec-, run-) and tables that point at each map.
 """
 
 import nibabel as nib
@@ -16,11 +17,13 @@ from tests.workflow.test_cat12_faults import SHAPE, VOXEL_MM, _affine, _brain, _
 N_GOOD = 24
 
 
-def _write_sessionless(root, subject: str, data: np.ndarray) -> None:
+def _write_sessionless(root, subject: str, data: np.ndarray, entities: str = "", iqr=2.1):
     anat = root / f"sub-{subject}" / "anat"
     (anat / "mri").mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(data, _affine()), anat / "mri" / f"mwp1sub-{subject}_T1w.nii")
-    _report(anat / "report" / f"cat_sub-{subject}_T1w.xml", 2.0, 2.1)
+    image = anat / "mri" / f"mwp1sub-{subject}{entities}_T1w.nii"
+    nib.save(nib.Nifti1Image(data, _affine()), image)
+    _report(anat / "report" / f"cat_sub-{subject}{entities}_T1w.xml", 2.0, iqr)
+    return image
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +37,19 @@ def bids_run(tmp_path_factory):
     anat = root / "sub-90" / "ses-1" / "anat"
     (anat / "mri").mkdir(parents=True)
     nib.save(nib.Nifti1Image(_brain(rng), _affine()), anat / "mri" / "mwp1sub-90_ses-1_T1w.nii")
+    # The only map of its subject, with an acq- entity: used, with its own report (IQR 3.3).
+    _write_sessionless(root, "acq", _brain(rng), "_acq-mprage", iqr=3.3)
+    # Two runs and no run column: which one is meant is the user's call.
+    for run in (1, 2):
+        _write_sessionless(root, "runs", _brain(rng), f"_run-{run}")
+    # A path column pointing at a map in another tree; its report lies beside it.
+    elsewhere = _write_sessionless(base / "other", "x", _brain(rng), "_rec-norm", iqr=3.7)
     # Ids as BIDS writes them, and a few without the prefix; "01" repeats "sub-01".
-    ids = [f"sub-{i:02d}" if i % 4 else f"{i:02d}" for i in range(N_GOOD)] + ["sub-90", "01"]
+    ids = [f"sub-{i:02d}" if i % 4 else f"{i:02d}" for i in range(N_GOOD)]
+    ids += ["sub-90", "01", "sub-acq", "sub-runs", "sub-bypath"]
     table = pd.DataFrame({"participant_id": ids, "age": 20.0 + 2 * np.arange(len(ids))})
+    table["path"] = ""
+    table.loc[table["participant_id"] == "sub-bypath", "path"] = str(elsewhere)
     table.to_csv(base / "participants.tsv", sep="\t", index=False)
     config = {
         "synthetic": {"cohorts": {}},
@@ -67,14 +80,15 @@ def bids_run(tmp_path_factory):
 def test_sessionless_scans_are_found_and_converted_with_their_ids(bids_run):
     qc = pd.read_csv(bids_run / "results/qc/bids/qc.tsv", sep="\t", dtype=str)
     passing = qc[qc["qc"] == "1"]
-    assert len(passing) == N_GOOD
+    assert len(passing) == N_GOOD + 2
     # Each id is kept as the table wrote it, and found in the sub-<id>/anat layout.
-    for subject, path in zip(passing["participant_id"], passing["path"], strict=True):
+    plain = passing[~passing["participant_id"].isin(["sub-acq", "sub-bypath"])]
+    for subject, path in zip(plain["participant_id"], plain["path"], strict=True):
         bare = subject.removeprefix("sub-")
         assert path.endswith(f"sub-{bare}/anat/mri/mwp1sub-{bare}_T1w.nii"), (subject, path)
     data = np.load(bids_run / "results/data/bids/data.npy")
     table = pd.read_csv(bids_run / "results/data/bids/participants.tsv", sep="\t", dtype=str)
-    assert data.shape == (N_GOOD, 1, *SHAPE)
+    assert data.shape == (N_GOOD + 2, 1, *SHAPE)
     assert list(table["participant_id"]) == list(passing["participant_id"])
     first = nib.load(passing["path"].iloc[0]).get_fdata()
     np.testing.assert_allclose(data[0, 0], first, rtol=1e-5, atol=1e-6)
@@ -98,4 +112,27 @@ def test_pretraining_runs_on_the_sessionless_cohort(bids_run):
     assert len(metrics) == 1
     assert np.isfinite(metrics[["train_loss", "val_loss"]].to_numpy()).all()
     split = pd.read_csv(bids_run / "results/splits/bids/split.tsv", sep="\t", dtype=str)
-    assert set(split["split"]) >= {"train", "val"} and len(split) == N_GOOD
+    assert set(split["split"]) >= {"train", "val"} and len(split) == N_GOOD + 2
+
+
+def test_a_map_with_more_entities_is_used_with_its_own_report(bids_run):
+    qc = pd.read_csv(bids_run / "results/qc/bids/qc.tsv", sep="\t", dtype=str).set_index(
+        "participant_id"
+    )
+    assert qc.loc["sub-acq", "qc"] == "1"
+    assert qc.loc["sub-acq", "path"].endswith("sub-acq/anat/mri/mwp1sub-acq_acq-mprage_T1w.nii")
+    assert float(qc.loc["sub-acq", "IQR"]) == 3.3  # from cat_sub-acq_acq-mprage_T1w.xml
+    # A path column's map: its report is the one beside it, not searched under cat12_root.
+    assert qc.loc["sub-bypath", "qc"] == "1"
+    assert qc.loc["sub-bypath", "path"].endswith("mwp1sub-x_rec-norm_T1w.nii")
+    assert float(qc.loc["sub-bypath", "IQR"]) == 3.7
+
+
+def test_two_runs_without_a_run_column_are_not_guessed(bids_run):
+    qc = pd.read_csv(bids_run / "results/qc/bids/qc.tsv", sep="\t", dtype=str).set_index(
+        "participant_id"
+    )
+    reason = qc.loc["sub-runs", "reason"]
+    assert qc.loc["sub-runs", "qc"] == "0"
+    assert "mwp1sub-runs_run-1_T1w.nii" in reason and "mwp1sub-runs_run-2_T1w.nii" in reason
+    assert "'run' column" in reason
