@@ -132,10 +132,26 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
         found.problem = f"{broken[0].name} is a link to {target}, which does not exist"
     elif not images:
         found.problem = f"no mwp1 map under {anat / 'mri'} (looked for mwp1[u]{stem}.nii[.gz])"
-        sessions = sorted(p.name for p in anat.parent.glob("ses-*")) if not session else []
-        if sessions:
-            found.problem += f"; the subject has session folders {sessions}: add a 'session' column"
+        found.problem += _layout_hint(Path(root), subject, session)
     return found
+
+
+def _layout_hint(root: Path, subject: str, session: str) -> str:
+    """Why a scan's folder was not where the table says, when its neighbours tell."""
+    subject_dir = root / _entities(subject, "", None)[0]
+    if not subject_dir.is_dir():
+        return f"; there is no folder {subject_dir.name} under {root}"
+    sessions = sorted(p.name for p in subject_dir.glob("ses-*") if p.is_dir())
+    if not session and sessions:
+        return f"; the subject has session folders {sessions}: add a 'session' column"
+    if session and not (subject_dir / _entities(subject, session, None)[1]).is_dir():
+        if sessions:
+            return f"; the subject's session folders are {sessions}: check the 'session' column"
+        return (
+            f"; {subject_dir.name} has no session folders: leave its 'session' empty "
+            "(or drop the column)"
+        )
+    return ""
 
 
 def read_report(path: str | os.PathLike) -> dict[str, float]:

@@ -98,6 +98,12 @@ def faulty_run(tmp_path_factory):
     dangling.unlink()
     dangling.symlink_to(base / "store" / "gone.nii.gz")
     _write_scan(root, "unlisted", _brain(rng))  # a folder with no table row
+    # Folders that disagree with the table's session "1": ses-01, and no session level.
+    _write_scan(root, "sesname", _brain(rng))
+    (root / "sub-sesname" / "ses-1").rename(root / "sub-sesname" / "ses-01")
+    _write_scan(root, "nosessions", _brain(rng))
+    (root / "sub-nosessions" / "ses-1" / "anat").rename(root / "sub-nosessions" / "anat")
+    (root / "sub-nosessions" / "ses-1").rmdir()
     # The same map saved in RAS+ voxel order (x flipped), and with x and y swapped as well.
     for name, reorder in (("canonical", None), ("swapped", (1, 0, 2))):
         template_order = _brain(rng)
@@ -130,6 +136,8 @@ def faulty_run(tmp_path_factory):
         "../evil",
         "canonical",
         "swapped",
+        "sesname",
+        "nosessions",
     ]
     table = pd.DataFrame(
         {"participant_id": names, "session": "1", "age": 40 + np.arange(len(names)), "sex": "F"}
@@ -162,7 +170,9 @@ EXPECTED = {
     "nan": "NaN or infinite",
     "shape": "shape (30, 37, 31) differs",
     "badiqr": "IQR 6.00 >= 4.5",
-    "missing": "no mwp1 map",
+    "missing": "no mwp1 map under",
+    "sesname": "the subject's session folders are ['ses-01']: check the 'session' column",
+    "nosessions": "sub-nosessions has no session folders: leave its 'session' empty",
     "zeros": "all voxels are zero",
     "shifted": "affine is not the template space",
     "fourd": "4-D",
@@ -190,6 +200,8 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
     expected = [*good, "intscaled", "linked", "canonical", "swapped"]
     assert sorted(passing["participant_id"]) == sorted(expected)
     assert "unlisted" not in set(qc["participant_id"])
+    missing = qc.loc[qc["participant_id"] == "missing", "reason"].iloc[0]
+    assert "there is no folder sub-missing under" in missing
 
 
 def test_only_the_good_scans_are_converted(faulty_run):
