@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from yaware.experiments import PCA_NAME, SCRATCH_NAME, experiments, random_encoder_name
 from yaware.fingerprint import code_fingerprint
+from yaware.grid import cat12_grid, check_fits_encoder
 
 validate(config, schema="../config/schema.yaml")
 
@@ -108,6 +109,21 @@ def external_models(config):
 
 
 EXTERNAL = external_models(config)
+
+
+def check_grid_fits_encoders(config):
+    """Stop before any job when the training grid is smaller than an encoder takes."""
+    voxel_mm = config["conversion"]["voxel_mm"]
+    encoders = {"pretraining.encoder": PRETRAINING["encoder"]}
+    for name, spec in EXTERNAL.items():
+        if spec["encoder"]:
+            encoders[f"external_models.{name}.encoder"] = spec["encoder"]
+    for key, encoder in encoders.items():
+        source = f"conversion.voxel_mm {voxel_mm} (for {key})"
+        check_fits_encoder(encoder, cat12_grid(voxel_mm).shape, source)
+
+
+check_grid_fits_encoders(config)
 
 
 def build_models():

@@ -15,6 +15,7 @@ from yaware.checkpoint import (
     state_dict_of,
 )
 from yaware.errors import CheckpointError, ConfigError
+from yaware.grid import SMALLEST_SIDE
 from yaware.models import ENCODERS, build_model, densenet121
 from yaware.models.densenet import DenseNet3D
 
@@ -128,6 +129,33 @@ def test_every_encoder_shares_the_interface(name):
         assert h.shape == (2, model.num_features)
         assert model(x).shape == (2, 128)
         assert build_model(name, "classifier", num_classes=3).eval()(x).shape == (2, 3)
+
+
+def _takes(model: torch.nn.Module, shape: tuple[int, int, int]) -> bool:
+    """Whether a shape-only pass (meta tensors, no arithmetic) of ``shape`` gets through."""
+    try:
+        model.feature_map(torch.empty(2, 1, *shape, device="meta"))
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_the_smallest_side_table_is_what_each_encoder_takes(name):
+    """yaware.grid.SMALLEST_SIDE (read by the workflow, which does not import torch)
+    against the encoders themselves, along each axis alone and on cubes."""
+    with torch.device("meta"):
+        model = build_model(name).eval()
+    smallest = SMALLEST_SIDE[name]
+    roomy = 64
+    for axis in range(3):
+        shape = [roomy] * 3
+        shape[axis] = smallest
+        assert _takes(model, tuple(shape)), (name, shape)
+        if smallest > 1:
+            shape[axis] = smallest - 1
+            assert not _takes(model, tuple(shape)), (name, shape)
+    assert _takes(model, (smallest,) * 3)
 
 
 def test_memory_efficient_densenet_gives_the_same_gradients():

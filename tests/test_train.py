@@ -350,10 +350,62 @@ def test_bf16_on_the_cpu_is_refused_before_any_output(toy_cohort, tmp_path, comm
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "extract"])
+def test_scans_too_small_for_the_encoder_are_refused_before_any_output(
+    toy_cohort, tmp_path, command
+):
+    """DenseNet121 needs 29 voxels per axis; the toy scans have 16x20x16. Before, torch
+    raised from its last average pool, deep in the forward pass."""
+    if command == "extract":
+        state = {f"module.{k}": v for k, v in densenet121().state_dict().items()}
+        save_checkpoint(tmp_path / "released.pth", {"model": state})
+        out = tmp_path / "run" / "features.npy"
+        options = ("--checkpoint", str(tmp_path / "released.pth"), "--out", str(out))
+        done = run_cli(command, *options, "--data", str(toy_cohort / "val.npy"))
+        array = toy_cohort / "val.npy"
+    else:
+        make_keys = pretrain_keys if command == "pretrain" else finetune_keys
+        keys = make_keys(toy_cohort, tmp_path / "run", encoder="densenet121")
+        done = run_cli(command, "--config", str(write_config(tmp_path / "c.yaml", **keys)))
+        array = toy_cohort / "train.npy"
+    assert done.returncode == 2, done.stderr
+    assert f"{array}: scans of 16x20x16 voxels are too small for encoder densenet121" in (
+        done.stderr
+    )
+    assert "at least 29 voxels along each axis" in done.stderr
+    assert "resnet18 or tinycnn" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_command_has_help():
     for command in ("pretrain", "finetune", "extract", "toy-data"):
         done = run_cli(command, "--help")
         assert done.returncode == 0 and "usage: yaware" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["extract", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["extract", "--batch-size", "two"], "argument --batch-size: 'two' is not an integer"),
+        (["pretrain", "--stop-after-epochs", "0"], "--stop-after-epochs: must be at least 1"),
+        (["toy-data", "--n", "2"], "argument --n: must be at least 3, got 2"),
+        (["toy-data", "--shape", "0", "4", "4"], "argument --shape: must be at least 1, got 0"),
+    ],
+    ids=["batch_zero", "batch_text", "stop_zero", "toy_n", "toy_shape"],
+)
+def test_out_of_range_options_are_named_before_any_work(tmp_path, argv, message):
+    """Before: a batch size of 0 ended in range()'s ValueError, --n 2 wrote an empty val set."""
+    required = {
+        "extract": ["--checkpoint", "c.pt", "--data", "x.npy", "--out", str(tmp_path / "f")],
+        "pretrain": ["--config", "c.yaml"],
+        "toy-data": ["--out", str(tmp_path / "toy")],
+    }[argv[0]]
+    done = run_cli(*argv, *required)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_pretraining_pools_several_cohorts(toy_cohort, tmp_path):

@@ -3,7 +3,7 @@
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from yaware import __version__
 from yaware.errors import YAwareError
@@ -42,6 +42,21 @@ def _toy_data(args: argparse.Namespace) -> None:
     print(f"{args.out}: train/val arrays and tables of {args.n} generated scans")
 
 
+def _at_least(smallest: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``smallest`` (argparse names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"must be at least {smallest}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yaware", description="y-Aware contrastive learning on 3D MRI"
@@ -55,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from out_dir/last.pt if present")
     p.add_argument(
         "--stop-after-epochs",
-        type=int,
+        type=_at_least(1),
         default=None,
         metavar="K",
         help="end this run after K epochs in total (resume later)",
@@ -75,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="encoder name if the checkpoint records none (default densenet121)",
     )
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=_at_least(1), default=8)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--trust-checkpoint",
@@ -86,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("toy-data", help="generate a small train/val cohort for a demo")
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=120)
-    p.add_argument("--shape", type=int, nargs=3, default=(32, 38, 32))
+    p.add_argument("--n", type=_at_least(3), default=120, help="scans, 80 %% train and 20 %% val")
+    p.add_argument("--shape", type=_at_least(1), nargs=3, default=(32, 38, 32))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_toy_data)
     return parser

@@ -9,6 +9,7 @@ from torch import nn
 from yaware.arrays import NpyArray
 from yaware.augment.transforms import ZScore
 from yaware.checkpoint import encoder_name_of, load_encoder_weights, read_checkpoint, state_dict_of
+from yaware.grid import check_fits_encoder
 from yaware.models import build_model
 
 
@@ -32,6 +33,7 @@ def extract_features(
 ) -> np.ndarray:
     """Representations (N, F) of the z-scored scans, in the array's row order."""
     array = NpyArray(array_path)
+    check_fits_encoder(getattr(model, "encoder_name", ""), array.row_shape[-3:], str(array_path))
     model = model.to(device).eval()
     zscore = ZScore()
     out = np.empty((len(array), model.num_features), dtype=np.float32)

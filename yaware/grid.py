@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yaware.errors import DataError
+
 # Corner (first voxel centre) and extent of CAT12's 1.5 mm grid, in MNI millimetres.
 CAT12_ORIGIN = np.array([90.0, -126.0, -72.0])
 CAT12_EXTENT_MM = np.array([180.0, 216.0, 180.0])
@@ -40,3 +42,24 @@ def cat12_grid(voxel_mm: float = 1.5) -> Grid:
     affine[:3, :3] = np.diag(CAT12_DIRECTIONS * voxel_mm)
     affine[:3, 3] = CAT12_ORIGIN
     return Grid(shape, affine)  # type: ignore[arg-type]
+
+
+# The smallest grid side each encoder takes. DenseNet121 halves the grid five times (stem,
+# max-pool, three transitions) and its last transition's 2x2x2 average pool needs two
+# voxels: 29 -> 15 -> 8 -> 4 -> 2 -> 1. ResNet18 and TinyCNN pad or round up, so any side
+# works. tests/test_models.py checks this table against shape-only passes of the models.
+SMALLEST_SIDE = {"densenet121": 29, "resnet18": 1, "tinycnn": 1}
+
+
+def check_fits_encoder(encoder: str, shape: tuple[int, ...], source: str) -> None:
+    """Raise DataError naming ``source`` when scans of ``shape`` (X, Y, Z) are smaller than
+    ``encoder`` takes (its pooling would run out of voxels: a traceback deep inside torch)."""
+    smallest = SMALLEST_SIDE.get(encoder, 1)
+    if min(shape) >= smallest:
+        return
+    others = [name for name, side in SMALLEST_SIDE.items() if side <= min(shape)]
+    raise DataError(
+        f"{source}: scans of {'x'.join(map(str, shape))} voxels are too small for encoder "
+        f"{encoder}, which needs at least {smallest} voxels along each axis; use a finer "
+        f"grid (a smaller conversion.voxel_mm) or the encoder {' or '.join(others)}"
+    )

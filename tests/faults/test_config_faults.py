@@ -43,3 +43,35 @@ def test_the_split_stage_refuses_with_the_setting_named(tmp_path, adni, splits, 
     assert message in log, log[-2000:]
     assert "Traceback" not in log
     assert not (workdir / "results/splits/adni/split.tsv").exists()
+
+
+@pytest.mark.parametrize(
+    ("models", "key"),
+    [
+        ({"pretraining": {"encoder": "densenet121"}}, "pretraining.encoder"),
+        (
+            {
+                "pretraining": {"encoder": "tinycnn"},
+                "external_models": {"old": {"checkpoint": "old.pth", "encoder": "densenet121"}},
+            },
+            "external_models.old.encoder",
+        ),
+    ],
+    ids=["pretraining", "external_model"],
+)
+def test_a_grid_too_small_for_an_encoder_stops_the_workflow_before_any_job(tmp_path, models, key):
+    """conversion.voxel_mm 8 gives 23x28x23 scans; DenseNet121 needs 29 voxels per axis."""
+    config = _config({}, {}) | {"conversion": {"voxel_mm": 8.0}} | models
+    workdir = make_workdir(tmp_path, config)
+    done = snakemake(workdir, "-n")
+    assert done.returncode != 0
+    assert (
+        f"conversion.voxel_mm 8.0 (for {key}): scans of 23x28x23 voxels are too small for "
+        "encoder densenet121, which needs at least 29 voxels along each axis"
+        in done.stdout
+        + done.stderr
+    ), (done.stdout + done.stderr)[-2000:]
+    # At 6 mm (31x37x31) the same encoders are planned.
+    config["conversion"]["voxel_mm"] = 6.0
+    (tmp_path / "old.pth").touch()  # a dry run needs the external checkpoint to exist
+    assert snakemake(make_workdir(tmp_path, config), "-n").returncode == 0

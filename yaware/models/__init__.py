@@ -19,7 +19,9 @@ def build_model(name: str, mode: str = "encoder", num_classes: int = 2, **kwargs
     """Build a registered backbone by name (see ``ENCODERS``)."""
     if name not in ENCODERS:
         raise ConfigError(f"encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
-    return ENCODERS[name](mode=mode, num_classes=num_classes, **kwargs)
+    model = ENCODERS[name](mode=mode, num_classes=num_classes, **kwargs)
+    model.encoder_name = name  # the input size it takes: yaware.grid.SMALLEST_SIDE
+    return model
 
 
 __all__ = [

@@ -39,6 +39,7 @@ class Backbone3D(nn.Module):
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self.num_features = num_features
+        self.encoder_name = ""  # its ENCODERS name, set by build_model
 
     def _build_head(self, num_classes: int, hidden_dim: int, out_dim: int) -> None:
         """Called by subclasses after ``self.features``, so state-dict keys keep their order."""

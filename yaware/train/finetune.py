@@ -32,6 +32,7 @@ from yaware.checkpoint import (
 from yaware.config import FinetuneConfig, to_dict
 from yaware.data import ScanDataset
 from yaware.errors import ConfigError, DataError
+from yaware.grid import check_fits_encoder
 from yaware.io import save_json, save_table, write_atomic
 from yaware.labels import binary_labels
 from yaware.participants import ID_COLUMN, read_table
@@ -138,12 +139,14 @@ def finetune(cfg: FinetuneConfig) -> Path:
     out = Path(cfg.out_dir)
     device = resolve_device(cfg.device)
     amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
+    # Unusable inputs stop the run before it writes anything.
+    sets = _split_datasets(cfg)
+    check_fits_encoder(cfg.encoder, sets["train"].shape[-3:], cfg.train_data)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     if device.type == "cpu":
         keep_freed_memory()
     seed_everything(cfg.seed)
-    sets = _split_datasets(cfg)
     model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)
     origin = _initial_weights(cfg, model)
     layout = memory_format(model, device)

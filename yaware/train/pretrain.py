@@ -29,7 +29,8 @@ from yaware.augment.genesis import GenesisCorruption, min_max
 from yaware.checkpoint import portable_state_dict, read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, as_list, to_dict
 from yaware.data import ScanDataset
-from yaware.errors import CheckpointError, ConfigError
+from yaware.errors import CheckpointError, ConfigError, DataError
+from yaware.grid import check_fits_encoder
 from yaware.io import publish, write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
@@ -254,13 +255,15 @@ def pretrain(
     if cfg.compile:
         require_compiler(device)
     amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
+    # Unusable inputs stop the run before it writes anything.
+    train_set, val_set, shape = _datasets(cfg)
+    check_fits_encoder(cfg.encoder, shape[-3:], as_list(cfg.train_data)[0])
+    if len(train_set) < 2:
+        raise DataError(f"{cfg.train_table}: at least 2 training scans are needed")
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     seed_everything(cfg.seed)
-    train_set, val_set, shape = _datasets(cfg)
-    if len(train_set) < 2:
-        raise CheckpointError(f"{cfg.train_table}: at least 2 training scans are needed")
     model = build_encoder(cfg.encoder, "encoder", cfg.memory_efficient)
     layout = memory_format(model, device)
     if device.type == "cuda":
