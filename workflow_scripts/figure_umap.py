@@ -28,6 +28,7 @@ def main(
             n_neighbors=settings["umap_neighbors"],
             min_dist=settings["umap_min_dist"],
             random_state=0,
+            n_jobs=1,  # what a seeded UMAP runs on anyway; said here, it does not warn
         )
         embeddings.append(reducer.fit_transform(np.load(path)[in_task]))
     rows = table[in_task]

@@ -26,6 +26,16 @@ from yaware.arrays import NpyArray
 DEFAULT_CS = tuple(np.logspace(-4, 2, 7))
 
 
+def _l2_logistic_cv(**options) -> LogisticRegressionCV:
+    """LogisticRegressionCV with an L2 penalty in every scikit-learn release. Releases that
+    deprecate ``penalty`` (1.8 on) take it as ``l1_ratios=(0,)`` and announce that 1.10
+    changes that default and makes ``C_`` a scalar: ask for both now, so that a fresh
+    install of 1.10 fits the same probe."""
+    if "use_legacy_attributes" in LogisticRegressionCV().get_params():
+        options |= {"l1_ratios": (0.0,), "use_legacy_attributes": False}
+    return LogisticRegressionCV(**options)
+
+
 def linear_probe(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -39,7 +49,7 @@ def linear_probe(
     folds = max(2, min(inner_folds, int(np.bincount(train_y.astype(int)).min())))
     probe = make_pipeline(
         StandardScaler(),
-        LogisticRegressionCV(
+        _l2_logistic_cv(
             Cs=list(cs),
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
             scoring="roc_auc",
@@ -51,7 +61,7 @@ def linear_probe(
     return {
         "auc": float(roc_auc_score(test_y, probability)),
         "balanced_accuracy": float(balanced_accuracy_score(test_y, probability >= 0.5)),
-        "C": float(probe[-1].C_[0]),
+        "C": float(np.ravel(probe[-1].C_)[0]),  # an array before scikit-learn 1.10
     }
 
 

@@ -12,6 +12,7 @@ from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
 from yaware.checkpoint import save_checkpoint
 from yaware.features import extract_features, load_encoder
 from yaware.models import build_model
+from yaware.probes import DEFAULT_CS
 
 TINY = {
     "synthetic": {
@@ -116,6 +117,11 @@ def test_one_auc_row_per_method_task_n_target_and_repeat(run):
     assert set(map(tuple, linear[keys].to_numpy().tolist())) == expected
     assert linear["auc"].between(0, 1).all() and linear["balanced_accuracy"].between(0, 1).all()
     assert set(linear.loc[linear["kind"] == "floor", "model"]) == {"random_tinycnn_seed0", "pca"}
+    # C is one of the grid's values, whatever shape scikit-learn gives C_ (an array before
+    # 1.10, a scalar after), and the probes fit without scikit-learn's deprecation warnings.
+    assert np.isclose(linear["C"].to_numpy()[:, None], np.array(DEFAULT_CS)).any(1).all()
+    for log in (run / "results/logs/probe").glob("*.log"):
+        assert "FutureWarning" not in log.read_text(), log
     age = pd.read_csv(run / "results/tables/age_site.csv")
     assert set(age["model"]) == set(MODELS)
     assert (age["age_mae"] > 0).all() and age["site_balanced_accuracy"].between(0, 1).all()
