@@ -100,7 +100,12 @@ def convert_cohort(
         )
     passing = np.flatnonzero(qc["qc"].to_numpy() == 1)
     if len(passing) == 0:
-        raise DataError(f"{qc_table}: no scan passed QC; see its 'reason' column")
+        reasons = qc["reason"].astype(str).value_counts().head(3)
+        shown = "; ".join(f"{count} x {reason}" for reason, count in reasons.items())
+        raise DataError(
+            f"{qc_table}: none of its {len(qc)} scans passed QC ({shown}"
+            f"{'; ...' if qc['reason'].nunique() > 3 else ''}); see its 'reason' column"
+        )
     source, target = cat12_grid(source_voxel_mm), cat12_grid(settings.voxel_mm)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Participants tables (BIDS ``participants.tsv`` or CSV) and the selection of their rows."""
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -85,6 +86,25 @@ def row_positions(table: pd.DataFrame, keys: pd.DataFrame, source: str) -> np.nd
     return np.array([position[row] for row in wanted], dtype=int)
 
 
+def not_a_number(value: object) -> str:
+    """Why a table cell is not a finite number, to follow its column's name ("is missing",
+    "is not a number: '40,5' has a decimal comma, write 40.5"); "" for a number."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "is missing"
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    if np.isfinite(number):
+        return ""
+    return f"is not a number: {_decimal_comma(value) or repr(str(value).strip())}"
+
+
+def _decimal_comma(value: object) -> str:
+    """ "'40,5' has a decimal comma, write 40.5" for such a value, else ""."""
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?\d+,\d+", text):
+        return f"{text!r} has a decimal comma, write {text.replace(',', '.')}"
+    return ""
+
+
 def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndarray:
     """The label column as float64, with every row finite; raises DataError naming rows."""
     if column not in table.columns:
@@ -97,9 +117,11 @@ def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndar
     if len(bad):
         ids = table[ID_COLUMN].iloc[bad[:5]].tolist() if ID_COLUMN in table else bad[:5].tolist()
         raw = table[column].iloc[bad[:5]].tolist()
+        comma = next((_decimal_comma(v) for v in raw if _decimal_comma(v)), "")
         raise DataError(
             f"{source}: column {column!r} has {len(bad)} missing or non-numeric values, "
             f"e.g. rows {bad[:5].tolist()} (participants {ids}, values {raw}). "
-            "Fix or drop those rows."
+            + (f"{comma}. " if comma else "")
+            + "Fix or drop those rows."
         )
     return values

@@ -26,7 +26,7 @@ import pandas as pd
 from yaware.cat12 import find_scan, read_report, report_for
 from yaware.errors import DataError
 from yaware.grid import Grid
-from yaware.participants import ID_COLUMN, read_table
+from yaware.participants import ID_COLUMN, not_a_number, read_table
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +172,9 @@ def run_qc(
         if duplicated.iloc[i]:
             reasons.append("duplicated (participant_id, session) row")
         for column in required_columns:
-            value = pd.to_numeric(pd.Series([getattr(row, column)]), errors="coerce").iloc[0]
-            if not np.isfinite(value):
-                reasons.append(f"missing or non-numeric {column}")
+            problem = not_a_number(getattr(row, column))
+            if problem:
+                reasons.append(f"{column} {problem}")
     factor = max(1, round(thresholds.corr_voxel_mm / grid.voxel_mm))
     base = Path(participants).parent
 

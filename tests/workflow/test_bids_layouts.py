@@ -107,6 +107,36 @@ def test_a_subject_with_session_folders_asks_for_a_session_column(bids_run):
     assert "session folders ['ses-1']" in reason and "add a 'session' column" in reason
 
 
+def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path):
+    """Ages as a European spreadsheet writes them: every scan is excluded with the value and
+    the fix, and the conversion says why none passed instead of only that none did."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(5)
+    ids = [f"{i:02d}" for i in range(6)]
+    for subject in ids:
+        _write_sessionless(root, subject, _brain(rng))
+    ages = [f"{40 + i},5" for i in range(5)] + [""]
+    table = pd.DataFrame({"participant_id": ids, "age": ages})
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    cohort = {"participants": str(tmp_path / "participants.tsv"), "cat12_root": str(root)}
+    config = {
+        "synthetic": {"cohorts": {}},
+        "cohorts": {"eu": {"role": "pretrain", "voxel_mm": VOXEL_MM, **cohort}},
+        "qc": {"corr_voxel_mm": VOXEL_MM},
+        "conversion": {"voxel_mm": VOXEL_MM},
+    }
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(workdir, "--cores", "1", "results/data/eu/data.npy")
+    assert done.returncode != 0
+    qc = pd.read_csv(workdir / "results/qc/eu/qc.tsv", sep="\t", dtype=str)
+    comma = "age is not a number: '{0},5' has a decimal comma, write {0}.5"
+    assert list(qc["reason"]) == [*(comma.format(40 + i) for i in range(5)), "age is missing"]
+    log = (workdir / "results/logs/convert/eu.log").read_text()
+    assert f"none of its 6 scans passed QC (1 x {comma.format(40)}; " in log
+    assert "Traceback" not in log
+    assert not (workdir / "results/data/eu/data.npy").exists()
+
+
 def test_pretraining_runs_on_the_sessionless_cohort(bids_run):
     metrics = pd.read_csv(bids_run / f"results/pretrain/{TINY_EXPERIMENT}/metrics.csv")
     assert len(metrics) == 1

@@ -180,7 +180,7 @@ EXPECTED = {
     "empty": "unreadable NIfTI",
     "voxel": "voxel size (5.0, 5.0, 5.0) mm, expected 6.0 mm",
     "dangling": "is a link to",
-    "good3": "missing or non-numeric age",
+    "good3": "age is missing",
     "../evil": "unsafe participant_id",
 }
 
