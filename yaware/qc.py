@@ -25,7 +25,7 @@ import pandas as pd
 
 from yaware.cat12 import find_scan, read_report, report_for
 from yaware.errors import DataError
-from yaware.grid import Grid
+from yaware.grid import Grid, cat12_grid
 from yaware.participants import ID_COLUMN, not_a_number, read_table
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,15 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
         raise DataError(f"unreadable NIfTI ({detail})") from err
     if data.ndim != 3:
         raise DataError(f"image is {data.ndim}-D with shape {data.shape}; expected one 3-D map")
-    if data.shape != grid.shape:
-        raise DataError(f"shape {data.shape} differs from the grid's {grid.shape}")
     zooms = image.header.get_zooms()[:3]
+    if data.shape != grid.shape:
+        hint = ""
+        if np.ptp(zooms) < 1e-3 and cat12_grid(float(zooms[0])).shape == data.shape:
+            hint = (
+                f": the map is on CAT12's {float(zooms[0]):g} mm grid; set the cohort's "
+                f"voxel_mm: {float(zooms[0]):g}"
+            )
+        raise DataError(f"shape {data.shape} differs from the grid's {grid.shape}{hint}")
     if not np.allclose(zooms, grid.voxel_mm, atol=1e-3):
         raise DataError(f"voxel size {tuple(map(float, zooms))} mm, expected {grid.voxel_mm} mm")
     if not np.allclose(image.affine, grid.affine, atol=1e-2):

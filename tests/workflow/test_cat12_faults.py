@@ -83,6 +83,8 @@ def faulty_run(tmp_path_factory):
     (root / "sub-noreport/ses-1/anat/report/cat_sub-noreport_ses-1_T1w.xml").unlink()
     _write_scan(root, "empty", _brain(rng)).write_bytes(b"")
     _write_scan(root, "voxel", _brain(rng), affine=_affine(5.0))
+    # A map on CAT12's box at 9 mm: the cohort's voxel_mm is what is wrong.
+    _write_scan(root, "coarser", _brain(rng, (21, 25, 21)), affine=_affine(9.0))
     # int16 storage with a scaling slope, as some converters write maps: read as floats.
     scaled = nib.Nifti1Image(np.round(_brain(rng) * 1000).astype(np.int16), _affine())
     scaled.header.set_slope_inter(0.001, 0.0)
@@ -129,6 +131,7 @@ def faulty_run(tmp_path_factory):
         "noreport",
         "empty",
         "voxel",
+        "coarser",
         "intscaled",
         "linked",
         "dangling",
@@ -179,6 +182,8 @@ EXPECTED = {
     "noreport": "missing CAT12 report",
     "empty": "unreadable NIfTI",
     "voxel": "voxel size (5.0, 5.0, 5.0) mm, expected 6.0 mm",
+    "coarser": "shape (21, 25, 21) differs from the grid's (31, 37, 31): the map is on "
+    "CAT12's 9 mm grid; set the cohort's voxel_mm: 9",
     "dangling": "is a link to",
     "good3": "age is missing",
     "../evil": "unsafe participant_id",
@@ -200,6 +205,8 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
     expected = [*good, "intscaled", "linked", "canonical", "swapped"]
     assert sorted(passing["participant_id"]) == sorted(expected)
     assert "unlisted" not in set(qc["participant_id"])
+    shape = qc.loc[qc["participant_id"] == "shape", "reason"].iloc[0]
+    assert "CAT12's" not in shape  # 30x37x31 is no CAT12 grid: no voxel_mm to suggest
     missing = qc.loc[qc["participant_id"] == "missing", "reason"].iloc[0]
     assert "there is no folder sub-missing under" in missing
 
