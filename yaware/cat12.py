@@ -65,7 +65,10 @@ class Found:
     problem: str = ""
 
 
-# CAT12's name for the map of input <stem>.nii: mwp1<stem>.nii, or mwp1u<stem> after brainprep.
+# CAT12 names the map of input <stem>.nii mwp1<stem>.nii (<stem> starts with u after
+# brainprep) and its report cat_<stem>.xml, whatever <stem> is.
+_CAT12_MAP = re.compile(r"^mwp1(?P<stem>.+?)\.nii(?:\.gz)?$")
+# ... and a BIDS T1w input gives <stem> = [u]sub-<id>[_<key>-<value>...]_T1w.
 _MAP_NAME = re.compile(r"^mwp1(?P<stem>u?(?:[A-Za-z0-9]+-[A-Za-z0-9]+_)+T1w)\.nii(?:\.gz)?$")
 
 
@@ -77,7 +80,7 @@ def _entity_values(stem: str) -> dict[str, str]:
 
 def report_for(image: Path) -> Path | None:
     """The report CAT12 writes beside a map: ``<anat>/report/cat_<input stem>.xml``."""
-    match = _MAP_NAME.match(image.name)
+    match = _CAT12_MAP.match(image.name)
     if match is None:
         return None
     return image.parent.parent / "report" / f"cat_{match['stem']}.xml"

@@ -44,12 +44,18 @@ def bids_run(tmp_path_factory):
         _write_sessionless(root, "runs", _brain(rng), f"_run-{run}")
     # A path column pointing at a map in another tree; its report lies beside it.
     elsewhere = _write_sessionless(base / "other", "x", _brain(rng), "_rec-norm", iqr=3.7)
+    # ... and at a map CAT12 made from a file with no BIDS name (T1.nii): cat_T1.xml.
+    plain = base / "plain" / "mri" / "mwp1T1.nii"
+    plain.parent.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(_brain(rng), _affine()), plain)
+    _report(base / "plain" / "report" / "cat_T1.xml", 2.0, 3.9)
     # Ids as BIDS writes them, and a few without the prefix; "01" repeats "sub-01".
     ids = [f"sub-{i:02d}" if i % 4 else f"{i:02d}" for i in range(N_GOOD)]
-    ids += ["sub-90", "01", "sub-acq", "sub-runs", "sub-bypath"]
+    ids += ["sub-90", "01", "sub-acq", "sub-runs", "sub-bypath", "sub-plain"]
     table = pd.DataFrame({"participant_id": ids, "age": 20.0 + 2 * np.arange(len(ids))})
     table["path"] = ""
     table.loc[table["participant_id"] == "sub-bypath", "path"] = str(elsewhere)
+    table.loc[table["participant_id"] == "sub-plain", "path"] = "plain/mri/mwp1T1.nii"  # relative
     table.to_csv(base / "participants.tsv", sep="\t", index=False)
     config = {
         "synthetic": {"cohorts": {}},
@@ -80,15 +86,15 @@ def bids_run(tmp_path_factory):
 def test_sessionless_scans_are_found_and_converted_with_their_ids(bids_run):
     qc = pd.read_csv(bids_run / "results/qc/bids/qc.tsv", sep="\t", dtype=str)
     passing = qc[qc["qc"] == "1"]
-    assert len(passing) == N_GOOD + 2
+    assert len(passing) == N_GOOD + 3
     # Each id is kept as the table wrote it, and found in the sub-<id>/anat layout.
-    plain = passing[~passing["participant_id"].isin(["sub-acq", "sub-bypath"])]
+    plain = passing[~passing["participant_id"].isin(["sub-acq", "sub-bypath", "sub-plain"])]
     for subject, path in zip(plain["participant_id"], plain["path"], strict=True):
         bare = subject.removeprefix("sub-")
         assert path.endswith(f"sub-{bare}/anat/mri/mwp1sub-{bare}_T1w.nii"), (subject, path)
     data = np.load(bids_run / "results/data/bids/data.npy")
     table = pd.read_csv(bids_run / "results/data/bids/participants.tsv", sep="\t", dtype=str)
-    assert data.shape == (N_GOOD + 2, 1, *SHAPE)
+    assert data.shape == (N_GOOD + 3, 1, *SHAPE)
     assert list(table["participant_id"]) == list(passing["participant_id"])
     first = nib.load(passing["path"].iloc[0]).get_fdata()
     np.testing.assert_allclose(data[0, 0], first, rtol=1e-5, atol=1e-6)
@@ -142,7 +148,7 @@ def test_pretraining_runs_on_the_sessionless_cohort(bids_run):
     assert len(metrics) == 1
     assert np.isfinite(metrics[["train_loss", "val_loss"]].to_numpy()).all()
     split = pd.read_csv(bids_run / "results/splits/bids/split.tsv", sep="\t", dtype=str)
-    assert set(split["split"]) >= {"train", "val"} and len(split) == N_GOOD + 2
+    assert set(split["split"]) >= {"train", "val"} and len(split) == N_GOOD + 3
 
 
 def test_a_map_with_more_entities_is_used_with_its_own_report(bids_run):
@@ -156,6 +162,7 @@ def test_a_map_with_more_entities_is_used_with_its_own_report(bids_run):
     assert qc.loc["sub-bypath", "qc"] == "1"
     assert qc.loc["sub-bypath", "path"].endswith("mwp1sub-x_rec-norm_T1w.nii")
     assert float(qc.loc["sub-bypath", "IQR"]) == 3.7
+    assert qc.loc["sub-plain", "qc"] == "1" and float(qc.loc["sub-plain", "IQR"]) == 3.9
 
 
 def test_two_runs_without_a_run_column_are_not_guessed(bids_run):
