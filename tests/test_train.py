@@ -19,6 +19,7 @@ from yaware.features import extract_features, load_encoder
 from yaware.models import build_model, densenet121
 from yaware.models import densenet as densenet_module
 from yaware.models.tinycnn import TinyCNN3D
+from yaware.toy import write_toy_cohort
 from yaware.train.pretrain import _Network, _Objective, pretrain
 
 
@@ -76,6 +77,30 @@ def test_cli_pretrain_then_extract(toy_cohort, tmp_path):
         features, extract_features(model, toy_cohort / "val.npy"), rtol=1e-5, atol=1e-6
     )
     assert not np.allclose(features[0], features[1])
+    assert "was trained on" not in done.stderr  # the grid it was trained on
+
+
+def test_an_encoder_used_on_another_grid_is_warned_about(toy_cohort, tmp_path):
+    """An encoder pretrained on 16x20x16 scans, then given 20x24x20 ones (another
+    conversion.voxel_mm): it runs, and extract and finetune say so."""
+    keys = pretrain_keys(toy_cohort, tmp_path / "run", epochs=1)
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "pre.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    finer = tmp_path / "finer"
+    write_toy_cohort(finer, n=15, shape=(20, 24, 20), seed=1)
+    checkpoint = tmp_path / "run" / "last.pt"
+    options = ("--checkpoint", str(checkpoint), "--out", str(tmp_path / "f.npy"))
+    done = run_cli("extract", *options, "--data", str(finer / "train.npy"))
+    assert done.returncode == 0, done.stderr
+    warning = (
+        f"{finer / 'train.npy'} holds scans of 20x24x20 voxels, but the encoder of "
+        f"{checkpoint} was trained on 16x20x16"
+    )
+    assert warning in done.stderr and "conversion.voxel_mm" in done.stderr
+    keys = finetune_keys(finer, tmp_path / "ft", pretrained=str(checkpoint), epochs=1)
+    done = run_cli("finetune", "--config", str(write_config(tmp_path / "ft.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    assert warning in done.stderr
 
 
 def test_extract_defaults_to_densenet_for_the_released_layout(tmp_path):

@@ -193,6 +193,33 @@ def encoder_name_of(checkpoint: Any, default: str = "densenet121") -> str:
     return default
 
 
+def trained_shape_of(checkpoint: Any) -> tuple[int, int, int] | None:
+    """The scan shape (X, Y, Z) a checkpoint's encoder was trained on, if it records one
+    (ours do; the released checkpoint does not)."""
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    recorded = meta.get("input_shape") if isinstance(meta, dict) else None
+    if not isinstance(recorded, list | tuple) or len(recorded) < 3:
+        return None
+    return tuple(int(s) for s in recorded[-3:])  # type: ignore[return-value]
+
+
+def warn_if_trained_on_another_grid(
+    trained: tuple[int, ...] | None, shape: tuple[int, ...], checkpoint_path: str, data_path: str
+) -> None:
+    """Log a warning when scans of ``shape`` (X, Y, Z) are not what the encoder was trained
+    on (``trained``; None: unknown): its representations are only meaningful on that grid."""
+    if trained is not None and tuple(trained) != tuple(shape):
+        log.warning(
+            "%s holds scans of %s voxels, but the encoder of %s was trained on %s: its "
+            "representations are only meaningful on the grid it was trained on; convert the "
+            "scans at the same voxel size (conversion.voxel_mm)",
+            data_path,
+            "x".join(map(str, shape)),
+            checkpoint_path,
+            "x".join(map(str, trained)),
+        )
+
+
 @dataclass
 class LoadReport:
     """What :func:`load_encoder_weights` did."""

@@ -8,7 +8,14 @@ from torch import nn
 
 from yaware.arrays import NpyArray
 from yaware.augment.transforms import ZScore
-from yaware.checkpoint import encoder_name_of, load_encoder_weights, read_checkpoint, state_dict_of
+from yaware.checkpoint import (
+    encoder_name_of,
+    load_encoder_weights,
+    read_checkpoint,
+    state_dict_of,
+    trained_shape_of,
+    warn_if_trained_on_another_grid,
+)
 from yaware.grid import check_fits_encoder
 from yaware.models import build_model
 
@@ -21,6 +28,7 @@ def load_encoder(
     checkpoint = read_checkpoint(checkpoint_path, trust=trust)
     name = encoder or encoder_name_of(checkpoint)
     model = build_model(name, "encoder")
+    model.trained_on = (str(checkpoint_path), trained_shape_of(checkpoint))
     load_encoder_weights(
         model, state_dict_of(checkpoint, str(checkpoint_path)), source=str(checkpoint_path)
     )
@@ -33,7 +41,11 @@ def extract_features(
 ) -> np.ndarray:
     """Representations (N, F) of the z-scored scans, in the array's row order."""
     array = NpyArray(array_path)
-    check_fits_encoder(getattr(model, "encoder_name", ""), array.row_shape[-3:], str(array_path))
+    shape = array.row_shape[-3:]
+    check_fits_encoder(getattr(model, "encoder_name", ""), shape, str(array_path))
+    if hasattr(model, "trained_on"):  # set by load_encoder
+        checkpoint_path, trained = model.trained_on
+        warn_if_trained_on_another_grid(trained, shape, checkpoint_path, str(array_path))
     model = model.to(device).eval()
     zscore = ZScore()
     out = np.empty((len(array), model.num_features), dtype=np.float32)

@@ -28,6 +28,8 @@ from yaware.checkpoint import (
     read_checkpoint,
     save_checkpoint,
     state_dict_of,
+    trained_shape_of,
+    warn_if_trained_on_another_grid,
 )
 from yaware.config import FinetuneConfig, to_dict
 from yaware.data import ScanDataset
@@ -90,7 +92,9 @@ def _class_weights(cfg: FinetuneConfig, dataset: ScanDataset) -> torch.Tensor | 
     return torch.tensor(counts.sum() / (2.0 * counts), dtype=torch.float32)
 
 
-def _initial_weights(cfg: FinetuneConfig, model: nn.Module) -> dict[str, Any]:
+def _initial_weights(
+    cfg: FinetuneConfig, model: nn.Module, shape: tuple[int, ...]
+) -> dict[str, Any]:
     if not cfg.pretrained:
         return {"pretrained": None}
     checkpoint = read_checkpoint(cfg.pretrained, trust=cfg.trust_checkpoint)
@@ -102,6 +106,9 @@ def _initial_weights(cfg: FinetuneConfig, model: nn.Module) -> dict[str, Any]:
         )
     report = load_encoder_weights(
         model, state_dict_of(checkpoint, cfg.pretrained), source=cfg.pretrained
+    )
+    warn_if_trained_on_another_grid(
+        trained_shape_of(checkpoint), shape, cfg.pretrained, cfg.train_data
     )
     return {"pretrained": cfg.pretrained, "loaded": len(report.loaded), "missing": report.missing}
 
@@ -148,7 +155,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         keep_freed_memory()
     seed_everything(cfg.seed)
     model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)
-    origin = _initial_weights(cfg, model)
+    origin = _initial_weights(cfg, model, sets["train"].shape[-3:])
     layout = memory_format(model, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
