@@ -2,10 +2,17 @@
 
 import pandas as pd
 
+from yaware.balance import split_balance
 from yaware.io import save_json, save_table
 from yaware.labels import binary_labels
 from yaware.participants import read_table
-from yaware.splits import SplitSettings, evaluation_split, pretrain_split, split_arguments
+from yaware.splits import (
+    SplitSettings,
+    evaluation_split,
+    first_sessions,
+    pretrain_split,
+    split_arguments,
+)
 from yaware.workflow import run_logged
 
 
@@ -24,6 +31,9 @@ def main(participants: str, outputs: dict, name: str, cohort: dict, settings: di
             table, task["label"], task["positive"], task["negative"], participants
         )
         split, draws = evaluation_split(table[in_task], labels[in_task], split_settings, name)
+    subjects = first_sessions(split.merge(table, on=["participant_id", "session"]))
+    label = cohort["task"]["label"] if cohort["role"] == "evaluate" else None
+    balance = split_balance(subjects, subjects["split"], label=label, cohort=name)
     save_table(outputs["split"], split)
     save_table(outputs["draws"], draws)
     save_json(
@@ -34,6 +44,7 @@ def main(participants: str, outputs: dict, name: str, cohort: dict, settings: di
             role=cohort["role"],
             task=cohort.get("task"),
             source=participants,
+            balance=balance,
         ),
     )
 

@@ -136,6 +136,31 @@ def test_splits_never_share_a_subject(tiny_run):
     ]
 
 
+@pytest.mark.parametrize(("cohort", "label"), [("bhb", None), ("adni", "diagnosis")])
+def test_split_arguments_record_how_the_sides_compare(tiny_run, cohort, label):
+    """split_args.json holds each side's subjects, age and counts, as split.tsv and the
+    table give them, and a p-value per column of each side against train."""
+    balance = json.loads((tiny_run / f"results/splits/{cohort}/split_args.json").read_text())[
+        "balance"
+    ]
+    split = read(tiny_run / f"results/splits/{cohort}/split.tsv")
+    table = read(tiny_run / f"results/data/{cohort}/participants.tsv")
+    subjects = split.merge(table, on=["participant_id", "session"])
+    subjects = subjects.sort_values(["participant_id", "session"]).drop_duplicates("participant_id")
+    other = "val" if cohort == "bhb" else "test"
+    assert set(balance["sides"]) == {"train", other}
+    for name, side in subjects.groupby("split"):
+        summary = balance["sides"][name]
+        assert summary["n_subjects"] == len(side)
+        assert summary["age_mean"] == pytest.approx(side["age"].mean())
+        assert summary["sex_counts"] == side["sex"].value_counts().to_dict()
+        if label:
+            assert summary[f"{label}_counts"] == side[label].value_counts().to_dict()
+    tests = balance["against_train"][other]
+    assert set(tests) == {"age_p", "sex_p", "site_p"} | ({f"{label}_p"} if label else set())
+    assert all(0 <= p <= 1 for p in tests.values())
+
+
 def test_qc_figure_is_a_png(tiny_run):
     figure = (tiny_run / "results/qc/bhb/qc.png").read_bytes()
     assert figure.startswith(b"\x89PNG") and len(figure) > 5000
