@@ -139,13 +139,15 @@ def evaluation_split(
 def _draw(pool: pd.DataFrame, n_target: int, seed: int) -> pd.DataFrame:
     """N_target subjects of the pool, stratified by the task label.
 
-    scikit-learn's stratified split when it applies; otherwise (a class with one member,
-    fewer leftovers than classes) a proportional draw per class that keeps each class.
+    scikit-learn's stratified split when it gives every class a member; otherwise (a class
+    too rare for its share of N_target to reach one subject, a class with one member, fewer
+    leftovers than classes) a proportional draw per class that keeps each class.
     """
     if n_target == len(pool):
         return pool
     counts = pool["_label"].value_counts()
-    if len(counts) == 2 and counts.min() >= 2 and len(pool) - n_target >= 2:
+    rare_share = counts.min() * n_target / len(pool)
+    if len(counts) == 2 and counts.min() >= 2 and len(pool) - n_target >= 2 and rare_share >= 1:
         chosen, _ = train_test_split(
             pool, train_size=n_target, stratify=pool["_label"], random_state=seed
         )

@@ -1,5 +1,6 @@
 """Evaluation settings a cohort cannot satisfy, caught by the split stage through Snakemake."""
 
+import pandas as pd
 import pytest
 
 from tests.workflow.helpers import make_workdir, snakemake
@@ -75,3 +76,20 @@ def test_a_grid_too_small_for_an_encoder_stops_the_workflow_before_any_job(tmp_p
     config["conversion"]["voxel_mm"] = 6.0
     (tmp_path / "old.pth").touch()  # a dry run needs the external checkpoint to exist
     assert snakemake(make_workdir(tmp_path, config), "-n").returncode == 0
+
+
+def test_every_draw_keeps_a_rare_class(tmp_path):
+    """About 8 % patients: a draw of 6 expects half a patient. scikit-learn's stratified
+    draw could then take controls only, and the split job stopped; each draw now holds
+    both classes, as many patients as the pool's share gives (at least one)."""
+    config = _config({"n_subjects": 80, "patient_fraction": 0.08}, {"n_target": [6], "repeats": 8})
+    workdir = make_workdir(tmp_path, config)
+    done = snakemake(workdir, "--cores", "2", "results/splits/adni/draws.tsv")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(workdir / "results/data/adni/participants.tsv", sep="\t", dtype=str)
+    diagnosis = dict(zip(table["participant_id"], table["diagnosis"], strict=False))
+    draws = pd.read_csv(workdir / "results/splits/adni/draws.tsv", sep="\t", dtype=str)
+    assert draws.groupby("repeat").ngroups == 8
+    for _, draw in draws.groupby("repeat"):
+        classes = [diagnosis[s] for s in draw["participant_id"]]
+        assert len(classes) == 6 and set(classes) == {"alzheimer", "control"}, classes
