@@ -62,6 +62,10 @@ class _Scan:
     coarse: np.ndarray | None = None
 
 
+# BIDS participants.tsv gives age in years; beyond this it is a typo or another unit.
+MAX_AGE_YEARS = 120
+
+
 def unsafe_id(value: str) -> bool:
     """Ids become file names: refuse separators, '..', and empty or hidden names."""
     return (
@@ -178,9 +182,15 @@ def run_qc(
         if duplicated.iloc[i]:
             reasons.append("duplicated (participant_id, session) row")
         for column in required_columns:
-            problem = not_a_number(getattr(row, column))
+            value = getattr(row, column)
+            problem = not_a_number(value)
             if problem:
                 reasons.append(f"{column} {problem}")
+            elif column == "age" and not 0 < float(value) <= MAX_AGE_YEARS:
+                reasons.append(
+                    f"age {float(value):g} is not a plausible age in years (0 to {MAX_AGE_YEARS}):"
+                    " a typo, or another unit?"
+                )
     factor = max(1, round(thresholds.corr_voxel_mm / grid.voxel_mm))
     base = Path(participants).parent
 

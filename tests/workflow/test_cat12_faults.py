@@ -85,6 +85,7 @@ def faulty_run(tmp_path_factory):
     _write_scan(root, "voxel", _brain(rng), affine=_affine(5.0))
     # A map on CAT12's box at 9 mm: the cohort's voxel_mm is what is wrong.
     _write_scan(root, "coarser", _brain(rng, (21, 25, 21)), affine=_affine(9.0))
+    _write_scan(root, "agetypo", _brain(rng))  # a good map; its age is 450 in the table
     # int16 storage with a scaling slope, as some converters write maps: read as floats.
     scaled = nib.Nifti1Image(np.round(_brain(rng) * 1000).astype(np.int16), _affine())
     scaled.header.set_slope_inter(0.001, 0.0)
@@ -132,6 +133,7 @@ def faulty_run(tmp_path_factory):
         "empty",
         "voxel",
         "coarser",
+        "agetypo",
         "intscaled",
         "linked",
         "dangling",
@@ -146,6 +148,7 @@ def faulty_run(tmp_path_factory):
         {"participant_id": names, "session": "1", "age": 40 + np.arange(len(names)), "sex": "F"}
     )
     table.loc[table["participant_id"] == "good3", "age"] = np.nan
+    table.loc[table["participant_id"] == "agetypo", "age"] = 450
     table.to_csv(base / "participants.tsv", sep="\t", index=False)
     config = {
         "synthetic": {"cohorts": {}},
@@ -186,6 +189,7 @@ EXPECTED = {
     "CAT12's 9 mm grid; set the cohort's voxel_mm: 9",
     "dangling": "is a link to",
     "good3": "age is missing",
+    "agetypo": "age 450 is not a plausible age in years (0 to 120): a typo, or another unit?",
     "../evil": "unsafe participant_id",
 }
 
