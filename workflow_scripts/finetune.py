@@ -48,6 +48,10 @@ def main(
         "seed": seed,
         **{k: settings[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "augmentation")},
     }
+    external = split.loc[split["split"] == "external", ["participant_id", "session"]]
+    if len(external):  # splits.external_sites
+        save_table(out / "external_rows.tsv", external)
+        keys["external_split"] = str(out / "external_rows.tsv")
     if inputs.get("checkpoint"):
         keys |= {"pretrained": inputs["checkpoint"], "trust_checkpoint": trust}
         if encoder is None:  # the one the checkpoint records

@@ -7,6 +7,8 @@ from yaware.io import save_json, save_table
 from yaware.workflow import run_logged
 
 COLUMNS = ["cohort", "task", "n_target", "repeat", "n_test", "auc", "balanced_accuracy", "C"]
+# With splits.external_sites: the same probes scored on the sites held out whole.
+EXTERNAL = ["n_external", "external_auc", "external_balanced_accuracy"]
 
 
 def main(
@@ -31,9 +33,8 @@ def main(
             probe,
         )
         frames.append(frame.assign(cohort=cohort, task=tasks[cohort]["name"]))
-    table = (
-        pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
-    )
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    table = table[COLUMNS + [c for c in EXTERNAL if c in table]]
     save_table(outputs["linear"], table)
     pooled = [cohorts.index(c) for c in pretraining]
     files = [[inputs[kind][i] for i in pooled] for kind in ("features", "participants", "splits")]

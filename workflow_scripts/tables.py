@@ -48,6 +48,9 @@ def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
         "auc",
         "balanced_accuracy",
     ]
+    external = ["n_external", "external_auc", "external_balanced_accuracy"]
+    if any("external_auc" in row for row in rows):  # splits.external_sites
+        columns += external
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -67,7 +70,17 @@ def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, co
     tuned = with_paper(tuned).assign(
         paper_auc=lambda t: t["paper_auc"].where(t["method"] == "scratch")
     )
-    summary = pd.concat([probe, tuned], ignore_index=True)
+    held_out = [  # splits.external_sites: the same models on whole sites held out
+        summarise(frame, keys, "external_auc")
+        .rename(columns=lambda c: c.replace("external_", ""))
+        .assign(evaluation=f"{evaluation}, external sites", paper_auc=None)
+        for frame, evaluation in (
+            (linear, "linear probe"),
+            (finetune.rename(columns={"init_kind": "kind"}), "fine-tuning"),
+        )
+        if "external_auc" in frame
+    ]
+    summary = pd.concat([probe, tuned, *held_out], ignore_index=True)
     summary = summary[["evaluation", *keys, "auc_mean", "auc_sd", "n", "paper_auc"]]
     save_table(outputs["summary"], summary)
     columns = ("age_mae", "age_mae_constant", "site_balanced_accuracy", "site_chance")

@@ -81,6 +81,8 @@ class FinetuneConfig(TrainingOptions):
 
     ``label`` is the diagnosis column; rows whose value is in ``positive`` are class 1, in
     ``negative`` class 0, other rows are left out. Numeric 0/1 labels need neither.
+    ``external_split`` names rows of the test array (else the training one) from sites held
+    out whole; the kept model is scored on them too (``external_*`` in test_metrics.json).
     """
 
     train_data: str = ""
@@ -92,6 +94,7 @@ class FinetuneConfig(TrainingOptions):
     train_split: str | None = None
     val_split: str | None = None
     test_split: str | None = None
+    external_split: str | None = None
     label: str = "diagnosis"
     positive: list[str | float] = field(default_factory=list)
     negative: list[str | float] = field(default_factory=list)
@@ -198,7 +201,7 @@ def _check_values(config: TrainingOptions, source: str) -> None:
             raise ConfigError(f"{source}: give both positive and negative label values, or neither")
     for key in ("train_data", "train_table", "val_data", "val_table", "train_split", "val_split"):
         _check_file(config, key, source)
-    for key in ("test_data", "test_table", "test_split", "pretrained"):
+    for key in ("test_data", "test_table", "test_split", "external_split", "pretrained"):
         _check_file(config, key, source)
 
 

@@ -34,6 +34,8 @@ def probe_task(
     )
     split_table = read_table(split)
     test = row_positions(table, split_table[split_table["split"] == "test"], str(split))
+    held_out = split_table[split_table["split"] == "external"]
+    external = row_positions(table, held_out, str(split)) if len(held_out) else None
     rows = []
     for (n_target, repeat), draw in read_table(draws).groupby(["n_target", "repeat"]):
         train = row_positions(table, draw, str(draws))
@@ -45,10 +47,10 @@ def probe_task(
             probe["Cs"],
             probe["inner_folds"],
             probe["seed"] + int(repeat),
+            external=None if external is None else (x[external], labels[external]),
         )
-        rows.append(
-            {"n_target": int(n_target), "repeat": int(repeat), "n_test": len(test), **scores}
-        )
+        sizes = {"n_test": len(test)} | ({} if external is None else {"n_external": len(external)})
+        rows.append({"n_target": int(n_target), "repeat": int(repeat), **sizes, **scores})
     return pd.DataFrame(rows)
 
 

@@ -44,8 +44,11 @@ def linear_probe(
     cs: Sequence[float] = DEFAULT_CS,
     inner_folds: int = 3,
     seed: int = 0,
+    external: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """AUC and balanced accuracy on the test set; C picked on the training draw alone."""
+    """AUC and balanced accuracy on the test set; C picked on the training draw alone.
+    ``external``: (x, y) of whole sites held out, scored by the same probe as
+    ``external_auc`` and ``external_balanced_accuracy``."""
     folds = max(2, min(inner_folds, int(np.bincount(train_y.astype(int)).min())))
     probe = make_pipeline(
         StandardScaler(),
@@ -57,11 +60,22 @@ def linear_probe(
         ),
     )
     probe.fit(train_x, train_y)
-    probability = probe.predict_proba(test_x)[:, 1]
-    return {
-        "auc": float(roc_auc_score(test_y, probability)),
-        "balanced_accuracy": float(balanced_accuracy_score(test_y, probability >= 0.5)),
+    result = {
+        **scores(test_y, probe.predict_proba(test_x)[:, 1]),
         "C": float(np.ravel(probe[-1].C_)[0]),  # an array before scikit-learn 1.10
+    }
+    if external is not None:
+        held_out = scores(external[1], probe.predict_proba(external[0])[:, 1])
+        result |= {f"external_{name}": value for name, value in held_out.items()}
+    return result
+
+
+def scores(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """ROC AUC (NaN with one class) and balanced accuracy at 0.5 of predicted probabilities."""
+    auc = roc_auc_score(labels, probability) if len(set(labels.tolist())) == 2 else float("nan")
+    return {
+        "auc": float(auc),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, probability >= 0.5)),
     }
 
 

@@ -107,6 +107,13 @@ def evaluation_split(
                 f"splits.external_sites: {sorted(unknown)} not among {cohort}'s sites"
             )
         split[base["site"].astype(str).isin(settings.external_sites)] = "external"
+        held = base.loc[split == "external", "_label"]
+        if held.nunique() < 2:
+            raise ConfigError(
+                f"splits.external_sites: the sites {sorted(settings.external_sites)} of "
+                f"{cohort} hold only class {sorted(held.unique().tolist())} of the task; an "
+                "external AUC needs both: add a site with the other class"
+            )
     inside = base[split == "train"]
     codes = _candidates(
         inside.assign(dx=inside["_label"]), ["dx", "site", "sex"], settings.age_bins

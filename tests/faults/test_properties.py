@@ -2,11 +2,13 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yaware.augment import POLICIES, build_policy
+from yaware.errors import ConfigError
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.splits import SplitSettings, evaluation_split, pretrain_split
 
@@ -135,3 +137,23 @@ def test_draws_from_a_small_unbalanced_pool_keep_both_classes():
     labels = dict(zip(table["participant_id"], table["dx"], strict=True))
     for (n_target, _), draw in draws.groupby(["n_target", "repeat"]):
         assert len(draw) == n_target and {labels[s] for s in draw["participant_id"]} == {0, 1}
+
+
+def test_held_out_sites_with_one_class_are_refused():
+    """An external AUC needs both classes among the sites held out whole."""
+    table = pd.DataFrame(
+        {
+            "participant_id": [f"s{i}" for i in range(40)],
+            "session": "1",
+            "site": ["a"] * 30 + ["b"] * 10,
+            "sex": "F",
+            "age": 50.0,
+        }
+    )
+    dx = np.r_[np.arange(30) % 2, np.zeros(10, int)]  # site b: controls only
+    settings = SplitSettings(n_target=[4], repeats=1, external_sites=["b"])
+    with pytest.raises(ConfigError, match=r"sites \['b'\] of c hold only class \[0\]"):
+        evaluation_split(table, dx, settings, "c")
+    dx[-1] = 1
+    split, _ = evaluation_split(table, dx, settings, "c")
+    assert (split["split"] == "external").sum() == 10

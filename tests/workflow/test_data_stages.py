@@ -285,3 +285,49 @@ def test_whole_sites_can_be_held_out(tiny_run, tmp_path):
     )
     draws = read(workdir / "results/splits/adni/draws.tsv")
     assert set(draws["participant_id"]).isdisjoint(external)
+
+
+def test_held_out_sites_are_scored_by_probes_and_fine_tuning(tiny_run, tmp_path):
+    """splits.external_sites: the probes and the fine-tuned models that the internal test
+    set scores are scored on the whole held-out sites too, and the summary says so."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    settings = {
+        "splits": {"external_sites": {"adni": ["adni-site2"]}},
+        "pretraining": {
+            "methods": {"simclr": {}},
+            "seeds": [0],
+            "encoder": "tinycnn",
+            "epochs": 1,
+            "batch_size": 8,
+        },
+        "fine_tuning": {"n_target": [6], "repeats": 1, "seeds": [0], "epochs": 1},
+    }
+    (tmp_path / "sites.yaml").write_text(yaml.safe_dump(settings))
+    target, options = "results/tables/summary.csv", ("--configfile", str(tmp_path / "sites.yaml"))
+    done = snakemake(workdir, "--cores", "2", target, *options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    split = read(workdir / "results/splits/adni/split.tsv")
+    n_external = int((split["split"] == "external").sum())
+    linear = pd.read_csv(workdir / "results/tables/linear_probe.csv")
+    assert (linear["n_external"] == n_external).all() and n_external > 0
+    assert linear["external_auc"].between(0, 1).all()
+    assert not np.allclose(linear["external_auc"], linear["auc"])  # another set of subjects
+    finetune = pd.read_csv(workdir / "results/tables/finetune.csv")
+    assert (finetune["n_external"] == n_external).all()
+    assert finetune["external_auc"].between(0, 1).all()
+    run = workdir / "results/finetune/scratch/adni/n6_r0"
+    predictions = pd.read_csv(run / "external_predictions.csv", dtype={"participant_id": str})
+    external = split.loc[split["split"] == "external", "participant_id"]
+    assert set(predictions["participant_id"]) == set(external)
+    summary = pd.read_csv(workdir / "results/tables/summary.csv")
+    held_out = summary[summary["evaluation"].str.endswith("external sites")]
+    assert set(held_out["evaluation"]) == {
+        "linear probe, external sites",
+        "fine-tuning, external sites",
+    }
+    probe_rows = held_out[held_out["evaluation"] == "linear probe, external sites"]
+    mean = linear.groupby(["label", "n_target"])["external_auc"].mean()
+    assert len(probe_rows) == len(mean)
+    for row in probe_rows.itertuples():
+        assert row.auc_mean == pytest.approx(mean[(row.label, row.n_target)])

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
@@ -38,6 +37,7 @@ from yaware.grid import check_fits_encoder
 from yaware.io import save_json, save_table, write_atomic
 from yaware.labels import binary_labels
 from yaware.participants import ID_COLUMN, read_table
+from yaware.probes import scores
 from yaware.train.common import (
     autocast,
     autocast_dtype,
@@ -79,6 +79,9 @@ def _split_datasets(cfg: FinetuneConfig) -> dict[str, ScanDataset]:
         table = getattr(cfg, f"{name}_table") or cfg.train_table
         if array:
             sets[name] = _task_dataset(cfg, array, table, getattr(cfg, f"{name}_split"))
+    if cfg.external_split:
+        array, table = cfg.test_data or cfg.train_data, cfg.test_table or cfg.train_table
+        sets["external"] = _task_dataset(cfg, array, table, cfg.external_split)
     classes = set(sets["train"].labels[sets["train"].indices].tolist())
     if classes != {0, 1}:
         raise DataError(f"{cfg.train_table}: the training rows hold only class {classes}")
@@ -131,14 +134,6 @@ def predict(
             logits = model(policy(to_device(x, device)).contiguous(memory_format=layout))
         probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
     return torch.cat(probs).numpy()
-
-
-def scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    auc = roc_auc_score(labels, probs) if len(set(labels.tolist())) == 2 else float("nan")
-    return {
-        "auc": float(auc),
-        "balanced_accuracy": float(balanced_accuracy_score(labels, probs >= 0.5)),
-    }
 
 
 def finetune(cfg: FinetuneConfig) -> Path:
@@ -224,27 +219,35 @@ def finetune(cfg: FinetuneConfig) -> Path:
             save_checkpoint(out / "best.pt", payload)
         write_history(out / "metrics.csv", history)
     if "test" in sets:
-        _write_test_predictions(out, sets["test"], cfg, device, layout)
+        _write_test_predictions(out, sets["test"], sets.get("external"), cfg, device, layout)
     return out / "best.pt"
 
 
 def _write_test_predictions(
     out: Path,
     test: ScanDataset,
+    external: ScanDataset | None,
     cfg: FinetuneConfig,
     device: torch.device,
     layout: torch.memory_format,
 ) -> None:
+    """predictions.csv and test_metrics.json of the kept model (and the external sites')."""
     model = build_encoder(cfg.encoder, "classifier").to(device, memory_format=layout)
     model.load_state_dict(read_checkpoint(out / "best.pt")["model"])
-    probs = predict(model, test, cfg, device, layout)
-    labels = test.labels[test.indices]
-    rows = test.table.iloc[test.indices]
-    keep = [c for c in (ID_COLUMN, "session") if c in rows.columns]
-    table = (
-        rows[keep]
-        .reset_index(drop=True)
-        .assign(label=labels, prob_positive=probs, prediction=(probs >= 0.5).astype(int))
-    )
-    save_table(out / "predictions.csv", pd.DataFrame(table))
-    save_json(out / "test_metrics.json", {"n": len(labels), **scores(labels, probs)})
+    metrics: dict[str, Any] = {}
+    for name, dataset in (("", test), ("external_", external)):
+        if dataset is None:
+            continue
+        probs = predict(model, dataset, cfg, device, layout)
+        labels = dataset.labels[dataset.indices]
+        rows = dataset.table.iloc[dataset.indices]
+        keep = [c for c in (ID_COLUMN, "session") if c in rows.columns]
+        table = (
+            rows[keep]
+            .reset_index(drop=True)
+            .assign(label=labels, prob_positive=probs, prediction=(probs >= 0.5).astype(int))
+        )
+        save_table(out / f"{name}predictions.csv", pd.DataFrame(table))
+        metrics |= {f"{name}{key}": value for key, value in scores(labels, probs).items()}
+        metrics["n_external" if name else "n"] = len(labels)
+    save_json(out / "test_metrics.json", {"n": metrics.pop("n"), **metrics})
