@@ -120,7 +120,7 @@ def check_grid_fits_encoders(config):
             encoders[f"external_models.{name}.encoder"] = spec["encoder"]
     for key, encoder in encoders.items():
         source = f"conversion.voxel_mm {voxel_mm} (for {key})"
-        check_fits_encoder(encoder, cat12_grid(voxel_mm).shape, source)
+        check_fits_encoder(encoder, (1, *cat12_grid(voxel_mm).shape), source)
 
 
 check_grid_fits_encoders(config)

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -400,6 +401,30 @@ def test_scans_too_small_for_the_encoder_are_refused_before_any_output(
     assert "at least 29 voxels along each axis" in done.stderr
     assert "resnet18 or tinycnn" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "extract"])
+def test_arrays_of_several_channels_are_refused_before_any_output(toy_cohort, tmp_path, command):
+    """Grey and white matter stacked as two channels: the encoders take one. Before, torch
+    raised from the first convolution."""
+    for side in ("train", "val"):
+        one = np.load(toy_cohort / f"{side}.npy")
+        np.save(tmp_path / f"{side}.npy", np.concatenate([one, one], axis=1))
+        shutil.copy(toy_cohort / f"{side}.tsv", tmp_path / f"{side}.tsv")
+    if command == "extract":
+        array = tmp_path / "val.npy"
+        save_checkpoint(tmp_path / "c.pt", {"model": build_model("tinycnn").state_dict()})
+        options = ("--checkpoint", str(tmp_path / "c.pt"), "--encoder", "tinycnn")
+        done = run_cli(command, *options, "--data", str(array), "--out", str(tmp_path / "run"))
+    else:
+        make_keys = pretrain_keys if command == "pretrain" else finetune_keys
+        keys = make_keys(tmp_path, tmp_path / "run")
+        done = run_cli(command, "--config", str(write_config(tmp_path / "c.yaml", **keys)))
+        array = tmp_path / "train.npy"
+    assert done.returncode == 2, done.stderr
+    assert f"{array}: scans of 2 channels; the encoders take one" in done.stderr
+    assert "np.load(path)[:, :1]" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -41,8 +41,8 @@ def extract_features(
 ) -> np.ndarray:
     """Representations (N, F) of the z-scored scans, in the array's row order."""
     array = NpyArray(array_path)
+    check_fits_encoder(getattr(model, "encoder_name", ""), array.row_shape, str(array_path))
     shape = array.row_shape[-3:]
-    check_fits_encoder(getattr(model, "encoder_name", ""), shape, str(array_path))
     if hasattr(model, "trained_on"):  # set by load_encoder
         checkpoint_path, trained = model.trained_on
         warn_if_trained_on_another_grid(trained, shape, checkpoint_path, str(array_path))

@@ -51,9 +51,16 @@ def cat12_grid(voxel_mm: float = 1.5) -> Grid:
 SMALLEST_SIDE = {"densenet121": 29, "resnet18": 1, "tinycnn": 1}
 
 
-def check_fits_encoder(encoder: str, shape: tuple[int, ...], source: str) -> None:
-    """Raise DataError naming ``source`` when scans of ``shape`` (X, Y, Z) are smaller than
-    ``encoder`` takes (its pooling would run out of voxels: a traceback deep inside torch)."""
+def check_fits_encoder(encoder: str, row_shape: tuple[int, ...], source: str) -> None:
+    """Raise DataError naming ``source`` when scans of ``row_shape`` (C, X, Y, Z) are not
+    what ``encoder`` takes: one channel (a grey-matter map), and no side smaller than its
+    pooling needs. Either would end in a traceback deep inside torch."""
+    channels, shape = row_shape[0], tuple(row_shape[1:])
+    if channels != 1:
+        raise DataError(
+            f"{source}: scans of {channels} channels; the encoders take one (the grey-matter "
+            "map): keep that channel, e.g. np.save(path, np.load(path)[:, :1])"
+        )
     smallest = SMALLEST_SIDE.get(encoder, 1)
     if min(shape) >= smallest:
         return

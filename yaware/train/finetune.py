@@ -143,7 +143,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
     # Unusable inputs stop the run before it writes anything.
     sets = _split_datasets(cfg)
-    check_fits_encoder(cfg.encoder, sets["train"].shape[-3:], cfg.train_data)
+    check_fits_encoder(cfg.encoder, sets["train"].shape, cfg.train_data)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     if device.type == "cpu":

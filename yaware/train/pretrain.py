@@ -257,7 +257,7 @@ def pretrain(
     amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
     # Unusable inputs stop the run before it writes anything.
     train_set, val_set, shape = _datasets(cfg)
-    check_fits_encoder(cfg.encoder, shape[-3:], as_list(cfg.train_data)[0])
+    check_fits_encoder(cfg.encoder, shape, as_list(cfg.train_data)[0])
     if len(train_set) < 2:
         raise DataError(f"{cfg.train_table}: at least 2 training scans are needed")
     if main:
