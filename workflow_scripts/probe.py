@@ -4,11 +4,10 @@ import pandas as pd
 
 from yaware.evaluate import probe_age_and_site, probe_task
 from yaware.io import save_json, save_table
+from yaware.tables import EXTERNAL_COLUMNS
 from yaware.workflow import run_logged
 
 COLUMNS = ["cohort", "task", "n_target", "repeat", "n_test", "auc", "balanced_accuracy", "C"]
-# With splits.external_sites: the same probes scored on the sites held out whole.
-EXTERNAL = ["n_external", "external_auc", "external_balanced_accuracy"]
 
 
 def main(
@@ -34,7 +33,7 @@ def main(
         )
         frames.append(frame.assign(cohort=cohort, task=tasks[cohort]["name"]))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-    table = table[COLUMNS + [c for c in EXTERNAL if c in table]]
+    table = table[COLUMNS + [c for c in EXTERNAL_COLUMNS if c in table]]
     save_table(outputs["linear"], table)
     pooled = [cohorts.index(c) for c in pretraining]
     files = [[inputs[kind][i] for i in pooled] for kind in ("features", "participants", "splits")]

@@ -6,7 +6,14 @@ from pathlib import Path
 import pandas as pd
 
 from yaware.io import save_table
-from yaware.tables import gather_json, gather_linear, markdown, summarise, with_paper
+from yaware.tables import (
+    EXTERNAL_COLUMNS,
+    gather_json,
+    gather_linear,
+    markdown,
+    summarise,
+    with_paper,
+)
 from yaware.workflow import run_logged
 
 SCRATCH = {"method": "scratch", "sigma": None, "label": "Fully supervised"}
@@ -48,9 +55,8 @@ def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
         "auc",
         "balanced_accuracy",
     ]
-    external = ["n_external", "external_auc", "external_balanced_accuracy"]
     if any("external_auc" in row for row in rows):  # splits.external_sites
-        columns += external
+        columns += EXTERNAL_COLUMNS
     return pd.DataFrame(rows, columns=columns)
 
 

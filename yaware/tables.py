@@ -98,6 +98,11 @@ PAPER_METHOD = {
 }
 
 
+# With splits.external_sites, probes and fine-tuned models are also scored on the sites
+# held out whole: these columns follow the internal test's in both tidy tables.
+EXTERNAL_COLUMNS = ["n_external", "external_auc", "external_balanced_accuracy"]
+
+
 def gather_linear(files: Mapping[str, str], models: Mapping[str, Mapping]) -> pd.DataFrame:
     """Concatenate each model's probe table, with the model's description columns."""
     frames = []
