@@ -12,7 +12,9 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    7x7x7 stem against the space-to-depth stem; section "stem_pool": the network's head
    (stem, pool0, first dense block) eager, compiled, and compiled with pool0 left eager;
    section "compile_pool0": the whole compiled step with pool0 left eager (DenseNet3D's
-   default) against pool0 compiled into the graph;
+   default) against pool0 compiled into the graph; section "transition": the eager step
+   with transitions that convolve then pool (the original order) against pool then
+   convolve (yaware's order);
 4. GPU memory at batch 64, with and without gradient checkpointing;
 5. what limits the step (``benchmarks.gpu_breakdown``): every convolution timed alone,
    and a profile of the step's device time by operator kind;
@@ -53,6 +55,7 @@ from yaware.config import PretrainConfig, build_config
 from yaware.data import ScanDataset
 from yaware.losses import YAwareInfoNCE
 from yaware.models import build_model
+from yaware.models.densenet import Transition
 from yaware.train.common import to_device
 
 
@@ -136,9 +139,13 @@ def make_step(
     checkpointing=False,
     s2d=True,
     eager_stem=None,
+    pool_first=True,
 ):
     model = build_model("densenet121", memory_efficient=checkpointing).to(device)
     model.features.conv0.space_to_depth = s2d  # False: the direct 7x7x7 stem (baseline)
+    for module in model.modules():  # False: each transition convolves, then pools (baseline)
+        if isinstance(module, Transition):
+            module.pool_first = pool_first
     if eager_stem is not None:  # the stem's norm, ReLU and max-pool outside the compiled graph
         model.eager_stem_devices = (device.type,) if eager_stem else ()
     if channels_last:
@@ -170,8 +177,10 @@ def make_step(
 
 
 def flops_per_scan(shape, device) -> float:
-    """The network's own FLOPs: the direct stem, not the zero taps of space-to-depth."""
-    step = make_step(shape, device, 2, "fp32", False, False, s2d=False)
+    """The network's own FLOPs: the direct stem, not the zero taps of space-to-depth, and
+    transitions that convolve before they pool, not the cheaper order yaware runs (so
+    that the fraction of the matmul rate stays in proportion to scans/s across runs)."""
+    step = make_step(shape, device, 2, "fp32", False, False, s2d=False, pool_first=False)
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops() / 2
@@ -236,6 +245,33 @@ def stem(shape, device, batch, peak, flops, report: Report) -> None:
                 "scans_s": rates[name],
                 "fraction_of_bf16_matmul": rates[name] * flops / peak,
                 "speedup_over_direct": rates[name] / rates["direct"],
+            },
+        )
+        del step
+        if cuda:
+            torch.cuda.empty_cache()
+
+
+def transition(shape, device, batch, peak, flops, report: Report) -> None:
+    """The eager step with transitions that convolve then pool (the original order) against
+    pool then convolve (the same function, an eighth of their convolutions' work)."""
+    torch.backends.cudnn.benchmark = True
+    cuda = device.type == "cuda"
+    precision = "bf16" if cuda else "fp32"
+    rates = {}
+    for name, pool_first in (("conv, then pool", False), ("pool, then conv", True)):
+        step = make_step(shape, device, batch, precision, cuda, False, pool_first=pool_first)
+        rates[name] = batch / median_seconds(step, device, repeats=8, warmup=2)
+        report.add(
+            "transition",
+            {
+                "order": name,
+                "precision": precision,
+                "channels_last": cuda,
+                "batch": batch,
+                "scans_s": rates[name],
+                "fraction_of_bf16_matmul": rates[name] * flops / peak,
+                "speedup": rates[name] / rates["conv, then pool"],
             },
         )
         del step
@@ -498,6 +534,7 @@ def main() -> None:
             "augmentation",
             "training",
             "stem",
+            "transition",
             "memory",
             "convolutions",
             "profile",
@@ -530,11 +567,16 @@ def main() -> None:
     if chosen("augmentation") or chosen("engine") or chosen("engine_compile"):
         original = augmentation(shape, device, args.batch, args.workers, report)
     needs_flops = any(
-        map(chosen, ("training", "compile", "compile_profile", "stem", "compile_pool0"))
+        map(
+            chosen,
+            ("training", "compile", "compile_profile", "stem", "transition", "compile_pool0"),
+        )
     )
     flops = flops_per_scan(shape, device) if needs_flops else 0.0
     if chosen("stem"):
         stem(shape, device, args.batch, peak, flops, report)
+    if chosen("transition"):
+        transition(shape, device, args.batch, peak, flops, report)
     if chosen("training"):
         training(shape, device, args.batch, peak, flops, report, EAGER_VARIANTS)
     if chosen("memory"):
