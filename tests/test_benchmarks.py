@@ -157,8 +157,7 @@ def _conv_size(size: int, kernel: int, stride: int, padding: int) -> int:
 def test_step_bounds_counts_the_traffic_of_every_batch_norm_and_pool():
     """The bound's traffic against DenseNet121's layer sizes worked out from its definition:
     a 7x7x7 stride-2 stem (64 channels), a 3x3x3 stride-2 max-pool, dense blocks of 6, 12,
-    24, 16 layers (growth 32, bottleneck 128) and transitions that halve channels and grid
-    (yaware's transitions pool before their 1x1x1 convolution)."""
+    24, 16 layers (growth 32, bottleneck 128) and transitions that halve channels and grid."""
     shape = (64, 76, 64)
     grid = [_conv_size(s, 7, 2, 3) for s in shape]
     pooled = [_conv_size(s, 3, 2, 1) for s in grid]
@@ -170,9 +169,9 @@ def test_step_bounds_counts_the_traffic_of_every_batch_norm_and_pool():
         norm_elements += sum((channels + 32 * i) * voxels + 128 * voxels for i in range(layers))
         channels += 32 * layers
         if block < 3:  # transition: norm over the block's output, then 2x2x2 average pool
-            norm_elements += channels * voxels  # (of all channels: it pools before its 1x1
-            pool_elements += channels * (voxels + math.prod(s // 2 for s in grid))  # conv)
+            norm_elements += channels * voxels
             channels //= 2
+            pool_elements += channels * (voxels + math.prod(s // 2 for s in grid))
             grid = [s // 2 for s in grid]
     counted = traffic_per_view(shape)
     assert counted["batch norm + ReLU"] == norm_elements * 8  # 3 passes forward, 5 backward

@@ -17,7 +17,7 @@ from yaware.checkpoint import (
 from yaware.errors import CheckpointError, ConfigError
 from yaware.grid import SMALLEST_SIDE
 from yaware.models import ENCODERS, build_model, densenet121
-from yaware.models.densenet import DenseNet3D, Transition
+from yaware.models.densenet import DenseNet3D
 
 
 def test_densenet121_has_the_original_keys():
@@ -168,39 +168,6 @@ def test_memory_efficient_densenet_gives_the_same_gradients():
     efficient(x).sum().backward()
     for (name, a), b in zip(plain.named_parameters(), efficient.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-5), name
-
-
-@pytest.mark.parametrize("training", [False, True])
-def test_densenet_transitions_pool_first_and_compute_the_original_function(training):
-    """Each transition pools before its 1x1x1 convolution (an eighth of the work); the
-    outputs and gradients are the original order's (convolve, then pool) to float64
-    rounding, with odd grids whose last slice the pool drops."""
-    torch.manual_seed(0)
-    model = DenseNet3D(4, (2, 2, 2), 8, mode="encoder").double().train(training)
-    transitions = [m for m in model.modules() if isinstance(m, Transition)]
-    assert len(transitions) == 2 and all(t.pool_first for t in transitions)
-    pooled_channels = []
-    hooks = [
-        t.pool.register_forward_hook(lambda m, args, out: pooled_channels.append(out.shape[1]))
-        for t in transitions
-    ]
-    x = torch.randn(3, 1, 29, 35, 27, dtype=torch.float64)
-    runs = []
-    for pool_first in (True, False):
-        for t in transitions:
-            t.pool_first = pool_first
-        model.zero_grad()
-        out = model(x)
-        out.square().sum().backward()
-        runs.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
-    for hook in hooks:
-        hook.remove()
-    # pool-first pools the block's channels (16, then 16); the original, the halved ones
-    assert pooled_channels == [16, 16, 8, 8]
-    (out, grads), (want, want_grads) = runs
-    torch.testing.assert_close(out, want, rtol=1e-9, atol=1e-12)
-    for got, expected in zip(grads, want_grads, strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
 
 
 def test_unknown_encoder_names_the_choices():

@@ -66,30 +66,13 @@ class _DenseBlock(nn.ModuleDict):
         return torch.cat(features, 1)
 
 
-class Transition(nn.Sequential):
-    """BN-ReLU-conv1x1-avgpool2, computed as BN-ReLU-avgpool2-conv1x1.
-
-    The 1x1x1 convolution (no bias) and the average pool are both linear and act on
-    different axes (channels, voxels), so they commute: pooling first gives the same
-    function with an eighth of the convolution's multiply-adds and memory traffic. The
-    modules and state-dict keys stay the original's. ``pool_first = False`` runs the
-    original order (the benchmarks' baseline).
-    """
-
-    pool_first = True
-
+class _Transition(nn.Sequential):
     def __init__(self, num_input: int, num_output: int):
         super().__init__()
         self.add_module("norm", nn.BatchNorm3d(num_input))
         self.add_module("relu", nn.ReLU(inplace=True))
         self.add_module("conv", nn.Conv3d(num_input, num_output, 1, bias=False))
         self.add_module("pool", nn.AvgPool3d(2, stride=2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.norm(x))
-        if self.pool_first:
-            return self.conv(self.pool(x))
-        return self.pool(self.conv(x))
 
 
 class DenseNet3D(Backbone3D):
@@ -140,7 +123,7 @@ class DenseNet3D(Backbone3D):
             self.features.add_module(f"denseblock{i + 1}", block)
             channels += num_layers * growth_rate
             if i != len(block_config) - 1:
-                self.features.add_module(f"transition{i + 1}", Transition(channels, channels // 2))
+                self.features.add_module(f"transition{i + 1}", _Transition(channels, channels // 2))
                 channels //= 2
         if mode == "classifier":
             self.features.add_module("norm5", nn.BatchNorm3d(channels))
