@@ -12,9 +12,7 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    7x7x7 stem against the space-to-depth stem; section "stem_pool": the network's head
    (stem, pool0, first dense block) eager, compiled, and compiled with pool0 left eager;
    section "compile_pool0": the whole compiled step with pool0 left eager (DenseNet3D's
-   default) against pool0 compiled into the graph; section "transition": the eager step
-   with transitions that convolve then pool (the original order) against pool then
-   convolve (yaware's order);
+   default) against pool0 compiled into the graph;
 4. GPU memory at batch 64, with and without gradient checkpointing;
 5. what limits the step (``benchmarks.gpu_breakdown``): every convolution timed alone,
    and a profile of the step's device time by operator kind;
@@ -55,7 +53,6 @@ from yaware.config import PretrainConfig, build_config
 from yaware.data import ScanDataset
 from yaware.losses import YAwareInfoNCE
 from yaware.models import build_model
-from yaware.models.densenet import Transition
 from yaware.train.common import to_device
 
 
@@ -99,31 +96,40 @@ def _original_views(args: tuple[np.ndarray, str, int]) -> int:
     return count
 
 
-def original_view_rate(shape: tuple[int, ...], policy: str, workers: int, per_worker: int):
-    """Views/s of the original's per-scan numpy path in ``workers`` processes."""
+def original_view_rates(
+    shape: tuple[int, ...], policy: str, workers: int, per_worker: int, repeats: int
+) -> list[float]:
+    """Views/s of the original's per-scan numpy path in ``workers`` processes, measured
+    ``repeats`` times (it varied by 1.7x between runs on machines of the same kind)."""
     scan = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    rates = []
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         pool.map(_original_views, [(scan, policy, 1)] * workers)  # start-up out of the time
-        start = time.perf_counter()
-        done = sum(pool.map(_original_views, [(scan, policy, per_worker)] * workers))
-        return done / (time.perf_counter() - start)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            done = sum(pool.map(_original_views, [(scan, policy, per_worker)] * workers))
+            rates.append(done / (time.perf_counter() - start))
+    return rates
 
 
-def augmentation(shape, device, batch, workers, report: Report) -> dict[str, float]:
+def augmentation(shape, device, batch, workers, report: Report) -> dict[str, list[float]]:
+    """GPU augmentation against the original's per-scan path; that path's rates by policy."""
     scans = torch.rand(batch, 1, *shape, device=device)
     original = {}
     for name in ("all_tf", "cutout"):
         policy = build_policy(name, shape, seed=0)
         seconds = median_seconds(lambda policy=policy: policy(scans), device, 10, 2)
-        original[name] = original_view_rate(shape, name, workers, per_worker=8)
+        original[name] = original_view_rates(shape, name, workers, per_worker=8, repeats=3)
+        median = float(np.median(original[name]))
         report.add(
             "augmentation",
             {
                 "policy": name,
                 "batch": batch,
                 "yaware_views_s": batch / seconds,
-                f"original_{workers}_workers_views_s": original[name],
-                "ratio": batch / seconds / original[name],
+                f"original_{workers}_workers_views_s": median,
+                "original_each": [round(rate, 3) for rate in original[name]],
+                "ratio": batch / seconds / median,
             },
         )
     return original
@@ -139,13 +145,9 @@ def make_step(
     checkpointing=False,
     s2d=True,
     eager_stem=None,
-    pool_first=True,
 ):
     model = build_model("densenet121", memory_efficient=checkpointing).to(device)
     model.features.conv0.space_to_depth = s2d  # False: the direct 7x7x7 stem (baseline)
-    for module in model.modules():  # False: each transition convolves, then pools (baseline)
-        if isinstance(module, Transition):
-            module.pool_first = pool_first
     if eager_stem is not None:  # the stem's norm, ReLU and max-pool outside the compiled graph
         model.eager_stem_devices = (device.type,) if eager_stem else ()
     if channels_last:
@@ -177,10 +179,8 @@ def make_step(
 
 
 def flops_per_scan(shape, device) -> float:
-    """The network's own FLOPs: the direct stem, not the zero taps of space-to-depth, and
-    transitions that convolve before they pool, not the cheaper order yaware runs (so
-    that the fraction of the matmul rate stays in proportion to scans/s across runs)."""
-    step = make_step(shape, device, 2, "fp32", False, False, s2d=False, pool_first=False)
+    """The network's own FLOPs: the direct stem, not the zero taps of space-to-depth."""
+    step = make_step(shape, device, 2, "fp32", False, False, s2d=False)
     with FlopCounterMode(display=False) as counter:
         step()
     return counter.get_total_flops() / 2
@@ -245,33 +245,6 @@ def stem(shape, device, batch, peak, flops, report: Report) -> None:
                 "scans_s": rates[name],
                 "fraction_of_bf16_matmul": rates[name] * flops / peak,
                 "speedup_over_direct": rates[name] / rates["direct"],
-            },
-        )
-        del step
-        if cuda:
-            torch.cuda.empty_cache()
-
-
-def transition(shape, device, batch, peak, flops, report: Report) -> None:
-    """The eager step with transitions that convolve then pool (the original order) against
-    pool then convolve (the same function, an eighth of their convolutions' work)."""
-    torch.backends.cudnn.benchmark = True
-    cuda = device.type == "cuda"
-    precision = "bf16" if cuda else "fp32"
-    rates = {}
-    for name, pool_first in (("conv, then pool", False), ("pool, then conv", True)):
-        step = make_step(shape, device, batch, precision, cuda, False, pool_first=pool_first)
-        rates[name] = batch / median_seconds(step, device, repeats=8, warmup=2)
-        report.add(
-            "transition",
-            {
-                "order": name,
-                "precision": precision,
-                "channels_last": cuda,
-                "batch": batch,
-                "scans_s": rates[name],
-                "fraction_of_bf16_matmul": rates[name] * flops / peak,
-                "speedup": rates[name] / rates["conv, then pool"],
             },
         )
         del step
@@ -492,7 +465,7 @@ def engine(array, table, workers, batch, original_all_tf, report: Report, compil
         pretrain(cfg)
         metrics = pd.read_csv(Path(out) / "metrics.csv")
     rate = float(metrics["scans_per_s"].iloc[-1])
-    original_scans = original_all_tf / 2  # two views per scan
+    original_scans = np.asarray(original_all_tf) / 2  # two views per scan
     report.add(
         "engine",
         {
@@ -500,8 +473,9 @@ def engine(array, table, workers, batch, original_all_tf, report: Report, compil
             "workers": workers,
             "compile": compiled,
             "epoch2_scans_s": rate,
-            "original_data_path_scans_s": original_scans,
-            "ratio": rate / original_scans,
+            "original_data_path_scans_s": float(np.median(original_scans)),
+            "ratio": rate / float(np.median(original_scans)),
+            "ratio_range": f"{rate / original_scans.max():.3g}-{rate / original_scans.min():.3g}",
         },
     )
 
@@ -534,7 +508,6 @@ def main() -> None:
             "augmentation",
             "training",
             "stem",
-            "transition",
             "memory",
             "convolutions",
             "profile",
@@ -563,20 +536,15 @@ def main() -> None:
         return "all" in wanted or name in wanted
 
     peak = ceilings(device, report)
-    original = {"all_tf": float("nan")}
+    original = {"all_tf": [float("nan")]}
     if chosen("augmentation") or chosen("engine") or chosen("engine_compile"):
         original = augmentation(shape, device, args.batch, args.workers, report)
     needs_flops = any(
-        map(
-            chosen,
-            ("training", "compile", "compile_profile", "stem", "transition", "compile_pool0"),
-        )
+        map(chosen, ("training", "compile", "compile_profile", "stem", "compile_pool0"))
     )
     flops = flops_per_scan(shape, device) if needs_flops else 0.0
     if chosen("stem"):
         stem(shape, device, args.batch, peak, flops, report)
-    if chosen("transition"):
-        transition(shape, device, args.batch, peak, flops, report)
     if chosen("training"):
         training(shape, device, args.batch, peak, flops, report, EAGER_VARIANTS)
     if chosen("memory"):

@@ -118,29 +118,50 @@ def test_space_to_depth_stem_matches_the_direct_convolution(layout, monkeypatch)
     torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-4, atol=1e-2)
 
 
+def _densenet_run(model, forward, x, bf16: bool) -> list[torch.Tensor]:
+    """The output and every parameter's gradient of one forward and backward pass."""
+    model.zero_grad()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        out = forward(x)
+    out.float().square().sum().backward()
+    return [out.detach().float()] + [p.grad.clone() for p in model.parameters()]
+
+
+def _relative_errors(got: list[torch.Tensor], want: list[torch.Tensor]) -> torch.Tensor:
+    """||a - b|| / ||b|| per tensor; a tensor near zero (the stem's norm gets gradients of
+    1e-5 where others get 1) is scaled by 1 % of the largest norm instead."""
+    norms = torch.stack([b.norm() for b in want])
+    scales = norms.clamp(min=1e-2 * norms.max())
+    return torch.stack([(a - b).norm() for a, b in zip(got, want, strict=True)]) / scales
+
+
 def test_compiled_densenet_with_its_eager_stem_pool_matches_eager(monkeypatch):
-    """Inductor on the GPU, the stem's max-pool left out of the graph (bf16, channels-last,
-    as pretraining runs it): the same outputs and gradients as eager, to bf16 rounding."""
+    """Inductor on the GPU, the stem's norm, ReLU and max-pool left out of the graph
+    (channels-last, as pretraining runs it). In float32 (no TF32) the compiled network's
+    output and gradients are eager's to summation order. Under bf16 autocast both round,
+    differently (inductor keeps float32 inside fused kernels), so each is compared with
+    the float32 result: the compiled error must stay within twice eager's own."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     model = DenseNet3D(8, (2, 2), 16).cuda().to(memory_format=torch.channels_last_3d)
     x = torch.randn(4, 1, 40, 48, 40, device="cuda")
     x = x.contiguous(memory_format=torch.channels_last_3d)
     model.before_compile()
     torch._dynamo.reset()
-    results = {}
-    for name, forward in (("eager", model), ("compiled", torch.compile(model))):
-        model.zero_grad()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = forward(x)
-        out.float().square().sum().backward()
-        results[name] = (out.float(), model.features.conv0.weight.grad.clone())
+    compiled = torch.compile(model)
+    reference = _densenet_run(model, model, x, bf16=False)
+    compiled_fp32 = _relative_errors(_densenet_run(model, compiled, x, bf16=False), reference)
+    eager_bf16 = _relative_errors(_densenet_run(model, model, x, bf16=True), reference)
+    compiled_bf16 = _relative_errors(_densenet_run(model, compiled, x, bf16=True), reference)
     torch._dynamo.reset()
-    (out, grad), (eager_out, eager_grad) = results["compiled"], results["eager"]
-    torch.testing.assert_close(out, eager_out, rtol=2e-2, atol=2e-2 * eager_out.abs().max().item())
-    # Elementwise, bf16 gradients differ by rounding (on an H200, 16 of 5488 stem weights
-    # beyond 5 % of the largest); compared as a whole they agree.
-    assert (grad - eager_grad).norm() <= 2e-2 * eager_grad.norm()
+    assert compiled_fp32.max() < 1e-3, compiled_fp32
+    assert eager_bf16.max() < 0.5, eager_bf16  # the comparison below needs a finite scale
+    worst = (compiled_bf16 - 2 * eager_bf16).argmax()
+    assert compiled_bf16[worst] <= 2 * eager_bf16[worst] + 1e-2, (
+        f"tensor {worst}: compiled bf16 {compiled_bf16[worst]:.4f} from float32, "
+        f"eager bf16 {eager_bf16[worst]:.4f}"
+    )
 
 
 def test_finetuning_on_the_gpu_from_a_gpu_pretraining(tmp_path):
