@@ -1,5 +1,7 @@
 """The array dataset: alignment checks, float16 storage, flat memory."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,21 +70,40 @@ def test_bad_labels_name_the_rows(tmp_path, ages, message):
     _, x, p = _write(tmp_path, table=table)
     with pytest.raises(DataError, match=message):
         ScanDataset(x, p, label="age")
-    with pytest.raises(DataError, match="no column 'sex'"):
+    with pytest.raises(DataError, match="no 'sex' column; the table has"):
         ScanDataset(x, p, label="sex")
 
 
-def test_duplicated_rows_and_missing_ids(tmp_path):
+def test_duplicated_rows_and_tables_without_ids(tmp_path):
     table = pd.DataFrame(
         {"participant_id": list("abcca"), "session": list("11121"), "age": range(5)}
     )
     _, x, p = _write(tmp_path, table=table)
     with pytest.raises(DataError, match="duplicated"):
         ScanDataset(x, p)
-    table = pd.DataFrame({"subject": list("abcde"), "age": range(5)})
+    # The original repository's metadata.csv: one label per array row, no ids.
+    table = pd.DataFrame({"age": [50.0, 20.0, 31.0, 44.0, 62.0]})
     _, x, p = _write(tmp_path, table=table)
-    with pytest.raises(DataError, match="no 'participant_id' column"):
-        ScanDataset(x, p)
+    dataset = ScanDataset(x, p, label="age")
+    assert [float(dataset[i][1]) for i in range(5)] == [50.0, 20.0, 31.0, 44.0, 62.0]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (["participant_id", "Age"], "rename 'Age' to 'age' (BIDS column names are lower case)"),
+        (["participant_id", "age", "age "], "columns ['age'] appear more than once"),
+        ([" participant_id", "age "], ""),  # stray spaces around names are dropped
+    ],
+)
+def test_column_names_differing_in_case_or_spaces(tmp_path, header, message):
+    table = pd.DataFrame([[f"s{i}", *[30 + i] * (len(header) - 1)] for i in range(5)])
+    _, x, p = _write(tmp_path, table=table.set_axis(header, axis=1))
+    if not message:
+        assert list(ScanDataset(x, p, label="age").table.columns) == ["participant_id", "age"]
+        return
+    with pytest.raises(DataError, match=re.escape(message)):
+        ScanDataset(x, p, label="age")
 
 
 def test_comma_separated_tsv_is_explained(tmp_path):

@@ -306,6 +306,51 @@ def test_finetune_on_numeric_diagnosis_codes_with_empty_cells(toy_cohort, tmp_pa
     assert done.returncode == 2 and "['1.0'] of column 'dx' are in both classes" in done.stderr
 
 
+def test_the_original_repositorys_arrays_and_metadata_csv_train(toy_cohort, tmp_path):
+    """data.npy with a metadata.csv that holds a label per array row and no participant_id
+    (the original's config.py: data_train, label_train, label_name): pretraining and
+    fine-tuning run on it; predictions name the test array's rows."""
+    for side in ("train", "val"):
+        table = pd.read_csv(toy_cohort / f"{side}.tsv", sep="\t")
+        metadata = pd.DataFrame({"age": table["age"], "dx": (table["sex"] == "M").astype(int)})
+        metadata.to_csv(tmp_path / f"{side}_metadata.csv", index=False)
+    keys = pretrain_keys(toy_cohort, tmp_path / "pre", epochs=1)
+    keys |= {"train_table": str(tmp_path / "train_metadata.csv")}
+    keys |= {"val_table": str(tmp_path / "val_metadata.csv")}
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "pre.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    keys = finetune_keys(toy_cohort, tmp_path / "ft") | {
+        "train_table": str(tmp_path / "train_metadata.csv"),
+        "val_table": str(tmp_path / "val_metadata.csv"),
+        "test_table": str(tmp_path / "val_metadata.csv"),
+        "label": "dx",
+        "positive": [],  # 0/1 codes
+        "negative": [],
+        "pretrained": str(tmp_path / "pre" / "best.pt"),
+    }
+    done = run_cli("finetune", "--config", str(write_config(tmp_path / "ft.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    predictions = pd.read_csv(tmp_path / "ft" / "predictions.csv")
+    metadata = pd.read_csv(tmp_path / "val_metadata.csv")
+    assert list(predictions["row"]) == list(range(len(metadata)))
+    assert list(predictions["label"]) == list(metadata["dx"])
+    # A header in another case is named with the rename that fixes it.
+    metadata.rename(columns={"age": "Age"}).to_csv(tmp_path / "val_metadata.csv", index=False)
+    keys = pretrain_keys(toy_cohort, tmp_path / "again", epochs=1)
+    keys |= {"val_table": str(tmp_path / "val_metadata.csv")}
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "again.yaml", **keys)))
+    assert done.returncode == 2 and "rename 'Age' to 'age'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    # A split selects rows by id: a table without ids is named as the one lacking them.
+    pd.DataFrame({"participant_id": ["t000"]}).to_csv(tmp_path / "split.tsv", sep="\t")
+    keys = pretrain_keys(toy_cohort, tmp_path / "split", epochs=1)
+    keys |= {"train_table": str(tmp_path / "train_metadata.csv")}
+    keys |= {"train_split": str(tmp_path / "split.tsv")}
+    done = run_cli("pretrain", "--config", str(write_config(tmp_path / "split.yaml", **keys)))
+    assert done.returncode == 2, done.stderr
+    assert "the table it selects from has no 'participant_id' column" in done.stderr
+
+
 @pytest.mark.parametrize("pretrained", [True, False])
 def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrained):
     checkpoint = None

@@ -32,8 +32,9 @@ class ScanDataset(Dataset):
     memory and the host-to-device copy; the engine casts them on the device.
 
     Raises:
-        DataError: row counts differ, no participant_id column, duplicated
-            (participant_id, session) rows, or a missing or non-finite label.
+        DataError: row counts differ, duplicated (participant_id, session) rows, or a
+            missing or non-finite label. A table without participant_id is taken as the
+            array's rows in order.
     """
 
     def __init__(
@@ -53,13 +54,14 @@ class ScanDataset(Dataset):
                 f"{table} has {len(self.table)} rows but {array} has {len(self.array)} "
                 "scans; the table must list the array's rows in order (re-run the conversion)"
             )
-        if ID_COLUMN not in self.table.columns:
-            raise DataError(f"{table}: no {ID_COLUMN!r} column to align rows with scans")
-        keys = [ID_COLUMN, "session"] if "session" in self.table.columns else [ID_COLUMN]
-        duplicated = self.table.duplicated(keys, keep=False)
-        if duplicated.any():
-            rows = self.table.loc[duplicated, keys].head(4).to_dict("records")
-            raise DataError(f"{table}: duplicated {keys} rows, e.g. {rows}; keep one per scan")
+        # Without participant_id (the original repository's metadata.csv: a label per
+        # array row) rows are the array's in order, named by their number.
+        if ID_COLUMN in self.table.columns:
+            keys = [ID_COLUMN, "session"] if "session" in self.table.columns else [ID_COLUMN]
+            duplicated = self.table.duplicated(keys, keep=False)
+            if duplicated.any():
+                rows = self.table.loc[duplicated, keys].head(4).to_dict("records")
+                raise DataError(f"{table}: duplicated {keys} rows, e.g. {rows}; keep one per scan")
         if labels is not None:
             self.labels = np.asarray(labels)
         elif label is None:
@@ -69,6 +71,12 @@ class ScanDataset(Dataset):
         else:
             self.labels = np.stack([check_label_column(self.table, c, source) for c in label], 1)
         self.indices = np.arange(len(self.array)) if indices is None else np.asarray(indices)
+
+    def _named(self, row: int) -> str:
+        """ " (sub-01)": the row's participant, where the table names one."""
+        if ID_COLUMN not in self.table.columns:
+            return ""
+        return f" ({self.table[ID_COLUMN].iloc[row]})"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -84,7 +92,7 @@ class ScanDataset(Dataset):
         # A float64 sum is finite exactly when every voxel is: one pass, nothing allocated.
         if not np.isfinite(values.sum(dtype=np.float64)):
             raise DataError(
-                f"{self.array.path}: row {row} ({self.table[ID_COLUMN].iloc[row]}) has "
+                f"{self.array.path}: row {row}{self._named(row)} has "
                 f"{int((~np.isfinite(values)).sum())} NaN or infinite voxels; rerun QC and the "
                 "conversion that wrote it (QC excludes such maps)"
             )

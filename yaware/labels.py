@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from yaware.errors import DataError
+from yaware.participants import missing_column
 
 
 def binary_labels(
@@ -23,7 +24,7 @@ def binary_labels(
         DataError: the column is missing, or a class has no row.
     """
     if column not in table.columns:
-        raise DataError(f"{source}: no column {column!r}; the table has {list(table.columns)}")
+        raise missing_column(table, column, source, "set the task's label to one of them")
     values = table[column]
     if positive:
         pos, neg = _matches(values, positive), _matches(values, negative)

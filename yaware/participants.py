@@ -27,7 +27,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             columns = pd.read_csv(path, sep=sep, nrows=0).columns
             # Identifiers are text, kept verbatim: an id like "nan" or "NA" is not missing.
-            verbatim = [c for c in (ID_COLUMN, "session", "run") if c in columns]
+            verbatim = [c for c in columns if str(c).strip() in (ID_COLUMN, "session", "run")]
             table = pd.read_csv(
                 path,
                 sep=sep,
@@ -53,7 +53,26 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             f"{path} looks comma-separated but is read as a tab-separated BIDS table: "
             "convert it to tabs, or rename it to .csv"
         )
+    # A spreadsheet's stray spaces around a header ("age ") would hide the column.
+    table.columns = [str(c).strip() for c in table.columns]
+    repeated = table.columns[table.columns.duplicated()].unique().tolist()
+    if repeated:
+        raise DataError(f"{path}: columns {repeated} appear more than once; keep one of each")
     return table
+
+
+def missing_column(table: pd.DataFrame, column: str, source: str, fix: str) -> DataError:
+    """The error for a table without ``column``, naming its columns and ``fix`` (a clause:
+    "set the label to one of them"), and first the column that differs only in case
+    (BIDS names are lower case: "Age" for "age")."""
+    alike = [c for c in table.columns if c.lower() == column.lower()]
+    message = f"{source}: no {column!r} column; the table has {list(table.columns)}"
+    if alike:
+        return DataError(
+            f"{message}: rename {alike[0]!r} to {column!r} (BIDS column names are lower case), "
+            f"or {fix}"
+        )
+    return DataError(f"{message}: {fix}")
 
 
 def _first_non_utf8_line(path: Path) -> int:
@@ -73,8 +92,13 @@ def row_positions(table: pd.DataFrame, keys: pd.DataFrame, source: str) -> np.nd
         DataError: no participant_id column, or a row of ``keys`` absent from ``table``.
     """
     columns = [c for c in (ID_COLUMN, "session") if c in keys.columns and c in table.columns]
-    if ID_COLUMN not in columns:
+    if ID_COLUMN not in keys.columns:
         raise DataError(f"{source}: needs a {ID_COLUMN!r} column to select rows")
+    if ID_COLUMN not in table.columns:
+        raise DataError(
+            f"{source}: the table it selects from has no {ID_COLUMN!r} column (its columns: "
+            f"{list(table.columns)}); add the ids, or give each side its own array and table"
+        )
     position = {row: i for i, row in enumerate(table[columns].astype(str).itertuples(False, None))}
     wanted = list(keys[columns].astype(str).itertuples(False, None))
     missing = [row for row in wanted if row not in position]
@@ -108,10 +132,7 @@ def _decimal_comma(value: object) -> str:
 def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndarray:
     """The label column as float64, with every row finite; raises DataError naming rows."""
     if column not in table.columns:
-        raise DataError(
-            f"{source}: no column {column!r}; the table has {list(table.columns)}. "
-            "Set the label to one of these."
-        )
+        raise missing_column(table, column, source, "set the label to one of them")
     values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):

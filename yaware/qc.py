@@ -26,7 +26,7 @@ import pandas as pd
 from yaware.cat12 import find_scan, read_report, report_for
 from yaware.errors import DataError
 from yaware.grid import Grid, cat12_grid
-from yaware.participants import ID_COLUMN, not_a_number, read_table
+from yaware.participants import ID_COLUMN, missing_column, not_a_number, read_table
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def run_qc(
     source = str(participants)
     for column in (ID_COLUMN, *required_columns):
         if column not in table.columns:
-            raise DataError(f"{source}: no {column!r} column; the table has {list(table.columns)}")
+            raise missing_column(table, column, source, "add it")
     has_path = "path" in table.columns
     # No session column: a dataset without sessions (sub-<id>/anat/...).
     rows = table.assign(

@@ -143,6 +143,50 @@ def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path)
     assert not (workdir / "results/data/eu/data.npy").exists()
 
 
+def test_table_headers_from_a_spreadsheet_are_read_or_named_with_the_fix(tmp_path):
+    """Headers padded with spaces (" participant_id", "age ") are read as their names; a
+    header in another case ("Age") stops QC with the rename that fixes it, and no qc.tsv."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(6)
+    ids = [f"{i:02d}" for i in range(4)]
+    for subject in ids:
+        _write_sessionless(root, subject, _brain(rng))
+    config = {
+        "synthetic": {"cohorts": {}},
+        "cohorts": {},
+        "qc": {"corr_voxel_mm": VOXEL_MM},
+        "conversion": {"voxel_mm": VOXEL_MM},
+    }
+    for name, header in (
+        ("padded", [" participant_id", "age "]),
+        ("cased", ["participant_id", "Age"]),
+    ):
+        table = pd.DataFrame({header[0]: ids, header[1]: [30.0, 41.5, 52.0, 63.0]})
+        table.to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
+        config["cohorts"][name] = {
+            "role": "pretrain",
+            "voxel_mm": VOXEL_MM,
+            "participants": str(tmp_path / f"{name}.tsv"),
+            "cat12_root": str(root),
+        }
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(
+        workdir,
+        "--cores",
+        "1",
+        "--keep-going",
+        "results/qc/padded/qc.tsv",
+        "results/qc/cased/qc.tsv",
+    )
+    assert done.returncode != 0
+    qc = pd.read_csv(workdir / "results/qc/padded/qc.tsv", sep="\t", dtype=str)
+    assert list(qc["participant_id"]) == ids and list(qc["qc"]) == ["1"] * 4
+    log = (workdir / "results/logs/qc/cased.log").read_text()
+    assert "no 'age' column; the table has ['participant_id', 'Age']: rename 'Age' to 'age'" in log
+    assert "Traceback" not in log
+    assert not (workdir / "results/qc/cased/qc.tsv").exists()
+
+
 def test_pretraining_runs_on_the_sessionless_cohort(bids_run):
     metrics = pd.read_csv(bids_run / f"results/pretrain/{TINY_EXPERIMENT}/metrics.csv")
     assert len(metrics) == 1

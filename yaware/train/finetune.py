@@ -242,10 +242,10 @@ def _write_test_predictions(
         labels = dataset.labels[dataset.indices]
         rows = dataset.table.iloc[dataset.indices]
         keep = [c for c in (ID_COLUMN, "session") if c in rows.columns]
-        table = (
-            rows[keep]
-            .reset_index(drop=True)
-            .assign(label=labels, prob_positive=probs, prediction=(probs >= 0.5).astype(int))
+        # A table without ids (the original's metadata.csv): rows named by array row.
+        named = rows[keep] if keep else pd.DataFrame({"row": dataset.indices})
+        table = named.reset_index(drop=True).assign(
+            label=labels, prob_positive=probs, prediction=(probs >= 0.5).astype(int)
         )
         save_table(out / f"{name}predictions.csv", pd.DataFrame(table))
         metrics |= {f"{name}{key}": value for key, value in scores(labels, probs).items()}
