@@ -99,9 +99,8 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
             all zeros; the message says which and what the grid should be.
     """
     try:
-        image = nib.load(path)
-        if len(image.shape) == 4 and image.shape[3] == 1:
-            image = image.slicer[..., 0]
+        # Trailing axes of length 1 (X, Y, Z, 1[, 1]), as some tools save a 3-D map.
+        image = nib.funcs.squeeze_image(nib.load(path))
         if len(image.shape) == 3:
             image = _in_grid_orientation(image, grid)
         data = np.asanyarray(image.dataobj, dtype=np.float32)

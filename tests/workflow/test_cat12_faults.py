@@ -79,6 +79,11 @@ def faulty_run(tmp_path_factory):
     _report(root / "sub-notgz" / "ses-1" / "anat" / "report" / "cat_sub-notgz_ses-1_T1w.xml", 2, 2)
     four_d = np.stack([_brain(rng), _brain(rng)], axis=-1)
     _write_scan(root, "fourd", four_d)
+    # A map with trailing axes of length 1 (X, Y, Z, 1, 1), as SPM and some converters
+    # write them: one 3-D map, read as such.
+    singleton = _brain(rng)
+    np.save(base / "singleton-values.npy", singleton)
+    _write_scan(root, "singleton", singleton[..., None, None])
     _write_scan(root, "noreport", _brain(rng))
     (root / "sub-noreport/ses-1/anat/report/cat_sub-noreport_ses-1_T1w.xml").unlink()
     _write_scan(root, "empty", _brain(rng)).write_bytes(b"")
@@ -129,6 +134,7 @@ def faulty_run(tmp_path_factory):
         "shifted",
         "notgz",
         "fourd",
+        "singleton",
         "noreport",
         "empty",
         "voxel",
@@ -206,7 +212,7 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
     assert list(duplicated["qc"]) == ["1", "0"] and "duplicated" in duplicated["reason"].iloc[1]
     passing = qc[qc["qc"] == "1"]
     good = [f"good{i}" for i in range(8) if i != 3]
-    expected = [*good, "intscaled", "linked", "canonical", "swapped"]
+    expected = [*good, "intscaled", "linked", "canonical", "swapped", "singleton"]
     assert sorted(passing["participant_id"]) == sorted(expected)
     assert "unlisted" not in set(qc["participant_id"])
     shape = qc.loc[qc["participant_id"] == "shape", "reason"].iloc[0]
@@ -218,7 +224,7 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
 def test_only_the_good_scans_are_converted(faulty_run):
     data = np.load(faulty_run / "results/data/hand/data.npy")
     table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t")
-    assert data.shape == (11, 1, *SHAPE) and len(table) == 11
+    assert data.shape == (12, 1, *SHAPE) and len(table) == 12
     assert np.isfinite(data).all()
 
 
@@ -233,6 +239,14 @@ def test_scaled_integer_and_symlinked_maps_are_read_as_their_values(faulty_run):
         # TIV 1500 in the report: the TIV scaling leaves the values as they are.
         np.testing.assert_allclose(data[row, 0], expected, rtol=1e-5, atol=1e-6)
     assert data[table.index[table["participant_id"] == "intscaled"][0]].max() > 0.5
+
+
+def test_a_map_with_trailing_singleton_axes_is_read_as_its_3d_values(faulty_run):
+    data = np.load(faulty_run / "results/data/hand/data.npy")
+    table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t", dtype=str)
+    row = table.index[table["participant_id"] == "singleton"][0]
+    expected = np.load(faulty_run.parent / "singleton-values.npy")
+    np.testing.assert_allclose(data[row, 0], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_subject_folders_without_a_table_row_are_reported(faulty_run):
