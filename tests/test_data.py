@@ -62,8 +62,9 @@ def test_row_count_mismatch_names_both_files(tmp_path):
         (["20", "x", "30", "31", "32"], r"1 missing or non-numeric values, e.g. rows \[1\]"),
         ([20, None, 30, np.inf, 32], r"2 missing or non-numeric values, e.g. rows \[1, 3\]"),
         (["20", "30,5", "31", "32", "33"], r"'30,5' has a decimal comma, write 30.5\. Fix"),
+        (["20", "030Y", "31", "32", "33"], r"'030Y' is a DICOM age string, write 30 \(years"),
     ],
-    ids=["text", "missing_and_inf", "decimal_comma"],
+    ids=["text", "missing_and_inf", "decimal_comma", "dicom_age"],
 )
 def test_bad_labels_name_the_rows(tmp_path, ages, message):
     table = pd.DataFrame({"participant_id": list("abcde"), "age": ages})

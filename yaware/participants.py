@@ -118,7 +118,12 @@ def not_a_number(value: object) -> str:
     number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
     if np.isfinite(number):
         return ""
-    return f"is not a number: {_decimal_comma(value) or repr(str(value).strip())}"
+    return f"is not a number: {_number_hint(value) or repr(str(value).strip())}"
+
+
+def _number_hint(value: object) -> str:
+    """How to write ``value`` as a number, where it is one in another notation; else ""."""
+    return _decimal_comma(value) or _dicom_age(value)
 
 
 def _decimal_comma(value: object) -> str:
@@ -127,6 +132,21 @@ def _decimal_comma(value: object) -> str:
     if re.fullmatch(r"[+-]?\d+,\d+", text):
         return f"{text!r} has a decimal comma, write {text.replace(',', '.')}"
     return ""
+
+
+# Days per unit of a DICOM Age String (PatientAge, "045Y"), for an age in years.
+_DICOM_AGE_DAYS = {"D": 1.0, "W": 7.0, "M": 365.25 / 12, "Y": 365.25}
+
+
+def _dicom_age(value: object) -> str:
+    """ "'045Y' is a DICOM age string, write 45 (years)" for such a value (tables made from
+    DICOM headers carry PatientAge as nnnD/W/M/Y), else ""."""
+    text = str(value).strip()
+    match = re.fullmatch(r"(\d{1,3})\s*([DWMY])", text, flags=re.IGNORECASE)
+    if not match:
+        return ""
+    years = int(match[1]) * _DICOM_AGE_DAYS[match[2].upper()] / 365.25
+    return f"{text!r} is a DICOM age string, write {years:.4g} (years)"
 
 
 def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndarray:
@@ -138,11 +158,11 @@ def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndar
     if len(bad):
         ids = table[ID_COLUMN].iloc[bad[:5]].tolist() if ID_COLUMN in table else bad[:5].tolist()
         raw = table[column].iloc[bad[:5]].tolist()
-        comma = next((_decimal_comma(v) for v in raw if _decimal_comma(v)), "")
+        hint = next((_number_hint(v) for v in raw if _number_hint(v)), "")
         raise DataError(
             f"{source}: column {column!r} has {len(bad)} missing or non-numeric values, "
             f"e.g. rows {bad[:5].tolist()} (participants {ids}, values {raw}). "
-            + (f"{comma}. " if comma else "")
+            + (f"{hint}. " if hint else "")
             + "Fix or drop those rows."
         )
     return values

@@ -114,14 +114,15 @@ def test_a_subject_with_session_folders_asks_for_a_session_column(bids_run):
 
 
 def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path):
-    """Ages as a European spreadsheet writes them: every scan is excluded with the value and
-    the fix, and the conversion says why none passed instead of only that none did."""
+    """Ages as a European spreadsheet writes them, and as DICOM headers do ("045Y", "006M"):
+    every scan is excluded with the value and the fix, and the conversion says why none
+    passed instead of only that none did."""
     root = tmp_path / "cat12"
     rng = np.random.default_rng(5)
-    ids = [f"{i:02d}" for i in range(6)]
+    ids = [f"{i:02d}" for i in range(8)]
     for subject in ids:
         _write_sessionless(root, subject, _brain(rng))
-    ages = [f"{40 + i},5" for i in range(5)] + [""]
+    ages = [f"{40 + i},5" for i in range(5)] + ["", "045Y", "006M"]
     table = pd.DataFrame({"participant_id": ids, "age": ages})
     table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
     cohort = {"participants": str(tmp_path / "participants.tsv"), "cat12_root": str(root)}
@@ -136,9 +137,15 @@ def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path)
     assert done.returncode != 0
     qc = pd.read_csv(workdir / "results/qc/eu/qc.tsv", sep="\t", dtype=str)
     comma = "age is not a number: '{0},5' has a decimal comma, write {0}.5"
-    assert list(qc["reason"]) == [*(comma.format(40 + i) for i in range(5)), "age is missing"]
+    dicom = "age is not a number: '{}' is a DICOM age string, write {} (years)"
+    assert list(qc["reason"]) == [
+        *(comma.format(40 + i) for i in range(5)),
+        "age is missing",
+        dicom.format("045Y", 45),
+        dicom.format("006M", 0.5),
+    ]
     log = (workdir / "results/logs/convert/eu.log").read_text()
-    assert f"none of its 6 scans passed QC (1 x {comma.format(40)}; " in log
+    assert f"none of its 8 scans passed QC (1 x {comma.format(40)}; " in log
     assert "Traceback" not in log
     assert not (workdir / "results/data/eu/data.npy").exists()
 
