@@ -17,6 +17,7 @@ writes for the same input, ``report/cat_<name of the map without mwp1>.xml``.
 10.5: NCR, ICR, res_RMS, IQR) and ``<subjectmeasures>`` (vol_TIV, vol_abs_CGW in ml).
 """
 
+import functools
 import math
 import os
 import re
@@ -139,11 +140,36 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
     return found
 
 
+def _loose_id(name: str) -> str:
+    """An id without its sub- prefix, case and leading zeros: what a spreadsheet keeps of it."""
+    bare = name.removeprefix("sub-").lower()
+    return (bare.lstrip("0") or "0") if bare.isdigit() else bare
+
+
+@functools.lru_cache(maxsize=8)
+def _subject_folders(root: Path, modified: float) -> dict[str, list[str]]:
+    """The sub-* folders of ``root`` by loose id (``modified``, root's mtime, renews it)."""
+    folders: dict[str, list[str]] = {}
+    for path in sorted(root.glob("sub-*")):
+        folders.setdefault(_loose_id(path.name), []).append(path.name)
+    return folders
+
+
 def _layout_hint(root: Path, subject: str, session: str) -> str:
     """Why a scan's folder was not where the table says, when its neighbours tell."""
     subject_dir = root / _entities(subject, "", None)[0]
     if not subject_dir.is_dir():
-        return f"; there is no folder {subject_dir.name} under {root}"
+        hint = f"; there is no folder {subject_dir.name} under {root}"
+        alike = _subject_folders(root, root.stat().st_mtime) if root.is_dir() else {}
+        alike = alike.get(_loose_id(subject_dir.name), [])
+        if alike and subject.removeprefix("sub-").isdigit():
+            return (
+                f"{hint}, but there is {alike[0]}: the table's ids lost their leading zeros "
+                "(a spreadsheet read them as numbers); write them as the folders do"
+            )
+        if alike:
+            return f"{hint}, but there is {alike[0]}: ids are case-sensitive"
+        return hint
     sessions = sorted(p.name for p in subject_dir.glob("ses-*") if p.is_dir())
     if not session and sessions:
         return f"; the subject has session folders {sessions}: add a 'session' column"

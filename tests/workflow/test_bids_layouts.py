@@ -194,6 +194,35 @@ def test_table_headers_from_a_spreadsheet_are_read_or_named_with_the_fix(tmp_pat
     assert not (workdir / "results/qc/cased/qc.tsv").exists()
 
 
+def test_ids_a_spreadsheet_changed_are_named_with_the_folder_they_mean(tmp_path):
+    """Ids that lost their leading zeros ("1" for sub-001, as a spreadsheet reads them) or
+    their case are excluded with the folder that exists; the others pass."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(7)
+    for subject in ("001", "002", "ABC", "010"):
+        _write_sessionless(root, subject, _brain(rng))
+    table = pd.DataFrame({"participant_id": ["1", "002", "abc", "sub-010"], "age": 40.0})
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    cohort = {"participants": str(tmp_path / "participants.tsv"), "cat12_root": str(root)}
+    config = {
+        "synthetic": {"cohorts": {}},
+        "cohorts": {"ids": {"role": "pretrain", "voxel_mm": VOXEL_MM, **cohort}},
+        "qc": {"corr_voxel_mm": VOXEL_MM},
+        "conversion": {"voxel_mm": VOXEL_MM},
+    }
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(workdir, "--cores", "1", "results/qc/ids/qc.tsv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = pd.read_csv(workdir / "results/qc/ids/qc.tsv", sep="\t", dtype=str, keep_default_na=False)
+    reasons = dict(zip(qc["participant_id"], qc["reason"], strict=True))
+    assert reasons["1"].endswith(
+        f"there is no folder sub-1 under {root}, but there is sub-001: the table's ids lost "
+        "their leading zeros (a spreadsheet read them as numbers); write them as the folders do"
+    )
+    assert reasons["abc"].endswith("but there is sub-ABC: ids are case-sensitive")
+    assert list(qc["qc"]) == ["0", "1", "0", "1"]
+
+
 def test_pretraining_runs_on_the_sessionless_cohort(bids_run):
     metrics = pd.read_csv(bids_run / f"results/pretrain/{TINY_EXPERIMENT}/metrics.csv")
     assert len(metrics) == 1
