@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from yaware.io import save_table
+from yaware.io import make_folder, save_table
 
 # (cohort, subjects, sessions, mean age)
 BHB10K = [
@@ -40,7 +40,7 @@ def write_placeholder_cohorts(folder: str | os.PathLike) -> dict[str, dict]:
             ses.append(str(1 + k // subjects))
         table = pd.DataFrame({"participant_id": ids, "session": ses, "age": float(age), "sex": "F"})
         save_table(folder / name / "participants.tsv", table)
-        (folder / name / "cat12").mkdir(parents=True, exist_ok=True)
+        make_folder(folder / name / "cat12")
         cohorts[name] = {
             "role": "pretrain",
             "participants": str(folder / name / "participants.tsv"),

@@ -25,10 +25,13 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
+    from yaware.errors import OutputError
     from yaware.features import extract_features, load_encoder
-    from yaware.io import save_npy
+    from yaware.io import output_path_problem, save_npy
     from yaware.train.common import resolve_device
 
+    if problem := output_path_problem(args.out):  # before the work, not after it
+        raise OutputError(problem)
     model, name = load_encoder(args.checkpoint, args.encoder, trust=args.trust_checkpoint)
     features = extract_features(model, args.data, args.batch_size, str(resolve_device(args.device)))
     save_npy(args.out, features)

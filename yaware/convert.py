@@ -22,7 +22,7 @@ from scipy import ndimage
 from yaware.arrays import NpyRowWriter
 from yaware.errors import DataError
 from yaware.grid import Grid, cat12_grid
-from yaware.io import atomic_path, save_json, save_table
+from yaware.io import atomic_path, make_folder, save_json, save_table
 from yaware.participants import ID_COLUMN, read_table
 from yaware.qc import load_map
 
@@ -108,7 +108,7 @@ def convert_cohort(
         )
     source, target = cat12_grid(source_voxel_mm), cat12_grid(settings.voxel_mm)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     shape = (len(passing), 1, *target.shape)
     for stale in out.glob(".data.npy.*.tmp"):  # left by a conversion killed half way
         log.info("removing %s, left by an interrupted conversion", stale)

@@ -59,7 +59,37 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def output_path_problem(target: str | os.PathLike) -> str:
+    """Why no file can be written at ``target`` whatever the disk holds ("" if none): it
+    is a folder, or a folder above it is a file. Commands check it before their work."""
+    target = Path(target)
+    if target.is_dir():
+        return f"{target} is a folder; give the output a file name in it"
+    existing = _existing_parent(target.parent)
+    if existing.exists() and not existing.is_dir():
+        return f"cannot write {target}: {existing} is a file, not a folder; choose another path"
+    return ""
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """``mkdir -p`` of an output folder; an OutputError that names what is in the way."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        existing = _existing_parent(path)
+        if existing.exists() and not existing.is_dir():
+            raise OutputError(
+                f"cannot make the folder {path}: {existing} is a file, not a folder; "
+                "choose another path"
+            ) from err
+        raise _output_error(path, err) from err
+    return path
+
+
 def _output_error(target: Path, err: Exception) -> OutputError:
+    if problem := output_path_problem(target):
+        return OutputError(problem)
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     try:
         free = f"{shutil.disk_usage(_existing_parent(target)).free / 1e9:.1f} GB free there"

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import pretrain_keys, write_config
+from tests.conftest import finetune_keys, pretrain_keys, run_cli, write_config
 from tests.workflow.helpers import make_workdir, snakemake, snakemake_command
 from yaware.checkpoint import save_checkpoint
 from yaware.models import build_model
@@ -63,6 +63,40 @@ def test_features_that_cannot_be_written_leave_no_partial_array(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"writing {out} failed" in done.stderr and "Traceback" not in done.stderr
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_an_output_path_that_names_a_folder_or_runs_through_a_file_is_named(toy_cohort, tmp_path):
+    """`extract --out` naming a folder, or a path under a file: refused before any work,
+    naming the part of the path to change. The same for pretraining's out_dir."""
+    save_checkpoint(tmp_path / "c.pt", {"model": build_model("tinycnn").state_dict()})
+    (tmp_path / "features").mkdir()
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8, 8), np.float32))
+    for out, message in (
+        (tmp_path / "features", f"{tmp_path / 'features'} is a folder; give the output a file"),
+        (
+            tmp_path / "x.npy" / "f.npy",
+            f"cannot write {tmp_path / 'x.npy' / 'f.npy'}: {tmp_path / 'x.npy'} is a file",
+        ),
+    ):
+        done = run_cli(
+            "extract",
+            *("--checkpoint", str(tmp_path / "c.pt"), "--encoder", "tinycnn"),
+            *("--data", str(toy_cohort / "missing.npy"), "--out", str(out)),
+        )
+        # The data path does not exist: an error about it would mean the work had begun.
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not any((tmp_path / "features").iterdir())
+    run = tmp_path / "x.npy" / "run"
+    config = write_config(tmp_path / "pre.yaml", **pretrain_keys(toy_cohort, run, epochs=1))
+    done = run_cli("pretrain", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert f"cannot make the folder {run}: {tmp_path / 'x.npy'} is a file" in done.stderr
+    assert "Traceback" not in done.stderr
+    config = write_config(tmp_path / "ft.yaml", **finetune_keys(toy_cohort, run, epochs=1))
+    done = run_cli("finetune", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert f"cannot make the folder {run}: {tmp_path / 'x.npy'} is a file" in done.stderr
 
 
 CONVERSION = {

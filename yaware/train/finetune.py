@@ -34,7 +34,7 @@ from yaware.config import FinetuneConfig, to_dict
 from yaware.data import ScanDataset
 from yaware.errors import ConfigError, DataError
 from yaware.grid import check_fits_encoder
-from yaware.io import save_json, save_table, write_atomic
+from yaware.io import make_folder, save_json, save_table, write_atomic
 from yaware.labels import binary_labels
 from yaware.participants import ID_COLUMN, read_table
 from yaware.probes import scores
@@ -144,7 +144,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     # Unusable inputs stop the run before it writes anything.
     sets = _split_datasets(cfg)
     check_fits_encoder(cfg.encoder, sets["train"].shape, cfg.train_data)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     if device.type == "cpu":
         keep_freed_memory()

@@ -31,7 +31,7 @@ from yaware.config import PretrainConfig, as_list, to_dict
 from yaware.data import ScanDataset
 from yaware.errors import CheckpointError, ConfigError, DataError
 from yaware.grid import check_fits_encoder
-from yaware.io import publish, write_atomic
+from yaware.io import make_folder, publish, write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
 from yaware.models.base import Backbone3D
@@ -261,7 +261,7 @@ def pretrain(
     if len(train_set) < 2:
         raise DataError(f"{cfg.train_table}: at least 2 training scans are needed")
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out)
         write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     seed_everything(cfg.seed)
     model = build_encoder(cfg.encoder, "encoder", cfg.memory_efficient)
