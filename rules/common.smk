@@ -39,6 +39,16 @@ def build_cohorts(config):
             raise ValueError(
                 f"cohorts.{name}: an evaluation cohort needs a task: {{label, positive, negative}}"
             )
+        if not Path(spec["participants"]).is_file():
+            raise ValueError(
+                f"cohorts.{name}.participants: {spec['participants']} is not a file; point "
+                "it at the cohort's participants table (participants.tsv)"
+            )
+        if not Path(spec["cat12_root"]).is_dir():
+            raise ValueError(
+                f"cohorts.{name}.cat12_root: {spec['cat12_root']} is not a folder; point it "
+                "at the CAT12 derivatives, the folder that holds the sub-* folders"
+            )
         cohorts[name] = {**spec, "task": spec.get("task"), "synthetic": False}
     if not cohorts:
         raise ValueError("no cohort: set synthetic.cohorts or cohorts in the config")

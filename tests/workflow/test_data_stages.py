@@ -189,6 +189,22 @@ def test_a_mistyped_key_is_named(tmp_path):
     assert done.returncode != 0 and "'splitz' was unexpected" in done.stdout + done.stderr
 
 
+def test_a_cohort_whose_table_or_cat12_folder_is_not_there_is_named_before_any_job(tmp_path):
+    (tmp_path / "participants.tsv").write_text("participant_id\tage\n01\t30\n")
+    (tmp_path / "cat12").mkdir()
+    for key, value, message in (
+        ("participants", "tabel.tsv", "cohorts.mine.participants: tabel.tsv is not a file"),
+        ("cat12_root", "derivatives/cat12", "cohorts.mine.cat12_root: derivatives/cat12 is not a"),
+    ):
+        cohort = {"role": "pretrain", "participants": "participants.tsv", "cat12_root": "cat12"}
+        config = TINY | {"synthetic": {"cohorts": {}}, "cohorts": {"mine": cohort | {key: value}}}
+        workdir = make_workdir(tmp_path, config)
+        done = snakemake(workdir, "-n", "data")
+        output = done.stdout + done.stderr
+        assert done.returncode != 0 and message in output, output[-1500:]
+        assert not (workdir / "results").exists()
+
+
 @pytest.mark.parametrize("name", ["my bhb", "site/a", "..", "adni(2)"])
 def test_a_cohort_name_that_cannot_be_a_folder_is_refused(tmp_path, name):
     cohorts = {name: {"role": "pretrain", "n_subjects": 40}}
