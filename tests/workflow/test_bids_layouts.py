@@ -26,6 +26,25 @@ def _write_sessionless(root, subject: str, data: np.ndarray, entities: str = "",
     return image
 
 
+def _pretraining_cohorts(root, tables: dict) -> dict:
+    """A config of real pretraining cohorts (name -> participants table) over one CAT12 tree."""
+    cohorts = {
+        name: {
+            "role": "pretrain",
+            "voxel_mm": VOXEL_MM,
+            "participants": str(table),
+            "cat12_root": str(root),
+        }
+        for name, table in tables.items()
+    }
+    return {
+        "synthetic": {"cohorts": {}},
+        "cohorts": cohorts,
+        "qc": {"corr_voxel_mm": VOXEL_MM},
+        "conversion": {"voxel_mm": VOXEL_MM},
+    }
+
+
 @pytest.fixture(scope="module")
 def bids_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("bids")
@@ -125,13 +144,7 @@ def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path)
     ages = [f"{40 + i},5" for i in range(5)] + ["", "045Y", "006M"]
     table = pd.DataFrame({"participant_id": ids, "age": ages})
     table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
-    cohort = {"participants": str(tmp_path / "participants.tsv"), "cat12_root": str(root)}
-    config = {
-        "synthetic": {"cohorts": {}},
-        "cohorts": {"eu": {"role": "pretrain", "voxel_mm": VOXEL_MM, **cohort}},
-        "qc": {"corr_voxel_mm": VOXEL_MM},
-        "conversion": {"voxel_mm": VOXEL_MM},
-    }
+    config = _pretraining_cohorts(root, {"eu": tmp_path / "participants.tsv"})
     workdir = make_workdir(tmp_path / "work", config)
     done = snakemake(workdir, "--cores", "1", "results/data/eu/data.npy")
     assert done.returncode != 0
@@ -158,25 +171,14 @@ def test_table_headers_from_a_spreadsheet_are_read_or_named_with_the_fix(tmp_pat
     ids = [f"{i:02d}" for i in range(4)]
     for subject in ids:
         _write_sessionless(root, subject, _brain(rng))
-    config = {
-        "synthetic": {"cohorts": {}},
-        "cohorts": {},
-        "qc": {"corr_voxel_mm": VOXEL_MM},
-        "conversion": {"voxel_mm": VOXEL_MM},
-    }
     for name, header in (
         ("padded", [" participant_id", "age "]),
         ("cased", ["participant_id", "Age"]),
     ):
         table = pd.DataFrame({header[0]: ids, header[1]: [30.0, 41.5, 52.0, 63.0]})
         table.to_csv(tmp_path / f"{name}.tsv", sep="\t", index=False)
-        config["cohorts"][name] = {
-            "role": "pretrain",
-            "voxel_mm": VOXEL_MM,
-            "participants": str(tmp_path / f"{name}.tsv"),
-            "cat12_root": str(root),
-        }
-    workdir = make_workdir(tmp_path / "work", config)
+    tables = {name: tmp_path / f"{name}.tsv" for name in ("padded", "cased")}
+    workdir = make_workdir(tmp_path / "work", _pretraining_cohorts(root, tables))
     done = snakemake(
         workdir,
         "--cores",
@@ -203,13 +205,7 @@ def test_ids_a_spreadsheet_changed_are_named_with_the_folder_they_mean(tmp_path)
         _write_sessionless(root, subject, _brain(rng))
     table = pd.DataFrame({"participant_id": ["1", "002", "abc", "sub-010"], "age": 40.0})
     table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
-    cohort = {"participants": str(tmp_path / "participants.tsv"), "cat12_root": str(root)}
-    config = {
-        "synthetic": {"cohorts": {}},
-        "cohorts": {"ids": {"role": "pretrain", "voxel_mm": VOXEL_MM, **cohort}},
-        "qc": {"corr_voxel_mm": VOXEL_MM},
-        "conversion": {"voxel_mm": VOXEL_MM},
-    }
+    config = _pretraining_cohorts(root, {"ids": tmp_path / "participants.tsv"})
     workdir = make_workdir(tmp_path / "work", config)
     done = snakemake(workdir, "--cores", "1", "results/qc/ids/qc.tsv")
     assert done.returncode == 0, done.stderr[-3000:]
