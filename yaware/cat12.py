@@ -160,16 +160,19 @@ def _layout_hint(root: Path, subject: str, session: str) -> str:
     subject_dir = root / _entities(subject, "", None)[0]
     if not subject_dir.is_dir():
         hint = f"; there is no folder {subject_dir.name} under {root}"
-        alike = _subject_folders(root, root.stat().st_mtime) if root.is_dir() else {}
-        alike = alike.get(_loose_id(subject_dir.name), [])
-        if alike and subject.removeprefix("sub-").isdigit():
+        folders = _subject_folders(root, root.stat().st_mtime) if root.is_dir() else {}
+        alike = folders.get(_loose_id(subject_dir.name), [])
+        if not alike:
+            return hint
+        folder = alike[0]
+        if not subject.removeprefix("sub-").isdigit():
+            return f"{hint}, but there is {folder}: ids are case-sensitive"
+        if folder.removeprefix("sub-").startswith("0"):
             return (
-                f"{hint}, but there is {alike[0]}: the table's ids lost their leading zeros "
+                f"{hint}, but there is {folder}: the table's ids lost their leading zeros "
                 "(a spreadsheet read them as numbers); write them as the folders do"
             )
-        if alike:
-            return f"{hint}, but there is {alike[0]}: ids are case-sensitive"
-        return hint
+        return f"{hint}, but there is {folder}: write the ids as the folders do"
     sessions = sorted(p.name for p in subject_dir.glob("ses-*") if p.is_dir())
     if not session and sessions:
         return f"; the subject has session folders {sessions}: add a 'session' column"

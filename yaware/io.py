@@ -65,9 +65,8 @@ def output_path_problem(target: str | os.PathLike) -> str:
     target = Path(target)
     if target.is_dir():
         return f"{target} is a folder; give the output a file name in it"
-    existing = _existing_parent(target.parent)
-    if existing.exists() and not existing.is_dir():
-        return f"cannot write {target}: {existing} is a file, not a folder; choose another path"
+    if blocking := _file_in_the_way(target.parent):
+        return f"cannot write {target}: {blocking} is a file, not a folder; choose another path"
     return ""
 
 
@@ -77,14 +76,19 @@ def make_folder(path: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        existing = _existing_parent(path)
-        if existing.exists() and not existing.is_dir():
+        if blocking := _file_in_the_way(path):
             raise OutputError(
-                f"cannot make the folder {path}: {existing} is a file, not a folder; "
+                f"cannot make the folder {path}: {blocking} is a file, not a folder; "
                 "choose another path"
             ) from err
         raise _output_error(path, err) from err
     return path
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file that stands where ``folder`` or a folder above it should be, if any."""
+    existing = _existing_parent(folder)
+    return existing if existing.exists() and not existing.is_dir() else None
 
 
 def _output_error(target: Path, err: Exception) -> OutputError:

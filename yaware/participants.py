@@ -158,7 +158,7 @@ def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndar
     if len(bad):
         ids = table[ID_COLUMN].iloc[bad[:5]].tolist() if ID_COLUMN in table else bad[:5].tolist()
         raw = table[column].iloc[bad[:5]].tolist()
-        hint = next((_number_hint(v) for v in raw if _number_hint(v)), "")
+        hint = next(filter(None, map(_number_hint, raw)), "")
         raise DataError(
             f"{source}: column {column!r} has {len(bad)} missing or non-numeric values, "
             f"e.g. rows {bad[:5].tolist()} (participants {ids}, values {raw}). "

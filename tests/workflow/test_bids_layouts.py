@@ -201,9 +201,10 @@ def test_ids_a_spreadsheet_changed_are_named_with_the_folder_they_mean(tmp_path)
     their case are excluded with the folder that exists; the others pass."""
     root = tmp_path / "cat12"
     rng = np.random.default_rng(7)
-    for subject in ("001", "002", "ABC", "010"):
+    for subject in ("001", "002", "ABC", "010", "7"):
         _write_sessionless(root, subject, _brain(rng))
-    table = pd.DataFrame({"participant_id": ["1", "002", "abc", "sub-010"], "age": 40.0})
+    ids = ["1", "002", "abc", "sub-010", "007"]
+    table = pd.DataFrame({"participant_id": ids, "age": 40.0})
     table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
     config = _pretraining_cohorts(root, {"ids": tmp_path / "participants.tsv"})
     workdir = make_workdir(tmp_path / "work", config)
@@ -216,7 +217,9 @@ def test_ids_a_spreadsheet_changed_are_named_with_the_folder_they_mean(tmp_path)
         "their leading zeros (a spreadsheet read them as numbers); write them as the folders do"
     )
     assert reasons["abc"].endswith("but there is sub-ABC: ids are case-sensitive")
-    assert list(qc["qc"]) == ["0", "1", "0", "1"]
+    # Zeros the folders do not have: no spreadsheet to blame.
+    assert reasons["007"].endswith("but there is sub-7: write the ids as the folders do")
+    assert list(qc["qc"]) == ["0", "1", "0", "1", "0"]
 
 
 def test_pretraining_runs_on_the_sessionless_cohort(bids_run):
