@@ -2,16 +2,19 @@
 
 Layout (BIDS-like, as CAT12 and brainprep write it)::
 
-    <root>/sub-<id>/ses-<ses>/anat/mri/mwp1[u]sub-<id>_ses-<ses>[_run-<r>]_T1w.nii[.gz]
-    <root>/sub-<id>/ses-<ses>/anat/report/cat_[u]sub-<id>_ses-<ses>[_run-<r>]_T1w.xml
+    <root>/sub-<id>/ses-<ses>/anat/mri/mwp1[u|r]sub-<id>_ses-<ses>[_run-<r>]_T1w.nii[.gz]
+    <root>/sub-<id>/ses-<ses>/anat/report/cat_[u|r]sub-<id>_ses-<ses>[_run-<r>]_T1w.xml
 
-A dataset without sessions drops the ``ses-<ses>`` folder and entity
-(``<root>/sub-<id>/anat/mri/mwp1sub-<id>_T1w.nii``), as CAT12 writes it next to a BIDS
-``sub-<id>/anat/sub-<id>_T1w.nii``. Identifiers are taken with or without their BIDS
+or with both files in ``anat/`` itself: CAT12 writes no mri/ and report/ folders when its
+``extopts.subfolders`` is off, nor, since CAT12.8, for an input in a BIDS tree
+(``cat_io_subfolders.m``). The ``u`` prefix is brainprep's copy of the input, ``r`` CAT12's
+longitudinal realignment. A dataset without sessions drops the ``ses-<ses>`` folder and
+entity (``<root>/sub-<id>/anat/mri/mwp1sub-<id>_T1w.nii``), as CAT12 writes it next to a
+BIDS ``sub-<id>/anat/sub-<id>_T1w.nii``. Identifiers are taken with or without their BIDS
 prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``. A map whose name
 carries other BIDS entities (``_acq-mprage``, ``_rec-norm``, a run the table does not name)
 is used when it is the only one of its subject and session; its report is the one CAT12
-writes for the same input, ``report/cat_<name of the map without mwp1>.xml``.
+writes for the same input, ``cat_<name of the map without mwp1>.xml``.
 
 ``cat_*.xml`` has a root ``<S>`` with ``<qualityratings>`` (marks from 0.5 = best to
 10.5: NCR, ICR, res_RMS, IQR) and ``<subjectmeasures>`` (vol_TIV, vol_abs_CGW in ml).
@@ -66,78 +69,137 @@ class Found:
     problem: str = ""
 
 
-# CAT12 names the map of input <stem>.nii mwp1<stem>.nii (<stem> starts with u after
-# brainprep) and its report cat_<stem>.xml, whatever <stem> is.
+# CAT12 names the map of input <stem>.nii mwp1<stem>.nii and its report cat_<stem>.xml,
+# whatever <stem> is ...
 _CAT12_MAP = re.compile(r"^mwp1(?P<stem>.+?)\.nii(?:\.gz)?$")
-# ... and a BIDS T1w input gives <stem> = [u]sub-<id>[_<key>-<value>...]_T1w.
-_MAP_NAME = re.compile(r"^mwp1(?P<stem>u?(?:[A-Za-z0-9]+-[A-Za-z0-9]+_)+T1w)\.nii(?:\.gz)?$")
+# ... and a BIDS T1w input gives <stem> = [u|r]sub-<id>[_<key>-<value>...]_T1w.
+_MAP_NAME = re.compile(r"^mwp1(?P<stem>[ur]?(?:[A-Za-z0-9]+-[A-Za-z0-9]+_)+T1w)\.nii(?:\.gz)?$")
+_INPUT_PREFIXES = ("", "u", "r")
+_EXTENSIONS = (".nii.gz", ".nii")
+# Other CAT12 outputs of a scan, by the prefix before its input's name, for the hint given
+# when its mwp1 map is missing.
+_OTHER_OUTPUTS = (
+    (re.compile(r"s[0-9.]+mwp1"), "smoothed grey matter (the pipeline takes it unsmoothed)"),
+    (re.compile(r"m0wp1"), "grey matter modulated for non-linear effects only"),
+    (re.compile(r"wp1"), "grey matter not modulated"),
+    (re.compile(r"p1"), "grey matter in native space"),
+    (re.compile(r"(?:m0?)?w?p[23]"), "white matter or CSF"),
+)
+
+
+def _map_folders(anat: Path) -> tuple[Path, Path]:
+    """Where CAT12 puts a scan's map: ``anat/mri``, or ``anat`` without subfolders."""
+    return anat / "mri", anat
 
 
 def _entity_values(stem: str) -> dict[str, str]:
-    """``{"sub": "01", "acq": "mprage"}`` of ``[u]sub-01_acq-mprage_T1w``."""
-    pairs = stem.removeprefix("u").split("_")[:-1]
+    """``{"sub": "01", "acq": "mprage"}`` of ``[u|r]sub-01_acq-mprage_T1w``."""
+    pairs = re.sub(r"^[ur](?=sub-)", "", stem).split("_")[:-1]
     return dict(pair.split("-", 1) for pair in pairs)
 
 
 def report_for(image: Path) -> Path | None:
-    """The report CAT12 writes beside a map: ``<anat>/report/cat_<input stem>.xml``."""
+    """The report CAT12 writes for a map: ``<anat>/report/cat_<input stem>.xml`` beside an
+    ``mri/`` folder, else ``cat_<input stem>.xml`` beside the map (the first that exists)."""
     match = _CAT12_MAP.match(image.name)
     if match is None:
         return None
-    return image.parent.parent / "report" / f"cat_{match['stem']}.xml"
+    name = f"cat_{match['stem']}.xml"
+    candidates = [image.parent / name]
+    if image.parent.name == "mri":
+        candidates.insert(0, image.parent.parent / "report" / name)
+    return next((path for path in candidates if path.exists()), candidates[0])
 
 
 def _maps_with_other_entities(
     anat: Path, subject: str, session: str, run: str | None
 ) -> list[Path]:
-    """Maps in ``anat/mri`` of this subject and session (and run, if named) whose names
-    carry entities beyond those."""
+    """Maps of this subject and session (and run, if named) whose names carry entities
+    beyond those."""
     wanted = {"sub": subject.removeprefix("sub-"), "ses": session.removeprefix("ses-")}
     if run:
         wanted["run"] = run.removeprefix("run-")
     found = []
-    for path in sorted((anat / "mri").glob("mwp1*T1w.nii*")):
-        match = _MAP_NAME.match(path.name)
-        if match is None or not path.exists():
-            continue
-        entities = _entity_values(match["stem"])
-        if entities.get("ses", "") == wanted["ses"] and all(
-            entities.get(key) == value for key, value in wanted.items() if key != "ses"
-        ):
-            found.append(path)
+    for folder in _map_folders(anat):
+        for path in sorted(folder.glob("mwp1*T1w.nii*")):
+            match = _MAP_NAME.match(path.name)
+            if match is None or not path.exists():
+                continue
+            entities = _entity_values(match["stem"])
+            if entities.get("ses", "") == wanted["ses"] and all(
+                entities.get(key) == value for key, value in wanted.items() if key != "ses"
+            ):
+                found.append(path)
     return found
 
 
 def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | None = None) -> Found:
-    """Search the layout for a scan's map and report ('u' prefix, .nii or .nii.gz)."""
+    """Search the layout for a scan's map and report (``mri/`` and ``report/`` folders or
+    none, 'u' or 'r' prefix, .nii or .nii.gz)."""
     stem = _stem(subject, session, run)
     anat = _anat(root, subject, session)
     images = [
-        anat / "mri" / f"mwp1{prefix}{stem}{ext}"
-        for prefix in ("", "u")
-        for ext in (".nii.gz", ".nii")
+        folder / f"mwp1{prefix}{stem}{ext}"
+        for folder in _map_folders(anat)
+        for prefix in _INPUT_PREFIXES
+        for ext in _EXTENSIONS
     ]
     broken = [p for p in images if p.is_symlink() and not p.exists()]
     images = [p for p in images if p.exists()]
     by_entities = not images and not broken
     if by_entities:
         images = _maps_with_other_entities(anat, subject, session, run)
-    reports = [anat / "report" / f"cat_{prefix}{stem}.xml" for prefix in ("", "u")]
+    reports = [
+        folder / f"cat_{prefix}{stem}.xml"
+        for folder in (anat / "report", anat)
+        for prefix in _INPUT_PREFIXES
+    ]
     if images:
         reports.insert(0, report_for(images[0]))
     reports = [p for p in reports if p is not None and p.exists()]
     found = Found(image=images[0] if images else None, report=reports[0] if reports else None)
     if len(images) > 1:
-        found.problem = f"several maps for one scan: {[p.name for p in images]}; keep one"
+        names = [str(p.relative_to(anat)) for p in images]
+        found.problem = f"several maps for one scan: {names}; keep one"
         if by_entities:
             found.problem += ", or choose one with a 'run' column (or a 'path' column)"
     elif not images and broken:
         target = os.readlink(broken[0])
         found.problem = f"{broken[0].name} is a link to {target}, which does not exist"
     elif not images:
-        found.problem = f"no mwp1 map under {anat / 'mri'} (looked for mwp1[u]{stem}.nii[.gz])"
-        found.problem += _layout_hint(Path(root), subject, session)
+        found.problem = (
+            f"no mwp1 map in {anat / 'mri'} or {anat} (looked for mwp1[u|r]{stem}.nii[.gz])"
+        )
+        found.problem += _other_outputs_hint(anat, stem) or _layout_hint(
+            Path(root), subject, session
+        )
     return found
+
+
+def _other_outputs_hint(anat: Path, stem: str) -> str:
+    """What CAT12 wrote for this scan instead of its mwp1 map, if anything."""
+    kinds: dict[str, list[str]] = {}
+    for folder in _map_folders(anat):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            name = re.sub(r"\.nii(?:\.gz)?$", "", path.name)
+            if name == path.name or not name.endswith(stem):
+                continue
+            output = name[: -len(stem)]
+            output = output[:-1] if output[-1:] in ("u", "r") else output  # the input's prefix
+            for pattern, kind in _OTHER_OUTPUTS:
+                if pattern.fullmatch(output):
+                    kinds.setdefault(kind, []).append(path.name)
+                    break
+    if not kinds:
+        return ""
+    found = "; ".join(f"{', '.join(names)} ({kind})" for kind, names in kinds.items())
+    return (
+        f"; CAT12 wrote {found}, but the pipeline reads the modulated, normalised grey "
+        "matter: rerun CAT12 with its output 'grey matter: modulated normalized' (mwp1), or "
+        "point a 'path' column at the maps you mean"
+    )
 
 
 def _loose_id(name: str) -> str:

@@ -252,3 +252,77 @@ def test_two_runs_without_a_run_column_are_not_guessed(bids_run):
     assert qc.loc["sub-runs", "qc"] == "0"
     assert "mwp1sub-runs_run-1_T1w.nii" in reason and "mwp1sub-runs_run-2_T1w.nii" in reason
     assert "'run' column" in reason
+
+
+def test_cat12_layouts_without_subfolders_and_longitudinal_maps_are_read(tmp_path):
+    """CAT12.8 on a BIDS tree (or with its subfolders option off) writes the map and its
+    report into anat/ itself; its longitudinal pipeline names them mwp1r/cat_r. Both are
+    found and converted; a scan with only other CAT12 outputs is excluded with what it has."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(8)
+    flat = [f"flat{i}" for i in range(5)]
+    for i, subject in enumerate(flat):
+        anat = root / f"sub-{subject}" / "ses-1" / "anat"
+        anat.mkdir(parents=True)
+        name = f"sub-{subject}_ses-1_T1w"
+        nib.save(nib.Nifti1Image(_brain(rng), _affine()), anat / f"mwp1{name}.nii")
+        _report(anat / f"cat_{name}.xml", 2.0, 2.0 + i / 10)
+    # Longitudinal, with subfolders: the realigned input's map and report.
+    anat = root / "sub-long" / "ses-2" / "anat"
+    (anat / "mri").mkdir(parents=True)
+    nib.save(nib.Nifti1Image(_brain(rng), _affine()), anat / "mri/mwp1rsub-long_ses-2_T1w.nii")
+    _report(anat / "report/cat_rsub-long_ses-2_T1w.xml", 2.0, 3.4)
+    # Flat, with an entity the table does not name.
+    anat = root / "sub-acq" / "ses-1" / "anat"
+    anat.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(_brain(rng), _affine()), anat / "mwp1sub-acq_ses-1_acq-fast_T1w.nii")
+    _report(anat / "cat_sub-acq_ses-1_acq-fast_T1w.xml", 2.0, 3.2)
+    # Only the unmodulated and the smoothed maps of the scan.
+    anat = root / "sub-wp1" / "ses-1" / "anat" / "mri"
+    anat.mkdir(parents=True)
+    for output in ("wp1", "s8mwp1"):
+        nib.save(nib.Nifti1Image(_brain(rng), _affine()), anat / f"{output}sub-wp1_ses-1_T1w.nii")
+    # The same map in both places: which one is meant is the user's call.
+    anat = root / "sub-both" / "ses-1" / "anat"
+    (anat / "mri").mkdir(parents=True)
+    for folder in (anat, anat / "mri"):
+        nib.save(nib.Nifti1Image(_brain(rng), _affine()), folder / "mwp1sub-both_ses-1_T1w.nii")
+    ids = [*flat, "long", "acq", "wp1", "both"]
+    table = pd.DataFrame(
+        {
+            "participant_id": ids,
+            "session": ["2" if s == "long" else "1" for s in ids],
+            "age": 30.0 + np.arange(len(ids)),
+        }
+    )
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    config = _pretraining_cohorts(root, {"cat128": tmp_path / "participants.tsv"})
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(workdir, "--cores", "1", "results/data/cat128/data.npy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = pd.read_csv(workdir / "results/qc/cat128/qc.tsv", sep="\t", dtype=str).set_index(
+        "participant_id"
+    )
+    for i, subject in enumerate(flat):
+        assert qc.loc[subject, "qc"] == "1", qc.loc[subject, "reason"]
+        assert qc.loc[subject, "path"].endswith(f"ses-1/anat/mwp1sub-{subject}_ses-1_T1w.nii")
+        assert float(qc.loc[subject, "IQR"]) == pytest.approx(2.0 + i / 10)  # its own report
+    assert qc.loc["long", "path"].endswith("anat/mri/mwp1rsub-long_ses-2_T1w.nii")
+    assert qc.loc["long", "qc"] == "1" and float(qc.loc["long", "IQR"]) == 3.4
+    assert qc.loc["acq", "qc"] == "1" and float(qc.loc["acq", "IQR"]) == 3.2
+    assert qc.loc["wp1", "qc"] == "0"
+    assert (
+        "CAT12 wrote s8mwp1sub-wp1_ses-1_T1w.nii (smoothed grey matter (the pipeline takes it "
+        "unsmoothed)); wp1sub-wp1_ses-1_T1w.nii (grey matter not modulated), but the pipeline "
+        "reads the modulated, normalised grey matter"
+    ) in qc.loc["wp1", "reason"]
+    assert qc.loc["both", "qc"] == "0"
+    assert (
+        "several maps for one scan: ['mri/mwp1sub-both_ses-1_T1w.nii', "
+        "'mwp1sub-both_ses-1_T1w.nii']"
+    ) in qc.loc["both", "reason"]
+    data = np.load(workdir / "results/data/cat128/data.npy")
+    converted = pd.read_csv(workdir / "results/data/cat128/participants.tsv", sep="\t", dtype=str)
+    assert list(converted["participant_id"]) == [*flat, "long", "acq"]
+    source = nib.load(qc.loc["long", "path"]).get_fdata()
+    np.testing.assert_allclose(data[len(flat), 0], source, rtol=1e-5, atol=1e-6)

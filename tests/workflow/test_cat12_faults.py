@@ -182,7 +182,7 @@ EXPECTED = {
     "nan": "NaN or infinite",
     "shape": "shape (30, 37, 31) differs",
     "badiqr": "IQR 6.00 >= 4.5",
-    "missing": "no mwp1 map under",
+    "missing": "no mwp1 map in",
     "sesname": "the subject's session folders are ['ses-01']: check the 'session' column",
     "nosessions": "sub-nosessions has no session folders: leave its 'session' empty",
     "zeros": "all voxels are zero",
