@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.conftest import finetune_keys, pretrain_keys
-from yaware.augment import build_policy
+from yaware.augment import POLICIES, build_policy
 from yaware.checkpoint import read_checkpoint
 from yaware.config import FinetuneConfig, PretrainConfig, build_config
 from yaware.losses import NTXentLoss, YAwareInfoNCE
@@ -65,6 +65,21 @@ def test_augmentation_gives_the_same_views_on_gpu_and_cpu(name):
     assert on_gpu.device.type == "cuda"
     # The parameters come from the policy's CPU generator, whatever the batch's device.
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_augmentation_does_not_synchronise_with_the_host(name):
+    """The parameters live on the host, so no policy waits for the device: the host keeps
+    queueing work while the previous step runs."""
+    scans = torch.rand(8, 1, 24, 28, 24, device="cuda")
+    policy = build_policy(name, scans.shape[2:], seed=0)
+    policy(scans.clone())
+    torch.cuda.set_sync_debug_mode("error")  # any device-to-host wait raises
+    try:
+        views = policy(scans.clone())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert views.shape == scans.shape and torch.isfinite(views).all()
 
 
 def test_all_tf_on_the_gpu_is_seedable():

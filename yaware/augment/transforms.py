@@ -283,7 +283,10 @@ class CropResize:
             i, j, k = params["corner"][b].tolist()
             boxes.append(x[b, :, i : i + cx, j : j + cy, k : k + cz])
         resized = resize_trilinear(torch.stack(boxes), tuple(x.shape[2:]))
-        x[torch.tensor(selected, device=x.device)] = resized
+        # Scan by scan: indexing with a tensor built from the host list would copy it to the
+        # device and make the host wait for every queued kernel, each step.
+        for i, b in enumerate(selected):
+            x[b] = resized[i]
         return x
 
 
