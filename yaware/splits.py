@@ -89,8 +89,22 @@ def pretrain_split(table: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame
     )
 
 
+def session_order(sessions: pd.Series) -> pd.Series:
+    """A sort key for session labels by their numbers: ``2`` before ``10`` and ``M06``
+    before ``M12``, where a text sort puts ``10`` first."""
+    return (
+        sessions.astype(str)
+        .str.removeprefix("ses-")
+        .str.replace(r"\d+", lambda number: number.group().zfill(12), regex=True)
+    )
+
+
 def first_sessions(table: pd.DataFrame) -> pd.DataFrame:
-    return table.sort_values([ID_COLUMN, "session"]).drop_duplicates(ID_COLUMN).sort_index()
+    """Each subject's first session (in :func:`session_order`), in the table's order."""
+    ordered = table.sort_values(
+        [ID_COLUMN, "session"], key=lambda c: session_order(c) if c.name == "session" else c
+    )
+    return ordered.drop_duplicates(ID_COLUMN).sort_index()
 
 
 def evaluation_split(

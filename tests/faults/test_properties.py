@@ -157,3 +157,20 @@ def test_held_out_sites_with_one_class_are_refused():
     dx[-1] = 1
     split, _ = evaluation_split(table, dx, settings, "c")
     assert (split["split"] == "external").sum() == 10
+
+
+def test_a_subject_is_evaluated_on_its_first_session_by_number():
+    """Sessions 2 and 10 (or M06 and M12): the first is the smaller number, where a text
+    sort would take 10."""
+    n = 24
+    rows = []
+    for i in range(n):
+        later, first = ("10", "2") if i % 2 else ("M12", "M06")
+        for session in (later, first):  # the later session listed first
+            rows.append({"participant_id": f"s{i}", "session": session, "site": "a", "sex": "F"})
+    table = pd.DataFrame(rows).assign(age=50.0)
+    dx = np.repeat(np.arange(n) % 2, 2)
+    split, draws = evaluation_split(table, dx, SplitSettings(n_target=[4], repeats=1), "c")
+    expected = ["2" if i % 2 else "M06" for i in range(n)]
+    assert list(split["session"]) == expected
+    assert set(draws["session"]) <= {"2", "M06"}
