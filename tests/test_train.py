@@ -232,6 +232,23 @@ def test_extract_reads_a_torchscript_archive_only_when_trusted(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_an_encoder_of_two_input_channels_is_named_as_such(tmp_path):
+    """Grey and white matter stacked as channels: every tensor but the first convolution's
+    fits, and the error says which input the checkpoint wants, not "another architecture"."""
+    state = _trained_looking_tinycnn().state_dict()
+    first = next(k for k, v in state.items() if v.ndim == 5)
+    state[first] = state[first].repeat(1, 2, 1, 1, 1)
+    save_checkpoint(tmp_path / "gm_wm.pt", {"model": state})
+    scans = np.random.default_rng(5).random((3, 1, 24, 28, 24), dtype=np.float32)
+    done = _extract(tmp_path / "gm_wm.pt", scans, tmp_path)
+    assert done.returncode == 2
+    assert f"its first convolution ({first}) takes 2 input channels; the encoders here take 1" in (
+        done.stderr
+    )
+    assert "another architecture" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "f.npy").exists()
+
+
 def test_a_truncated_safetensors_file_is_named_without_a_traceback(tmp_path):
     save_file(_trained_looking_tinycnn().state_dict(), tmp_path / "full.safetensors")
     data = (tmp_path / "full.safetensors").read_bytes()

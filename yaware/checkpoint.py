@@ -258,6 +258,7 @@ def load_encoder_weights(
         for k, v in keep.items()
         if k in target and target[k].shape != v.shape
     ]
+    _refuse_other_input_channels(keep, target, source)
     if mismatched:
         raise CheckpointError(
             f"{source} does not fit this encoder ({len(mismatched)} tensors differ in shape, "
@@ -294,3 +295,26 @@ def load_encoder_weights(
     model.load_state_dict(merged)
     log.info("%s: %s", source, report.summary())
     return report
+
+
+def _refuse_other_input_channels(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: str
+) -> None:
+    """A checkpoint whose first convolution takes another number of input channels (an
+    encoder trained on grey and white matter stacked, say) is named as such: every other
+    tensor fits, so "another architecture" would mislead."""
+    first = next((k for k, v in target.items() if k.startswith("features.") and v.ndim == 5), None)
+    if first is None or first not in state:
+        return
+    theirs, ours = state[first].shape, target[first].shape
+    if (
+        len(theirs) == len(ours)
+        and theirs[1] != ours[1]
+        and theirs[:1] + theirs[2:] == ours[:1] + ours[2:]
+    ):
+        raise CheckpointError(
+            f"{source}: its first convolution ({first}) takes {theirs[1]} input channels; "
+            f"the encoders here take {ours[1]}, the grey-matter map. It was trained on other "
+            "inputs (grey and white matter stacked, say) and cannot encode these scans. "
+            "Nothing was loaded."
+        )
