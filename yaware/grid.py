@@ -26,11 +26,25 @@ class Grid:
     def matches(self, shape: tuple[int, ...], affine: np.ndarray, atol: float = 1e-3) -> bool:
         return tuple(shape) == self.shape and np.allclose(affine, self.affine, atol=atol)
 
+    def box_mm(self) -> str:
+        """The MNI extent of the voxel centres, ``x -90 to 90, y -126 to 90, z -72 to 108``."""
+        return box_text(self.shape, self.affine)
+
     def world_coordinates(self) -> np.ndarray:
         """MNI coordinates of every voxel centre, shape (3, X, Y, Z)."""
         index = np.indices(self.shape).reshape(3, -1)
         world = self.affine[:3, :3] @ index + self.affine[:3, 3:]
         return world.reshape(3, *self.shape)
+
+
+def box_text(shape: tuple[int, ...], affine: np.ndarray) -> str:
+    """The MNI extent of the centres of a (X, Y, Z) grid of voxels under ``affine``."""
+    corners = np.array([[0, 0, 0], [s - 1 for s in shape[:3]]], dtype=float)
+    world = corners @ affine[:3, :3].T + affine[:3, 3]
+    low, high = world.min(axis=0), world.max(axis=0)
+    return ", ".join(
+        f"{axis} {lo:g} to {hi:g}" for axis, lo, hi in zip("xyz", low, high, strict=True)
+    )
 
 
 def cat12_grid(voxel_mm: float = 1.5) -> Grid:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from yaware.cat12 import find_scan, read_report, report_for
 from yaware.errors import DataError
-from yaware.grid import Grid, cat12_grid
+from yaware.grid import Grid, box_text, cat12_grid
 from yaware.participants import ID_COLUMN, missing_column, not_a_number, read_table
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,12 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
             hint = (
                 f": the map is on CAT12's {float(zooms[0]):g} mm grid; set the cohort's "
                 f"voxel_mm: {float(zooms[0]):g}"
+            )
+        elif np.allclose(zooms, grid.voxel_mm, atol=1e-3):
+            hint = (
+                f": its {grid.voxel_mm:g} mm voxels cover {box_text(data.shape, image.affine)} "
+                f"mm, CAT12's box {grid.box_mm()} mm; the map was written with another "
+                "bounding box: write it with CAT12's default one"
             )
         raise DataError(f"shape {data.shape} differs from the grid's {grid.shape}{hint}")
     if not np.allclose(zooms, grid.voxel_mm, atol=1e-3):

@@ -90,6 +90,10 @@ def faulty_run(tmp_path_factory):
     _write_scan(root, "voxel", _brain(rng), affine=_affine(5.0))
     # A map on CAT12's box at 9 mm: the cohort's voxel_mm is what is wrong.
     _write_scan(root, "coarser", _brain(rng, (21, 25, 21)), affine=_affine(9.0))
+    # The cohort's voxels on a smaller bounding box (12 mm in from each side).
+    inner = _affine()
+    inner[:3, 3] = [78.0, -114.0, -60.0]
+    _write_scan(root, "bbox", _brain(rng, (27, 33, 27)), affine=inner)
     _write_scan(root, "agetypo", _brain(rng))  # a good map; its age is 450 in the table
     # int16 storage with a scaling slope, as some converters write maps: read as floats.
     scaled = nib.Nifti1Image(np.round(_brain(rng) * 1000).astype(np.int16), _affine())
@@ -139,6 +143,7 @@ def faulty_run(tmp_path_factory):
         "empty",
         "voxel",
         "coarser",
+        "bbox",
         "agetypo",
         "intscaled",
         "linked",
@@ -193,6 +198,9 @@ EXPECTED = {
     "voxel": "voxel size (5.0, 5.0, 5.0) mm, expected 6.0 mm",
     "coarser": "shape (21, 25, 21) differs from the grid's (31, 37, 31): the map is on "
     "CAT12's 9 mm grid; set the cohort's voxel_mm: 9",
+    "bbox": "shape (27, 33, 27) differs from the grid's (31, 37, 31): its 6 mm voxels cover "
+    "x -78 to 78, y -114 to 78, z -60 to 96 mm, CAT12's box x -90 to 90, y -126 to 90, "
+    "z -72 to 108 mm; the map was written with another bounding box",
     "dangling": "is a link to",
     "good3": "age is missing",
     "agetypo": "age 450 is not a plausible age in years (0 to 120): a typo, or another unit?",
@@ -216,7 +224,8 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
     assert sorted(passing["participant_id"]) == sorted(expected)
     assert "unlisted" not in set(qc["participant_id"])
     shape = qc.loc[qc["participant_id"] == "shape", "reason"].iloc[0]
-    assert "CAT12's" not in shape  # 30x37x31 is no CAT12 grid: no voxel_mm to suggest
+    assert "voxel_mm" not in shape  # 30x37x31 is no CAT12 grid: no voxel_mm to suggest
+    assert "cover x -84 to 90, y -126 to 90, z -72 to 108 mm" in shape  # one slice short
     missing = qc.loc[qc["participant_id"] == "missing", "reason"].iloc[0]
     assert "there is no folder sub-missing under" in missing
 
