@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from tests.conftest import pretrain_keys, write_config
+from tests.workflow.helpers import wait_until
 from yaware import distributed
 from yaware.checkpoint import read_checkpoint
 from yaware.losses import NTXentLoss, YAwareInfoNCE
@@ -84,16 +86,22 @@ def test_without_a_process_group_the_helpers_are_identities():
     assert distributed.all_objects({"a": 1}) == [{"a": 1}]
 
 
-def _torchrun(config: Path, *extra: str) -> subprocess.CompletedProcess:
+def _torchrun_pretraining(config: Path, *extra: str) -> list[str]:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     command = [torchrun or "torchrun", "--standalone", "--nproc-per-node", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return [*command, "-m", "yaware.cli", "pretrain", "--config", str(config), *extra]
+
+
+TORCHRUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(config: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*command, "-m", "yaware.cli", "pretrain", "--config", str(config), *extra],
+        _torchrun_pretraining(config, *extra),
         capture_output=True,
         text=True,
         timeout=600,
-        env=env,
+        env=TORCHRUN_ENV,
     )
 
 
@@ -134,3 +142,38 @@ def test_sync_batchnorm_without_gpus_is_refused_with_the_reason(toy_cohort, tmp_
     assert done.returncode != 0
     assert "sync_batchnorm needs GPUs" in done.stderr
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_sigterm_under_torchrun_stops_every_rank_and_resume_matches(toy_cohort, tmp_path):
+    """Slurm's time limit signals every task: the ranks agree on one step to stop at (they
+    ask each other every few steps and at each epoch's end), rank 0 saves it, and the
+    resumed run ends with the weights of an uninterrupted one."""
+    keys = pretrain_keys(toy_cohort, tmp_path / "straight", epochs=30, batch_size=2, device="cpu")
+    done = _torchrun(write_config(tmp_path / "straight.yaml", **keys))
+    assert done.returncode == 0, done.stderr[-3000:]
+    straight = read_checkpoint(tmp_path / "straight" / "last.pt")
+    keys["out_dir"] = str(tmp_path / "stopped")
+    config = write_config(tmp_path / "stopped.yaml", **keys)
+    process = subprocess.Popen(
+        _torchrun_pretraining(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=TORCHRUN_ENV,
+        start_new_session=True,
+    )
+    wait_until((tmp_path / "stopped" / "metrics.csv").exists, process, "one epoch")
+    os.killpg(process.pid, signal.SIGTERM)  # as Slurm signals every process of the step
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "resume from" in stderr, stderr[-3000:]
+    saved = read_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert 1 <= saved["epoch"] < 30
+    # 12 steps per epoch (24 scans, 2 per step): the ranks asked at step 8 and at the end.
+    assert saved["step"] in (8, 12), saved["step"]
+    done = _torchrun(config, "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = read_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert resumed["epoch"] == 30
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key

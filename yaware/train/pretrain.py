@@ -64,6 +64,11 @@ VALIDATION_SEED_OFFSET = 7919
 
 # Steps between updates of the progress bar's running loss (each one waits for the GPU).
 PROGRESS_EVERY = 25
+# Steps between asking every rank whether one was told to stop. The question is an
+# all-reduce read back on the host, so it makes the host wait for the device; asked each
+# step, the GPUs would idle while the host queues the next step's augmentation. Every few
+# steps (and at each epoch's end) is soon enough for a Slurm grace period.
+STOP_CHECK_EVERY = 8
 
 
 def _rank_seed(seed: int) -> int:
@@ -274,6 +279,7 @@ def pretrain(
     optimizer = torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader, sampler = make_loader(train_set, cfg, shuffle=True, device=device)
     steps_per_epoch = max(1, len(loader))
+    single = distributed.world_size() == 1  # asking the other ranks costs nothing then
     # Scans one epoch trains on, over every rank: fewer than the batch size times the
     # steps when the cohort is smaller than one batch (the batch is then the cohort).
     per_rank = len(loader) * loader.batch_size if loader.drop_last else len(sampler)
@@ -360,7 +366,9 @@ def pretrain(
                 if (step + 1) % PROGRESS_EVERY == 0:
                     mean = (partial["loss"] + float(loss_sum)) / (step + 1)
                     bar.set_postfix(loss=f"{mean:.3f}", refresh=False)
-                if distributed.any_rank(stop.requested, device):  # all ranks stop together
+                check = single or (step + 1) % STOP_CHECK_EVERY == 0
+                check = check or step + 1 == steps_per_epoch
+                if check and distributed.any_rank(stop.requested, device):  # all ranks at once
                     partial["loss"] += float(loss_sum)
                     partial["seconds"] += time.perf_counter() - start
                     save(epoch, step + 1, partial)
