@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from yaware.participants import ID_COLUMN
+from yaware.participants import ID_COLUMN, as_text
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def _summary(rows: pd.DataFrame, categorical: list[str]) -> dict:
             "age_sd": float(ages.std(ddof=1)) if len(ages) > 1 else 0.0,
         }
     for column in categorical:
-        counts = rows[column].astype(str).value_counts().sort_index()
+        counts = as_text(rows[column]).value_counts().sort_index()
         summary[f"{column}_counts"] = {str(k): int(v) for k, v in counts.items()}
     return summary
 
@@ -44,7 +44,7 @@ def _age_p(reference: pd.DataFrame, side: pd.DataFrame) -> float | None:
 def _categorical_p(reference: pd.DataFrame, side: pd.DataFrame, column: str) -> float | None:
     table = pd.crosstab(
         np.r_[np.zeros(len(reference)), np.ones(len(side))],
-        np.r_[reference[column].astype(str), side[column].astype(str)],
+        np.r_[as_text(reference[column]), as_text(side[column])],
     )
     if table.shape[1] < 2:
         return None

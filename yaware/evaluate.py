@@ -12,7 +12,7 @@ import pandas as pd
 
 from yaware.errors import DataError
 from yaware.labels import binary_labels
-from yaware.participants import read_table, row_positions
+from yaware.participants import MISSING, as_text, read_table, row_positions
 from yaware.probes import age_probe, linear_probe, site_probe
 
 
@@ -65,7 +65,7 @@ def probe_age_and_site(
     parts: dict[str, list] = {"train": [], "val": []}
     for feature_path, table_path, split_path in zip(features, participants, splits, strict=True):
         x, table, split = np.load(feature_path), read_table(table_path), read_table(split_path)
-        site = table["site"].astype(str) if "site" in table else pd.Series("", index=table.index)
+        site = as_text(table["site"]) if "site" in table else pd.Series("", index=table.index)
         for side, chunks in parts.items():
             rows = row_positions(table, split[split["split"] == side], str(split_path))
             age = pd.to_numeric(table[label]).to_numpy(float)[rows]
@@ -73,6 +73,10 @@ def probe_age_and_site(
     train_x, train_age, train_site = (np.concatenate(c) for c in zip(*parts["train"], strict=True))
     val_x, val_age, val_site = (np.concatenate(c) for c in zip(*parts["val"], strict=True))
     result = age_probe(train_x, train_age, val_x, val_age)
-    if len(np.unique(train_site)) > 1:
-        result |= site_probe(train_x, train_site, val_x, val_site)
+    # A scan of no known site is no example of one: the site probe leaves it out.
+    known, val_known = train_site != MISSING, val_site != MISSING
+    if len(np.unique(train_site[known])) > 1 and val_known.any():
+        result |= site_probe(
+            train_x[known], train_site[known], val_x[val_known], val_site[val_known]
+        )
     return result | {"n_train": len(train_x), "n_val": len(val_x)}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from yaware.errors import DataError
-from yaware.participants import missing_column
+from yaware.participants import as_text, missing_column
 
 
 def binary_labels(
@@ -27,12 +27,12 @@ def binary_labels(
         raise missing_column(table, column, source, "set the task's label to one of them")
     values = table[column]
     if positive:
-        pos, neg = _matches(values, positive), _matches(values, negative)
+        pos, neg = matches(values, positive), matches(values, negative)
     else:
         numeric = pd.to_numeric(values, errors="coerce")
         if not numeric.dropna().isin([0, 1]).all() or numeric.isna().any():
             raise DataError(
-                f"{source}: column {column!r} holds {sorted(values.astype(str).unique())[:6]}; "
+                f"{source}: column {column!r} holds {sorted(as_text(values).unique())[:6]}; "
                 "give positive and negative values (e.g. positive: [alzheimer], "
                 "negative: [control])"
             )
@@ -40,7 +40,7 @@ def binary_labels(
     both = pos & neg
     if both.any():
         raise DataError(
-            f"{source}: values {sorted(values[both].astype(str).unique())} of column "
+            f"{source}: values {sorted(as_text(values[both]).unique())} of column "
             f"{column!r} are in both classes (positive {list(positive)}, negative "
             f"{list(negative)}); list each value in one class"
         )
@@ -51,12 +51,12 @@ def binary_labels(
         if not mask.any():
             raise DataError(
                 f"{source}: no row of the {name} class ({list(wanted)}) "
-                f"in column {column!r}, which holds {sorted(values.astype(str).unique())[:6]}"
+                f"in column {column!r}, which holds {sorted(as_text(values).unique())[:6]}"
             )
     return pos.to_numpy().astype(np.int64), (pos | neg).to_numpy()
 
 
-def _matches(values: pd.Series, wanted: Sequence[str | float]) -> pd.Series:
+def matches(values: pd.Series, wanted: Sequence[str | float]) -> pd.Series:
     """Rows whose value is one of ``wanted``: as text, ignoring case and spaces, or as a
     number (a code 1 matches a column read as 1.0 because another row is empty)."""
     text = values.astype(str).str.strip().str.lower()

@@ -11,8 +11,18 @@ import pandas as pd
 from yaware.errors import DataError
 
 ID_COLUMN = "participant_id"
+MISSING = "n/a"  # how :func:`as_text` writes a missing value
 
 _NA_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "None"]
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """A column's values as text, a missing one as ``n/a`` (BIDS's word for it).
+
+    ``astype(str)`` alone keeps a missing value missing under pandas >= 3, and a NaN among
+    strings breaks sorting, stratum codes and contingency tables.
+    """
+    return values.astype(object).where(values.notna(), MISSING).astype(str)
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -16,7 +16,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from yaware.errors import ConfigError, DataError
-from yaware.participants import ID_COLUMN
+from yaware.labels import matches
+from yaware.participants import ID_COLUMN, as_text
 
 
 @dataclass
@@ -40,7 +41,7 @@ def strata(table: pd.DataFrame, columns: Sequence[str], age_bins: int) -> np.nda
         if column == "age":
             ages = pd.to_numeric(values, errors="coerce")
             values = pd.qcut(ages.rank(method="first"), q=min(age_bins, len(ages)), labels=False)
-        parts.append(values.astype(str))
+        parts.append(as_text(values))
     if not parts:
         return np.zeros(len(table), dtype=int)
     joined = parts[0].str.cat(parts[1:], sep="|") if len(parts) > 1 else parts[0]
@@ -115,12 +116,7 @@ def evaluation_split(
     base = first_sessions(table)
     split = pd.Series("train", index=base.index)
     if settings.external_sites:
-        unknown = set(settings.external_sites) - set(base["site"].astype(str))
-        if unknown:
-            raise ConfigError(
-                f"splits.external_sites: {sorted(unknown)} not among {cohort}'s sites"
-            )
-        split[base["site"].astype(str).isin(settings.external_sites)] = "external"
+        split[_external_rows(base, [str(s) for s in settings.external_sites], cohort)] = "external"
         held = base.loc[split == "external", "_label"]
         if held.nunique() < 2:
             raise ConfigError(
@@ -155,6 +151,23 @@ def evaluation_split(
         {ID_COLUMN: base[ID_COLUMN], "session": base["session"], "split": split}
     )
     return split_table.sort_index(), pd.concat(draws, ignore_index=True)
+
+
+def _external_rows(table: pd.DataFrame, sites: list[str], cohort: str) -> pd.Series:
+    """Rows of the sites held out whole; a site is matched as text or as a number (``3``
+    finds a column read as 3.0 because one row has no site)."""
+    if "site" not in table.columns:
+        raise ConfigError(
+            f"splits.external_sites: {cohort}'s table has no 'site' column (it has "
+            f"{list(table.columns)[:8]}); add one, or hold out no sites of {cohort}"
+        )
+    unknown = [site for site in sites if not matches(table["site"], [site]).any()]
+    if unknown:
+        present = sorted(table["site"].dropna().astype(str).unique())
+        raise ConfigError(
+            f"splits.external_sites: {unknown} not among {cohort}'s sites {present[:20]}"
+        )
+    return matches(table["site"], sites)
 
 
 def _draw(pool: pd.DataFrame, n_target: int, seed: int) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from yaware.augment import POLICIES, build_policy
 from yaware.errors import ConfigError
+from yaware.evaluate import probe_age_and_site
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.splits import SplitSettings, evaluation_split, pretrain_split
 
@@ -174,3 +175,51 @@ def test_a_subject_is_evaluated_on_its_first_session_by_number():
     expected = ["2" if i % 2 else "M06" for i in range(n)]
     assert list(split["session"]) == expected
     assert set(draws["session"]) <= {"2", "M06"}
+
+
+def test_held_out_sites_match_a_numeric_site_column_or_are_refused_by_name():
+    """Sites coded as numbers, read as floats because one row has none: "3" finds 3.0. A
+    table with no site column, or a site it lacks, is refused with what it has."""
+    n = 40
+    table = pd.DataFrame(
+        {
+            "participant_id": [f"s{i}" for i in range(n)],
+            "session": "1",
+            "site": [float(1 + i % 4) for i in range(n - 1)] + [np.nan],
+            "sex": "F",
+            "age": 50.0,
+        }
+    )
+    dx = (np.arange(n) // 4) % 2  # both classes at every site
+    settings = SplitSettings(n_target=[4], repeats=1, external_sites=["3"])
+    split, _ = evaluation_split(table, dx, settings, "c")
+    external = split.loc[split["split"] == "external", "participant_id"]
+    assert list(external) == [f"s{i}" for i in range(2, n, 4)]
+    settings.external_sites = ["7"]
+    with pytest.raises(ConfigError, match=r"\['7'\] not among c's sites \['1.0', '2.0', '3.0'"):
+        evaluation_split(table, dx, settings, "c")
+    with pytest.raises(ConfigError, match="c's table has no 'site' column"):
+        evaluation_split(table.drop(columns="site"), dx, settings, "c")
+
+
+def test_the_site_probe_leaves_out_scans_of_no_known_site(tmp_path):
+    """A missing site is no site: the probe is fitted and scored on the others (before, a
+    NaN among the site names stopped np.unique with a TypeError)."""
+    rng = np.random.default_rng(0)
+    n = 60
+    sites = np.array([f"s{i % 3}" for i in range(n)], dtype=object)
+    features = rng.normal(size=(n, 6)) + 3.0 * (np.arange(n) % 3)[:, None]  # sites apart
+    table = pd.DataFrame(
+        {"participant_id": [f"p{i}" for i in range(n)], "age": rng.uniform(20, 80, n)}
+    )
+    table["site"] = sites
+    table.loc[[0, 1, 40], "site"] = ""  # read back as missing
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    np.save(tmp_path / "features.npy", features)
+    split = table[["participant_id"]].assign(split=np.where(np.arange(n) < 45, "train", "val"))
+    split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    paths = [tmp_path / "features.npy"], [tmp_path / "participants.tsv"], [tmp_path / "split.tsv"]
+    result = probe_age_and_site(*paths, label="age")
+    assert result["site_chance"] == pytest.approx(1 / 3)  # three sites, no "n/a" class
+    assert result["site_balanced_accuracy"] > 0.9
+    assert result["n_train"] == 45 and result["n_val"] == 15

@@ -6,6 +6,8 @@ as "sub-<id>". Both are the common case on public datasets, as are T1w names wit
 entities than the table names (acq-, rec-, run-) and tables that point at each map.
 """
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -326,3 +328,45 @@ def test_cat12_layouts_without_subfolders_and_longitudinal_maps_are_read(tmp_pat
     assert list(converted["participant_id"]) == [*flat, "long", "acq"]
     source = nib.load(qc.loc["long", "path"]).get_fdata()
     np.testing.assert_allclose(data[len(flat), 0], source, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_sex_and_site_values_are_a_category_of_their_own_in_the_splits(tmp_path):
+    """Real tables miss a sex or a site here and there. The splits stratify and test
+    balance with them as "n/a" (pandas >= 3 keeps NaN through astype(str), which made the
+    stratum codes -1 and the split job stop with a numpy traceback)."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(9)
+    n = 16
+    ids = [f"{i:02d}" for i in range(n)]
+    for subject in ids:
+        _write_sessionless(root, subject, _brain(rng))
+    table = pd.DataFrame(
+        {
+            "participant_id": ids,
+            "age": 30.0 + 2 * np.arange(n),
+            "sex": ["F", "M"] * (n // 2),
+            "site": [f"s{i % 3}" for i in range(n)],
+            "diagnosis": ["control", "patient"] * (n // 2),
+        }
+    )
+    table.loc[[1, 6], "sex"] = "n/a"
+    table.loc[4, "site"] = ""
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    config = _pretraining_cohorts(root, {"pre": tmp_path / "participants.tsv"})
+    config["cohorts"]["ev"] = config["cohorts"]["pre"] | {
+        "role": "evaluate",
+        "task": {"label": "diagnosis", "positive": ["patient"], "negative": ["control"]},
+        "n_target": [4],
+    }
+    config["splits"] = {"val_fraction": 0.25, "repeats": 1}
+    workdir = make_workdir(tmp_path / "work", config)
+    targets = [f"results/splits/{c}/split.tsv" for c in ("pre", "ev")]
+    done = snakemake(workdir, "--cores", "2", *targets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for cohort in ("pre", "ev"):
+        split = pd.read_csv(workdir / f"results/splits/{cohort}/split.tsv", sep="\t", dtype=str)
+        assert sorted(split["participant_id"]) == ids
+        arguments = json.loads((workdir / f"results/splits/{cohort}/split_args.json").read_text())
+        sides = arguments["balance"]["sides"]
+        assert sum(side["sex_counts"].get("n/a", 0) for side in sides.values()) == 2
+        assert sum(side["site_counts"].get("n/a", 0) for side in sides.values()) == 1
