@@ -140,7 +140,10 @@ def markdown(frame: pd.DataFrame, path: str | os.PathLike, title: str, note: str
     columns = list(frame.columns)
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in frame.itertuples(index=False):
-        cells = [f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
-        lines.append("| " + " | ".join(c.replace("nan", "") for c in cells) + " |")
+        cells = [
+            "" if v is None or pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else str(v)
+            for v in row
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     write_atomic(path, lambda handle: handle.write(text.encode()))
