@@ -299,7 +299,13 @@ def _table(
                 reasons.append(f"NCR {ncr:.2f} >= {t.ncr_max}")
             if iqr >= t.iqr_max:
                 reasons.append(f"IQR {iqr:.2f} >= {t.iqr_max}")
-            if not corr[i] > t.corr_mean_min:
+            if np.isnan(corr[i]):
+                readable = int(np.isfinite(corr).sum()) or 1
+                reasons.append(
+                    "no corr_mean: it compares a map with the cohort's other readable maps, "
+                    f"and there are {readable - 1}"
+                )
+            elif not corr[i] > t.corr_mean_min:
                 reasons.append(f"corr_mean {corr[i]:.3f} <= {t.corr_mean_min}")
         records.append(
             {

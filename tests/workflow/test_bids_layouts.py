@@ -370,3 +370,26 @@ def test_missing_sex_and_site_values_are_a_category_of_their_own_in_the_splits(t
         sides = arguments["balance"]["sides"]
         assert sum(side["sex_counts"].get("n/a", 0) for side in sides.values()) == 2
         assert sum(side["site_counts"].get("n/a", 0) for side in sides.values()) == 1
+
+
+def test_a_cohort_with_one_readable_map_says_why_it_has_no_corr_mean(tmp_path):
+    """corr_mean compares a map with the cohort's others: with one readable map there is
+    nothing to compare, and the reason says so (before: 'corr_mean nan <= 0.5')."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(10)
+    _write_sessionless(root, "01", _brain(rng))
+    broken = _write_sessionless(root, "02", _brain(rng))
+    broken.write_bytes(broken.read_bytes()[:200])
+    table = pd.DataFrame({"participant_id": ["01", "02"], "age": [30.0, 40.0]})
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    workdir = make_workdir(
+        tmp_path / "work", _pretraining_cohorts(root, {"one": tmp_path / "participants.tsv"})
+    )
+    done = snakemake(workdir, "--cores", "1", "results/qc/one/qc.tsv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = pd.read_csv(workdir / "results/qc/one/qc.tsv", sep="\t", dtype=str)
+    reasons = dict(zip(qc["participant_id"], qc["reason"], strict=True))
+    assert reasons["01"] == (
+        "no corr_mean: it compares a map with the cohort's other readable maps, and there are 0"
+    )
+    assert reasons["02"].startswith("unreadable NIfTI")
