@@ -49,10 +49,34 @@ def build_cohorts(config):
                 f"cohorts.{name}.cat12_root: {spec['cat12_root']} is not a folder; point it "
                 "at the CAT12 derivatives, the folder that holds the sub-* folders"
             )
+        if spec["role"] == "evaluate":
+            check_task(name, spec)
         cohorts[name] = {**spec, "task": spec.get("task"), "synthetic": False}
     if not cohorts:
         raise ValueError("no cohort: set synthetic.cohorts or cohorts in the config")
     return cohorts
+
+
+def check_task(name, spec):
+    """A real evaluation cohort's task against its table, before any job: a typo in the
+    label or a class would otherwise surface at the split, after QC and the conversion.
+    """
+    from yaware.errors import DataError
+    from yaware.labels import binary_labels
+    from yaware.participants import read_table
+
+    task = spec["task"]
+    try:
+        table = read_table(spec["participants"])
+        binary_labels(
+            table,
+            task["label"],
+            task["positive"],
+            task["negative"],
+            spec["participants"],
+        )
+    except DataError as err:
+        raise ValueError(f"cohorts.{name}.task: {err}") from None
 
 
 COHORTS = build_cohorts(config)
@@ -191,10 +215,25 @@ def finetune_jobs():
     repeats = min(
         settings["repeats"] or config["splits"]["repeats"], config["splits"]["repeats"]
     )
+    drawn = {cohort: n_targets_of(cohort) for cohort in EVALUATION_COHORTS}
+    # An N_target drawn for some cohorts only (a small cohort lacks the largest) is tuned
+    # where it is drawn; one drawn for none is a mistake.
+    undrawn = [
+        n
+        for n in settings["n_target"] or []
+        if not any(n in ns for ns in drawn.values())
+    ]
+    if undrawn:
+        raise ValueError(
+            f"fine_tuning.n_target: {undrawn} are drawn for no evaluation cohort ({drawn}); "
+            "fine-tuning trains on the splits' draws: add them to splits.n_target (or a "
+            "cohort's n_target), or fine-tune at one of those"
+        )
     jobs = []
     for cohort in EVALUATION_COHORTS:
-        drawn = n_targets_of(cohort)
-        chosen = [n for n in settings["n_target"] or drawn if n in drawn]
+        chosen = [
+            n for n in settings["n_target"] or drawn[cohort] if n in drawn[cohort]
+        ]
         seeds = settings["seeds"]
         inits = [n for n, e in EXPERIMENTS.items() if seeds is None or e.seed in seeds]
         for init in [*inits, *EXTERNAL, SCRATCH_NAME]:

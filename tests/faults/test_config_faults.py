@@ -93,3 +93,44 @@ def test_every_draw_keeps_a_rare_class(tmp_path):
     for _, draw in draws.groupby("repeat"):
         classes = [diagnosis[s] for s in draw["participant_id"]]
         assert len(classes) == 6 and set(classes) == {"alzheimer", "control"}, classes
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        (
+            {"label": "diagnosis", "positive": ["AD"], "negative": ["CN"]},
+            "cohorts.mine.task: {table}: no 'diagnosis' column; the table has "
+            "['participant_id', 'age', 'dx']: set the task's label to one of them",
+        ),
+        (
+            {"label": "dx", "positive": ["alzheimer"], "negative": ["CN"]},
+            "cohorts.mine.task: {table}: no row of the positive class (['alzheimer']) in "
+            "column 'dx', which holds ['AD', 'CN']",
+        ),
+    ],
+    ids=["label_column_absent", "class_absent"],
+)
+def test_a_real_cohorts_task_is_checked_against_its_table_before_any_job(tmp_path, task, message):
+    """A typo in the task would otherwise surface at the split job, after QC and the
+    conversion of every scan (hours on a real cohort)."""
+    table = tmp_path / "participants.tsv"
+    table.write_text("participant_id\tage\tdx\n01\t70\tAD\n02\t71\tCN\n")
+    (tmp_path / "cat12").mkdir()
+    cohort = {"role": "evaluate", "participants": str(table), "cat12_root": str(tmp_path / "cat12")}
+    config = _config({}, {}) | {"cohorts": {"mine": cohort | {"task": task}}}
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(workdir, "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and message.format(table=table) in output, output[-2000:]
+    assert not (workdir / "results").exists()
+
+
+def test_fine_tuning_at_an_n_target_no_cohort_draws_is_refused(tmp_path):
+    config = _config({}, {"n_target": [10, 20]}) | {"fine_tuning": {"n_target": [30]}}
+    done = snakemake(make_workdir(tmp_path, config), "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "fine_tuning.n_target: [30] are drawn for no evaluation cohort" in output, output[-2000:]
+    config["fine_tuning"]["n_target"] = [20]  # drawn: planned
+    assert snakemake(make_workdir(tmp_path, config), "-n").returncode == 0
