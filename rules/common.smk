@@ -125,11 +125,19 @@ EXPERIMENTS = {e.name: e for e in experiments(PRETRAINING)}
 def external_models(config):
     """Checkpoints made elsewhere, by name; a name must not be one the workflow makes."""
     taken = {*EXPERIMENTS, PCA_NAME, SCRATCH_NAME, random_encoder_name(PRETRAINING)}
-    for name in config["external_models"]:
+    for name, spec in config["external_models"].items():
         if name in taken:
             raise ValueError(
                 f"external_models.{name}: the workflow already names a model {name!r}; "
                 "choose another name"
+            )
+        # Checked here: Snakemake plans no job for a missing input that older results
+        # stand in for, so a mistyped path would silently leave the model out.
+        if not Path(spec["checkpoint"]).is_file():
+            raise ValueError(
+                f"external_models.{name}.checkpoint: {spec['checkpoint']} is not a file; "
+                "point it at the checkpoint (a path relative to the working directory, or "
+                "an absolute one)"
             )
     return {
         name: {

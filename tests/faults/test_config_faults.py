@@ -64,6 +64,7 @@ def test_a_grid_too_small_for_an_encoder_stops_the_workflow_before_any_job(tmp_p
     """conversion.voxel_mm 8 gives 23x28x23 scans; DenseNet121 needs 29 voxels per axis."""
     config = _config({}, {}) | {"conversion": {"voxel_mm": 8.0}} | models
     workdir = make_workdir(tmp_path, config)
+    (tmp_path / "old.pth").touch()  # the config check wants the external checkpoint there
     done = snakemake(workdir, "-n")
     assert done.returncode != 0
     assert (
@@ -74,7 +75,6 @@ def test_a_grid_too_small_for_an_encoder_stops_the_workflow_before_any_job(tmp_p
     ), (done.stdout + done.stderr)[-2000:]
     # At 6 mm (31x37x31) the same encoders are planned.
     config["conversion"]["voxel_mm"] = 6.0
-    (tmp_path / "old.pth").touch()  # a dry run needs the external checkpoint to exist
     assert snakemake(make_workdir(tmp_path, config), "-n").returncode == 0
 
 
@@ -134,3 +134,18 @@ def test_fine_tuning_at_an_n_target_no_cohort_draws_is_refused(tmp_path):
     assert "fine_tuning.n_target: [30] are drawn for no evaluation cohort" in output, output[-2000:]
     config["fine_tuning"]["n_target"] = [20]  # drawn: planned
     assert snakemake(make_workdir(tmp_path, config), "-n").returncode == 0
+
+
+def test_an_external_checkpoint_that_is_not_there_is_named_before_any_job(tmp_path):
+    """A mistyped checkpoint path. Where earlier results exist, Snakemake would plan no job
+    for the model and let the old tables stand; the config check names the path instead."""
+    external = {"old": {"checkpoint": "models/old.pth", "encoder": "tinycnn"}}
+    config = _config({}, {}) | {"external_models": external}
+    workdir = make_workdir(tmp_path, config)
+    done = snakemake(workdir, "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "external_models.old.checkpoint: models/old.pth is not a file" in output, output[-2000:]
+    (workdir / "models").mkdir()
+    (workdir / "models/old.pth").touch()
+    assert snakemake(workdir, "-n").returncode == 0
