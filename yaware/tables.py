@@ -131,7 +131,9 @@ def with_paper(summary: pd.DataFrame, method_column: str = "method") -> pd.DataF
         method = PAPER_METHOD.get(row[method_column])
         return PAPER_AUC.get(row["task"], {}).get(int(row["n_target"]), {}).get(method)
 
-    return summary.assign(paper_auc=summary.apply(paper, axis=1))
+    # Row by row, not DataFrame.apply: on no rows (fine-tuning off) apply returns a frame.
+    values = [paper(row) for _, row in summary.iterrows()]
+    return summary.assign(paper_auc=pd.Series(values, index=summary.index, dtype=float))
 
 
 def markdown(frame: pd.DataFrame, path: str | os.PathLike, title: str, note: str) -> None:

@@ -233,6 +233,38 @@ def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
     assert plan["probe"] == len(MODELS)
 
 
+def test_fine_tuning_off_still_gives_the_tables_and_figures(run, tmp_path):
+    """fine_tuning.enabled: false leaves finetune.csv with its header only; the summary and
+    figures come from the probes (before: the tables job stopped on the empty frame)."""
+    work = tmp_path / "work"
+    shutil.copytree(run, work, ignore=shutil.ignore_patterns("finetune", ".snakemake"))
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"fine_tuning": {"enabled": False}}))
+    done = snakemake(
+        work,
+        "--cores",
+        "2",
+        "--configfile",
+        str(override),
+        "--forcerun",
+        "tables",
+        "figure_auc",
+        "figure_sigma",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    finetune = pd.read_csv(work / "results/tables/finetune.csv")
+    assert finetune.empty and "auc" in finetune.columns
+    summary = pd.read_csv(work / "results/tables/summary.csv")
+    assert set(summary["evaluation"]) == {"linear probe"}
+    assert len(summary) == len(
+        pd.read_csv(run / "results/tables/summary.csv").query("evaluation == 'linear probe'")
+    )
+    for name in ("fig1_auc_vs_n_target", "fig3_sigma"):
+        assert (work / f"results/figures/{name}.png").stat().st_mtime > (
+            run / f"results/figures/{name}.png"
+        ).stat().st_mtime
+
+
 def _plan_after_editing(run, tmp_path, module: str) -> dict[str, int]:
     """The jobs a dry run plans after an edit of ``yaware/<module>`` in a copy of the repo."""
     copy = tmp_path / "repo"
