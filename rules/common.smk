@@ -237,12 +237,18 @@ def finetune_jobs():
             "fine-tuning trains on the splits' draws: add them to splits.n_target (or a "
             "cohort's n_target), or fine-tune at one of those"
         )
+    seeds = settings["seeds"]
+    unknown = sorted(set(seeds or []) - set(config["pretraining"]["seeds"]))
+    if unknown:
+        raise ValueError(
+            f"fine_tuning.seeds: {unknown} are not among pretraining.seeds "
+            f"{config['pretraining']['seeds']}; fine-tuning starts from those encoders"
+        )
     jobs = []
     for cohort in EVALUATION_COHORTS:
         chosen = [
             n for n in settings["n_target"] or drawn[cohort] if n in drawn[cohort]
         ]
-        seeds = settings["seeds"]
         inits = [n for n, e in EXPERIMENTS.items() if seeds is None or e.seed in seeds]
         for init in [*inits, *EXTERNAL, SCRATCH_NAME]:
             for n in chosen:

@@ -126,13 +126,22 @@ def test_a_real_cohorts_task_is_checked_against_its_table_before_any_job(tmp_pat
     assert not (workdir / "results").exists()
 
 
-def test_fine_tuning_at_an_n_target_no_cohort_draws_is_refused(tmp_path):
-    config = _config({}, {"n_target": [10, 20]}) | {"fine_tuning": {"n_target": [30]}}
+@pytest.mark.parametrize(
+    ("fine_tuning", "message"),
+    [
+        ({"n_target": [30]}, "fine_tuning.n_target: [30] are drawn for no evaluation cohort"),
+        ({"seeds": [1]}, "fine_tuning.seeds: [1] are not among pretraining.seeds [0]"),
+    ],
+    ids=["n_target", "seeds"],
+)
+def test_fine_tuning_what_the_workflow_does_not_make_is_refused(tmp_path, fine_tuning, message):
+    """Before, no fine-tuning job (or only from scratch) was planned, silently."""
+    config = _config({}, {"n_target": [10, 20]}) | {"fine_tuning": fine_tuning}
+    config["pretraining"] = {"seeds": [0]}
     done = snakemake(make_workdir(tmp_path, config), "-n")
     output = done.stdout + done.stderr
-    assert done.returncode != 0
-    assert "fine_tuning.n_target: [30] are drawn for no evaluation cohort" in output, output[-2000:]
-    config["fine_tuning"]["n_target"] = [20]  # drawn: planned
+    assert done.returncode != 0 and message in output, output[-2000:]
+    config["fine_tuning"] = {"n_target": [20], "seeds": [0]}  # drawn and pretrained: planned
     assert snakemake(make_workdir(tmp_path, config), "-n").returncode == 0
 
 
