@@ -119,6 +119,19 @@ EVALUATION_COHORTS = [
     name for name, spec in COHORTS.items() if spec["role"] == "evaluate"
 ]
 FEATURE_COHORTS = [*PRETRAIN_COHORTS, *EVALUATION_COHORTS]
+
+
+def check_held_out_cohorts(config):
+    """Sites are held out of evaluation cohorts only; another name would be ignored."""
+    unknown = sorted(set(config["splits"]["external_sites"]) - set(EVALUATION_COHORTS))
+    if unknown:
+        raise ValueError(
+            f"splits.external_sites: {unknown} are not evaluation cohorts "
+            f"{EVALUATION_COHORTS}; sites are held out of an evaluation cohort's splits"
+        )
+
+
+check_held_out_cohorts(config)
 EXPERIMENTS = {e.name: e for e in experiments(PRETRAINING)}
 
 

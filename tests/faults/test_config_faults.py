@@ -158,3 +158,14 @@ def test_an_external_checkpoint_that_is_not_there_is_named_before_any_job(tmp_pa
     (workdir / "models").mkdir()
     (workdir / "models/old.pth").touch()
     assert snakemake(workdir, "-n").returncode == 0
+
+
+def test_sites_held_out_of_a_cohort_that_is_not_an_evaluation_cohort_are_refused(tmp_path):
+    """A misspelt cohort in splits.external_sites was ignored: no site held out, silently."""
+    config = _config({}, {"external_sites": {"adnii": ["site1"]}})
+    done = snakemake(make_workdir(tmp_path, config), "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "splits.external_sites: ['adnii'] are not evaluation cohorts ['adni']" in output, output[
+        -2000:
+    ]
