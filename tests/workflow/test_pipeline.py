@@ -311,9 +311,12 @@ def test_paper_config_plans_over_placeholder_tables(tmp_path):
     for name, cohort in config["cohorts"].items():
         table = tmp_path / cohort["participants"]
         table.parent.mkdir(parents=True)
-        pd.DataFrame({"participant_id": [f"{name}1"], "session": ["1"], "age": [30.0]}).to_csv(
-            table, sep="\t", index=False
-        )
+        rows = pd.DataFrame({"participant_id": [f"{name}1", f"{name}2"], "session": "1"})
+        rows["age"] = 30.0
+        if "task" in cohort:  # the config check reads the task's classes in the table
+            task = cohort["task"]
+            rows[task["label"]] = [task["positive"][0], task["negative"][0]]
+        rows.to_csv(table, sep="\t", index=False)
         (tmp_path / cohort["cat12_root"]).mkdir()
     workdir = make_workdir(tmp_path, config)
     plan = planned_jobs(workdir)
