@@ -20,7 +20,9 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    (pinned memory, N workers) against a raw sequential read of the same file;
 7. the engine end to end (``yaware.train.pretrain.pretrain``, loader + GPU augmentation
    + step, its own metrics.csv), against the original's data-path limit; with
-   ``compile: true`` in the section "engine_compile".
+   ``compile: true`` in the section "engine_compile", and in "engine_compile_one_stream"
+   with each batch's copy and augmentation on the step's stream instead of a side stream
+   (the same-call baseline of ``yaware.train.staging``).
 
     python -m benchmarks.gpu_pretrain [--out results.json] [--shape 121 145 121]
 
@@ -443,8 +445,17 @@ def data_path(array: Path, table: Path, device, batch, workers, report: Report) 
     )
 
 
-def engine(array, table, workers, batch, original_all_tf, report: Report, compiled=False) -> None:
-    """``pretrain()`` for 2 epochs; epoch 2's rate (after any compilation) from metrics.csv."""
+def engine(
+    array, table, workers, batch, original_all_tf, report: Report, compiled=False, side_stream=True
+) -> None:
+    """``pretrain()`` for 2 epochs; epoch 2's rate (after any compilation) from metrics.csv.
+
+    ``side_stream=False`` queues each batch's copy and augmentation on the step's own stream
+    (the engine before yaware.train.staging), the same-call baseline of the side stream.
+    """
+    from yaware.train import pretrain as pretrain_module
+
+    pretrain_module.SIDE_STREAM = side_stream
     with tempfile.TemporaryDirectory() as out:
         cfg = build_config(
             PretrainConfig,
@@ -460,9 +471,8 @@ def engine(array, table, workers, batch, original_all_tf, report: Report, compil
                 "compile": compiled,
             },
         )
-        from yaware.train.pretrain import pretrain
-
-        pretrain(cfg)
+        pretrain_module.pretrain(cfg)
+        pretrain_module.SIDE_STREAM = True
         metrics = pd.read_csv(Path(out) / "metrics.csv")
     rate = float(metrics["scans_per_s"].iloc[-1])
     original_scans = np.asarray(original_all_tf) / 2  # two views per scan
@@ -472,6 +482,7 @@ def engine(array, table, workers, batch, original_all_tf, report: Report, compil
             "batch": batch,
             "workers": workers,
             "compile": compiled,
+            "side_stream": side_stream,
             "epoch2_scans_s": rate,
             "original_data_path_scans_s": float(np.median(original_scans)),
             "ratio": rate / float(np.median(original_scans)),
@@ -516,6 +527,7 @@ def main() -> None:
             "compile",
             "compile_profile",
             "engine_compile",
+            "engine_compile_one_stream",
             "stem_pool",
             "compile_pool0",
         ],
@@ -537,7 +549,8 @@ def main() -> None:
 
     peak = ceilings(device, report)
     original = {"all_tf": [float("nan")]}
-    if chosen("augmentation") or chosen("engine") or chosen("engine_compile"):
+    engines = ("engine", "engine_compile", "engine_compile_one_stream")
+    if chosen("augmentation") or any(map(chosen, engines)):
         original = augmentation(shape, device, args.batch, args.workers, report)
     needs_flops = any(
         map(chosen, ("training", "compile", "compile_profile", "stem", "compile_pool0"))
@@ -552,7 +565,7 @@ def main() -> None:
     if chosen("convolutions") or chosen("profile"):
         breakdown(shape, device, args.batch, peak, report, chosen)
     with tempfile.TemporaryDirectory() as tmp:
-        if chosen("data") or chosen("engine") or chosen("engine_compile"):
+        if chosen("data") or any(map(chosen, engines)):
             array, table = write_cohort(Path(tmp), shape, args.scans)
         if chosen("data"):
             data_path(array, table, device, args.batch, args.workers, report)
@@ -567,8 +580,13 @@ def main() -> None:
                 training(shape, device, args.batch, peak, flops, report, variants, profiled)
             if chosen("compile_pool0"):
                 compile_pool0(shape, device, args.batch, peak, flops, report)
-            if chosen("engine_compile"):
-                engine(array, table, args.workers, args.batch, original["all_tf"], report, True)
+            for side_stream in (True, False):  # the second compiles from inductor's cache
+                if chosen("engine_compile" if side_stream else "engine_compile_one_stream"):
+                    engine(
+                        *(array, table, args.workers, args.batch, original["all_tf"], report),
+                        compiled=True,
+                        side_stream=side_stream,
+                    )
     summary(report)
 
 

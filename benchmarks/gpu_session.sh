@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The checks a session lent a GPU runs in one call: sections of the GPU benchmark (default:
 # "engine_compile", pretrain() end to end with compile: true against the original's data
-# path: one compilation of about 4 minutes on an H200), then the CUDA tests (about 80 s).
+# path: one compilation of about 4 minutes on an H200, and "engine_compile_one_stream", the
+# same without the side stream, compiled from inductor's cache), then the CUDA tests
+# (about 90 s).
 # "compile_pool0" (the whole compiled step with the stem's tail eager and all compiled: two
 # compilations) needs about 8 minutes, "stem_pool" (the head only) about 2.
 # Results go to the folder given first.
@@ -16,7 +18,7 @@ set -uo pipefail
 out=${1:?usage: gpu_session.sh OUT_FOLDER [section ...]}
 shift
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(engine_compile)
+[ ${#sections[@]} -eq 0 ] && sections=(engine_compile engine_compile_one_stream)
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"

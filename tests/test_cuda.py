@@ -13,8 +13,10 @@ from yaware.models import build_model
 from yaware.models.densenet import DenseNet3D
 from yaware.models.stem import StemConv3d
 from yaware.toy import write_toy_cohort
+from yaware.train import pretrain as pretrain_module
 from yaware.train.finetune import finetune
 from yaware.train.pretrain import pretrain
+from yaware.train.staging import staged
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -89,6 +91,51 @@ def test_all_tf_on_the_gpu_is_seedable():
     other = build_policy("all_tf", scans.shape[2:], seed=4)(scans.clone())
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
+
+
+def test_staged_views_are_the_unstaged_views_and_never_wait_for_the_device():
+    """Copy and augmentation on the side stream: the same numbers as on the default stream,
+    each still intact after the step that reads it has queued more work on the GPU."""
+    scans = [
+        torch.rand(4, 1, 24, 28, 24, generator=torch.Generator().manual_seed(i)) for i in range(5)
+    ]
+    batches = [(x.pin_memory(), torch.rand(4).pin_memory()) for x in scans]
+    weight = torch.randn(2048, 2048, device="cuda")
+    results = {}
+    for side_stream in (False, True):
+        policy = build_policy("all_tf", scans[0].shape[2:], seed=3)
+
+        def prepare(batch, policy=policy):
+            x, y = batch
+            return policy(x.cuda(non_blocking=True)), y.cuda(non_blocking=True)
+
+        kept = []
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")  # any device-to-host wait raises
+        try:
+            for views, y in staged(batches, prepare, torch.device("cuda"), side_stream):
+                for _ in range(20):  # a slow step on the default stream
+                    weight = (weight @ weight).tanh_()
+                kept.append(torch.cat([views.flatten(), y]) + 0)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        results[side_stream] = torch.stack(kept).cpu()
+    assert torch.equal(results[True], results[False])
+
+
+def test_pretraining_with_the_side_stream_matches_one_stream(tmp_path, monkeypatch):
+    write_toy_cohort(tmp_path, n=24, shape=(40, 48, 40), seed=0)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    losses = {}
+    for side_stream in (False, True):
+        monkeypatch.setattr(pretrain_module, "SIDE_STREAM", side_stream)
+        keys = pretrain_keys(
+            tmp_path, tmp_path / f"run{side_stream}", device="cuda", precision="fp32", epochs=2
+        )
+        history = read_checkpoint(pretrain(build_config(PretrainConfig, keys)))["history"]
+        losses[side_stream] = [row[key] for row in history for key in ("train_loss", "val_loss")]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
 
 
 def test_pretraining_on_the_gpu_writes_a_checkpoint_the_cpu_reads(tmp_path):
