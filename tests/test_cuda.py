@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.conftest import finetune_keys, pretrain_keys
-from yaware.augment import POLICIES, build_policy
+from yaware.augment import POLICIES, GaussianBlur, build_policy
 from yaware.checkpoint import read_checkpoint
 from yaware.config import FinetuneConfig, PretrainConfig, build_config
 from yaware.losses import NTXentLoss, YAwareInfoNCE
@@ -67,6 +67,16 @@ def test_augmentation_gives_the_same_views_on_gpu_and_cpu(name):
     assert on_gpu.device.type == "cuda"
     # The parameters come from the policy's CPU generator, whatever the batch's device.
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
+
+
+def test_blur_on_the_gpu_matches_the_cpu():
+    """Matrix products on the GPU, shifted views on the CPU: the same blur per scan."""
+    scans = torch.rand(6, 1, 24, 28, 24, generator=torch.Generator().manual_seed(0))
+    blur = GaussianBlur(p=0.5)
+    params = blur.sample_params(6, torch.Generator().manual_seed(1))
+    assert 0 < int(params["keep"].sum()) < 6
+    on_gpu = blur.apply(scans.cuda(), params).cpu()
+    torch.testing.assert_close(on_gpu, blur.apply(scans.clone(), params), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", POLICIES)
