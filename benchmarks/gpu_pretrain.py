@@ -22,7 +22,10 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    + step, its own metrics.csv), against the original's data-path limit; with
    ``compile: true`` in the section "engine_compile", and in "engine_compile_one_stream"
    with each batch's copy and augmentation on the step's stream instead of a side stream
-   (the same-call baseline of ``yaware.train.staging``).
+   (the same-call baseline of ``yaware.train.staging``);
+8. "blur_forms": all_tf's Gaussian blur as batched matrix products (the GPU's form) and as
+   sums of shifted views (the CPU's form, the GPU's until 2026-11-27), views/s and the
+   eager engine end to end with each.
 
     python -m benchmarks.gpu_pretrain [--out results.json] [--shape 121 145 121]
 
@@ -38,6 +41,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -50,7 +54,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks import gpu_breakdown
 from benchmarks.augment_throughput import per_scan_view
 from benchmarks.common import machine, markdown_table, median_seconds, sync
-from yaware.augment import build_policy
+from yaware.augment import GaussianBlur, build_policy
+from yaware.augment.transforms import Workspace, _gaussian_blur_, blur_by_matmul
 from yaware.config import PretrainConfig, build_config
 from yaware.data import ScanDataset
 from yaware.losses import YAwareInfoNCE
@@ -135,6 +140,46 @@ def augmentation(shape, device, batch, workers, report: Report) -> dict[str, lis
             },
         )
     return original
+
+
+def _blur_by_matrix_products(self, x: torch.Tensor, params) -> torch.Tensor:
+    selected = params["keep"].nonzero().flatten().tolist()
+    if selected:
+        sigmas = [float(params["sigma"][b]) for b in selected]
+        blurred = blur_by_matmul(torch.stack([x[b] for b in selected]), sigmas)
+        for i, b in enumerate(selected):
+            x[b] = blurred[i]
+    return x
+
+
+def _blur_by_shifted_views(self, x: torch.Tensor, params) -> torch.Tensor:
+    for b in params["keep"].nonzero().flatten().tolist():
+        _gaussian_blur_(x[b : b + 1], float(params["sigma"][b]), Workspace.of(self))
+    return x
+
+
+BLUR_FORMS = {
+    "matrix products (GPU default)": _blur_by_matrix_products,
+    "shifted views (CPU default)": _blur_by_shifted_views,
+}
+
+
+def blur_forms(shape, device, batch, engine_data, report: Report) -> None:
+    """all_tf with each form of the blur, same call: views/s of one step's two views per
+    scan, then the eager engine end to end (forms alternated: A, B, A)."""
+    views = torch.rand(2 * batch, 1, *shape, device=device)
+    for form, apply in BLUR_FORMS.items():
+        with patch.object(GaussianBlur, "apply", apply):
+            policy = build_policy("all_tf", shape, seed=0)
+            seconds = median_seconds(lambda p=policy, v=views: p(v.clone()), device, 6, 2)
+        report.add(
+            "blur_forms", {"blur": form, "views": len(views), "views_s": len(views) / seconds}
+        )
+    del views
+    for form in [*BLUR_FORMS, next(iter(BLUR_FORMS))]:
+        with patch.object(GaussianBlur, "apply", BLUR_FORMS[form]):
+            rate = engine(*engine_data, batch, [float("nan")], Report(None))
+        report.add("blur_forms", {"blur": form, "engine_eager_scans_s": rate})
 
 
 def make_step(
@@ -447,7 +492,7 @@ def data_path(array: Path, table: Path, device, batch, workers, report: Report) 
 
 def engine(
     array, table, workers, batch, original_all_tf, report: Report, compiled=False, side_stream=True
-) -> None:
+) -> float:
     """``pretrain()`` for 2 epochs; epoch 2's rate (after any compilation) from metrics.csv.
 
     ``side_stream=False`` queues each batch's copy and augmentation on the step's own stream
@@ -489,6 +534,7 @@ def engine(
             "ratio_range": f"{rate / original_scans.max():.3g}-{rate / original_scans.min():.3g}",
         },
     )
+    return rate
 
 
 def summary(report: Report, machine_name: str | None = None) -> None:
@@ -528,6 +574,7 @@ def main() -> None:
             "compile_profile",
             "engine_compile",
             "engine_compile_one_stream",
+            "blur_forms",
             "stem_pool",
             "compile_pool0",
         ],
@@ -565,12 +612,14 @@ def main() -> None:
     if chosen("convolutions") or chosen("profile"):
         breakdown(shape, device, args.batch, peak, report, chosen)
     with tempfile.TemporaryDirectory() as tmp:
-        if chosen("data") or any(map(chosen, engines)):
+        if chosen("data") or chosen("blur_forms") or any(map(chosen, engines)):
             array, table = write_cohort(Path(tmp), shape, args.scans)
         if chosen("data"):
             data_path(array, table, device, args.batch, args.workers, report)
         if chosen("engine"):
             engine(array, table, args.workers, args.batch, original["all_tf"], report)
+        if chosen("blur_forms"):
+            blur_forms(shape, device, args.batch, (array, table, args.workers), report)
         if not args.no_compile and chosen("stem_pool"):
             stem_pool(shape, device, args.batch, report)
         if not args.no_compile:  # last: compiling takes minutes

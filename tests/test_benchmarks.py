@@ -186,3 +186,19 @@ def test_step_bounds_prints_the_bound_against_the_measured_step():
     assert ms["lower bound of the step"] == pytest.approx(sum(parts), abs=0.15)
     assert ms["20x a baseline of 10 scans/s needs"] == pytest.approx(32 / 200 * 1e3)
     assert ms["measured step (fastest in --step)"] > ms["lower bound of the step"]
+
+
+def test_blur_forms_section_times_both_forms_alone_and_in_the_engine(tmp_path):
+    out = tmp_path / "gpu.json"
+    options = ["--out", str(out), "--shape", *map(str, SHAPE), "--batch", str(BATCH)]
+    run_benchmark(
+        "gpu_pretrain", *options, "--scans", "8", "--workers", "0", "--sections", "blur_forms"
+    )
+    rows = json.loads(out.read_text())["blur_forms"]
+    alone = [row for row in rows if "views_s" in row]
+    in_engine = [row for row in rows if "engine_eager_scans_s" in row]
+    forms = ["matrix products (GPU default)", "shifted views (CPU default)"]
+    assert [row["blur"] for row in alone] == forms
+    assert all(row["views"] == 2 * BATCH and row["views_s"] > 0 for row in alone)
+    assert [row["blur"] for row in in_engine] == [*forms, forms[0]]  # A, B, A
+    assert all(row["engine_eager_scans_s"] > 0 for row in in_engine)
