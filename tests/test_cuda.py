@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.conftest import finetune_keys, pretrain_keys
-from yaware.augment import POLICIES, GaussianBlur, build_policy
+from yaware.augment import POLICIES, AugmentationPolicy, GaussianBlur, build_policy
 from yaware.checkpoint import read_checkpoint
 from yaware.config import FinetuneConfig, PretrainConfig, build_config
 from yaware.losses import NTXentLoss, YAwareInfoNCE
@@ -253,3 +253,23 @@ def test_finetuning_on_the_gpu_from_a_gpu_pretraining(tmp_path):
     predictions = pd.read_csv(tmp_path / "ft" / "predictions.csv")
     assert len(predictions) == len(pd.read_csv(tmp_path / "val.tsv", sep="\t"))
     assert predictions["prob_positive"].between(0, 1).all()
+
+
+def test_finetuning_augments_outside_autocast(tmp_path, monkeypatch):
+    """Under bf16 autocast the blur's matrix products would run in bf16: fine-tuning draws
+    its views before autocast, as pretraining does, and they stay float32."""
+    write_toy_cohort(tmp_path, n=24, shape=(40, 48, 40), seed=0)
+    seen = []
+    original_call = AugmentationPolicy.__call__
+
+    def watched(self, x):
+        views = original_call(self, x)
+        seen.append((torch.is_autocast_enabled("cuda"), views.dtype))
+        return views
+
+    monkeypatch.setattr(AugmentationPolicy, "__call__", watched)
+    keys = finetune_keys(
+        tmp_path, tmp_path / "ft", device="cuda", precision="bf16", augmentation="all_tf"
+    )
+    finetune(build_config(FinetuneConfig, keys))
+    assert seen and set(seen) == {(False, torch.float32)}

@@ -206,11 +206,16 @@ def blur_by_matmul(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
     form, each a full pass over the scan; on the CPU that form is faster.
     """
     out = x
-    for axis, pattern in enumerate(("bcxyz,bxi->bciyz", "bcxyz,byi->bcxiz", "bcxyz,bzi->bcxyi")):
-        matrices = blur_matrices(sigmas, x.shape[2 + axis])
-        if x.device.type == "cuda":  # from pinned memory: the copy does not wait for the GPU
-            matrices = matrices.pin_memory()
-        out = torch.einsum(pattern, out, matrices.to(x.device, non_blocking=True))
+    # Under autocast a matrix product would run in bf16: the views would lose all but three
+    # digits, and differ from the CPU's.
+    with torch.autocast(x.device.type, enabled=False):
+        for axis, pattern in enumerate(
+            ("bcxyz,bxi->bciyz", "bcxyz,byi->bcxiz", "bcxyz,bzi->bcxyi")
+        ):
+            matrices = blur_matrices(sigmas, x.shape[2 + axis]).to(x.dtype)
+            if x.device.type == "cuda":  # from pinned memory: the copy does not wait for the GPU
+                matrices = matrices.pin_memory()
+            out = torch.einsum(pattern, out, matrices.to(x.device, non_blocking=True))
     return out
 
 

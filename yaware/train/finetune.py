@@ -52,6 +52,7 @@ from yaware.train.common import (
     write_history,
 )
 from yaware.train.pretrain import build_encoder
+from yaware.train.staging import staged
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,9 @@ def predict(
     model.eval()
     probs = []
     for x, _ in loader:
+        scans = policy(to_device(x, device)).contiguous(memory_format=layout)
         with autocast(device, autocast_dtype(cfg.precision, device)):
-            logits = model(policy(to_device(x, device)).contiguous(memory_format=layout))
+            logits = model(scans)
         probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
     return torch.cat(probs).numpy()
 
@@ -171,24 +173,32 @@ def finetune(cfg: FinetuneConfig) -> Path:
     }
     history: list[dict[str, Any]] = []
     best_score = -np.inf
+
+    def prepare(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views and labels on the device, outside autocast (the views stay float32)."""
+        x, y = batch
+        views = policy(to_device(x, device)).contiguous(memory_format=layout)
+        return views, y.to(device, non_blocking=True).long()
+
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
-        start, total = time.perf_counter(), 0.0
-        for x, y in tqdm(
-            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5
-        ):
+        start = time.perf_counter()
+        # Summed on the device: reading each step's loss would make the host wait for it.
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5)
+        for views, y in staged(bar, prepare, device):
             with autocast(device, amp):
-                logits = model(policy(to_device(x, device)).contiguous(memory_format=layout))
-            loss = loss_fn(logits.float(), y.to(device).long())
+                logits = model(views)
+            loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach())
+            total += loss.detach()
         row: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": total / steps,
+            "train_loss": float(total) / steps,
             "seconds": time.perf_counter() - start,
         }
         kept = f"{out / 'last.pt'} keeps epoch {epoch}." if epoch else "No checkpoint was written."
