@@ -180,7 +180,7 @@ def gaussian_taps(sigma: float) -> torch.Tensor:
 
 
 def blur_matrices(sigmas: list[float], length: int) -> torch.Tensor:
-    """(n, L, L) float32: entry [s, i] is the weight of position s in blurred position i
+    """(n, L, L) float64: entry [s, i] is the weight of position s in blurred position i
     along an axis of ``length``, taps past the edges folded onto the edge (scipy "nearest")."""
     taps = [gaussian_taps(sigma) for sigma in sigmas]
     radius = max(len(t) for t in taps) // 2
@@ -195,7 +195,7 @@ def blur_matrices(sigmas: list[float], length: int) -> torch.Tensor:
     matrices.scatter_add_(
         1, flat, weights[:, :, None].expand(-1, -1, length).reshape(len(sigmas), -1)
     )
-    return matrices.view(len(sigmas), length, length).float()
+    return matrices.view(len(sigmas), length, length)
 
 
 def blur_by_matmul(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
