@@ -55,7 +55,6 @@ from benchmarks import gpu_breakdown
 from benchmarks.augment_throughput import per_scan_view
 from benchmarks.common import machine, markdown_table, median_seconds, sync
 from yaware.augment import GaussianBlur, build_policy
-from yaware.augment.transforms import Workspace, _gaussian_blur_, blur_by_matmul
 from yaware.config import PretrainConfig, build_config
 from yaware.data import ScanDataset
 from yaware.losses import YAwareInfoNCE
@@ -142,25 +141,9 @@ def augmentation(shape, device, batch, workers, report: Report) -> dict[str, lis
     return original
 
 
-def _blur_by_matrix_products(self, x: torch.Tensor, params) -> torch.Tensor:
-    selected = params["keep"].nonzero().flatten().tolist()
-    if selected:
-        sigmas = [float(params["sigma"][b]) for b in selected]
-        blurred = blur_by_matmul(torch.stack([x[b] for b in selected]), sigmas)
-        for i, b in enumerate(selected):
-            x[b] = blurred[i]
-    return x
-
-
-def _blur_by_shifted_views(self, x: torch.Tensor, params) -> torch.Tensor:
-    for b in params["keep"].nonzero().flatten().tolist():
-        _gaussian_blur_(x[b : b + 1], float(params["sigma"][b]), Workspace.of(self))
-    return x
-
-
 BLUR_FORMS = {
-    "matrix products (GPU default)": _blur_by_matrix_products,
-    "shifted views (CPU default)": _blur_by_shifted_views,
+    "matrix products (GPU default)": GaussianBlur.by_matrix_products,
+    "shifted views (CPU default)": GaussianBlur.by_shifted_views,
 }
 
 
