@@ -483,8 +483,10 @@ def engine(
     """
     from yaware.train import pretrain as pretrain_module
 
-    pretrain_module.SIDE_STREAM = side_stream
-    with tempfile.TemporaryDirectory() as out:
+    with (
+        tempfile.TemporaryDirectory() as out,
+        patch.object(pretrain_module, "SIDE_STREAM", side_stream),
+    ):
         cfg = build_config(
             PretrainConfig,
             {
@@ -500,7 +502,6 @@ def engine(
             },
         )
         pretrain_module.pretrain(cfg)
-        pretrain_module.SIDE_STREAM = True
         metrics = pd.read_csv(Path(out) / "metrics.csv")
     rate = float(metrics["scans_per_s"].iloc[-1])
     original_scans = np.asarray(original_all_tf) / 2  # two views per scan
