@@ -147,9 +147,10 @@ BLUR_FORMS = {
 }
 
 
-def blur_forms(shape, device, batch, engine_data, report: Report) -> None:
+def blur_forms(shape, device, batch, engine_data, report: Report, rounds: int = 1) -> None:
     """all_tf with each form of the blur, same call: views/s of one step's two views per
-    scan, then the eager engine end to end (forms alternated: A, B, A)."""
+    scan, then the eager engine end to end, the forms alternated ``rounds`` times and the
+    first once more (A, B, A for one round)."""
     views = torch.rand(2 * batch, 1, *shape, device=device)
     for form, apply in BLUR_FORMS.items():
         with patch.object(GaussianBlur, "apply", apply):
@@ -159,7 +160,7 @@ def blur_forms(shape, device, batch, engine_data, report: Report) -> None:
             "blur_forms", {"blur": form, "views": len(views), "views_s": len(views) / seconds}
         )
     del views
-    for form in [*BLUR_FORMS, next(iter(BLUR_FORMS))]:
+    for form in [*BLUR_FORMS] * rounds + [next(iter(BLUR_FORMS))]:
         with patch.object(GaussianBlur, "apply", BLUR_FORMS[form]):
             rate = engine(*engine_data, batch, [float("nan")], Report(None))
         report.add("blur_forms", {"blur": form, "engine_eager_scans_s": rate})
@@ -537,6 +538,9 @@ def main() -> None:
     parser.add_argument("--memory-batch", type=int, default=64)
     parser.add_argument("--scans", type=int, default=384, help="scans in the engine's array")
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument(
+        "--blur-rounds", type=int, default=1, help="blur_forms: engine runs of each form, A B A"
+    )
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--render", type=Path, help="print the tables of a saved --out file")
@@ -603,7 +607,8 @@ def main() -> None:
         if chosen("engine"):
             engine(array, table, args.workers, args.batch, original["all_tf"], report)
         if chosen("blur_forms"):
-            blur_forms(shape, device, args.batch, (array, table, args.workers), report)
+            engine_data = (array, table, args.workers)
+            blur_forms(shape, device, args.batch, engine_data, report, args.blur_rounds)
         if not args.no_compile and chosen("stem_pool"):
             stem_pool(shape, device, args.batch, report)
         if not args.no_compile:  # last: compiling takes minutes
