@@ -69,13 +69,14 @@ def test_augmentation_gives_the_same_views_on_gpu_and_cpu(name):
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
 
 
-def test_blur_on_the_gpu_matches_the_cpu():
-    """Matrix products on the GPU, shifted views on the CPU: the same blur per scan."""
+@pytest.mark.parametrize("form", ["apply", "by_shifted_views", "by_matrix_products"])
+def test_blur_on_the_gpu_matches_the_cpu(form):
+    """Each form of the blur on the GPU gives the CPU's blur, scan by scan."""
     scans = torch.rand(6, 1, 24, 28, 24, generator=torch.Generator().manual_seed(0))
     blur = GaussianBlur(p=0.5)
     params = blur.sample_params(6, torch.Generator().manual_seed(1))
     assert 0 < int(params["keep"].sum()) < 6
-    on_gpu = blur.apply(scans.cuda(), params).cpu()
+    on_gpu = getattr(blur, form)(scans.cuda(), params).cpu()
     torch.testing.assert_close(on_gpu, blur.apply(scans.clone(), params), atol=1e-5, rtol=1e-5)
 
 
@@ -256,8 +257,8 @@ def test_finetuning_on_the_gpu_from_a_gpu_pretraining(tmp_path):
 
 
 def test_finetuning_augments_outside_autocast(tmp_path, monkeypatch):
-    """Under bf16 autocast the blur's matrix products would run in bf16: fine-tuning draws
-    its views before autocast, as pretraining does, and they stay float32."""
+    """Under bf16 autocast a policy's matrix products or convolutions would run in bf16:
+    fine-tuning draws its views before autocast, as pretraining does, and they stay float32."""
     write_toy_cohort(tmp_path, n=24, shape=(40, 48, 40), seed=0)
     seen = []
     original_call = AugmentationPolicy.__call__

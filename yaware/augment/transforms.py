@@ -125,18 +125,22 @@ class GaussianBlur:
         return {"keep": keep, "sigma": _uniform(batch_size, self.sigma, generator)}
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        if x.device.type == "cpu":
-            return self.by_shifted_views(x, params)
-        return self.by_matrix_products(x, params)
+        return self.by_shifted_views(x, params)
 
     def by_shifted_views(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        """Scan by scan, in place: the faster form on the CPU (see :func:`_gaussian_blur_`)."""
+        """Scan by scan, in place (see :func:`_gaussian_blur_`): the form used on every device.
+
+        On the CPU it is the faster form. On a GPU it is slower alone than
+        :meth:`by_matrix_products` but faster inside pretraining, where it shares the GPU
+        with the step (``python -m benchmarks.gpu_pretrain --sections blur_forms``).
+        """
         for b in params["keep"].nonzero().flatten().tolist():
             _gaussian_blur_(x[b : b + 1], float(params["sigma"][b]), Workspace.of(self))
         return x
 
     def by_matrix_products(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        """The selected scans at once (see :func:`blur_by_matmul`): the faster form on a GPU."""
+        """The selected scans at once (see :func:`blur_by_matmul`), the same numbers: the
+        alternative the benchmark times against :meth:`by_shifted_views` on a GPU."""
         selected = params["keep"].nonzero().flatten().tolist()
         if not selected:
             return x
@@ -211,7 +215,9 @@ def blur_by_matmul(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
     batched matrix products, one per axis (the numbers of :func:`_gaussian_blur_`).
 
     On a GPU three matrix products replace some 50 launches per scan of the shifted-views
-    form, each a full pass over the scan; on the CPU that form is faster.
+    form, each a full pass over the scan: 1.2-1.8x faster alone, yet pretraining ran 3-6 %
+    slower with it (its large kernels hold the GPU the step needs). On the CPU the
+    shifted-views form is faster too.
     """
     out = x
     # Under autocast a matrix product would run in bf16: the views would lose all but three
