@@ -215,9 +215,9 @@ def blur_by_matmul(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
     batched matrix products, one per axis (the numbers of :func:`_gaussian_blur_`).
 
     On a GPU three matrix products replace some 50 launches per scan of the shifted-views
-    form, each a full pass over the scan: 1.2-1.8x faster alone, yet pretraining ran 3-6 %
-    slower with it (its large kernels hold the GPU the step needs). On the CPU the
-    shifted-views form is faster too.
+    form, each a full pass over the scan: 1.2-1.8x faster alone, yet pretraining ran
+    3.5-6.5 % slower with it (its large kernels hold the GPU the step needs). On the CPU
+    the shifted-views form is faster too.
     """
     out = x
     # Under autocast a matrix product would run in bf16: the views would lose all but three
