@@ -23,10 +23,10 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    ``compile: true`` in the section "engine_compile", and in "engine_compile_one_stream"
    with each batch's copy and augmentation on the step's stream instead of a side stream
    (the same-call baseline of ``yaware.train.staging``);
-8. "blur_forms": all_tf's Gaussian blur as sums of shifted views (the default on every
-   device) and as batched matrix products (the GPU's default on 2026-11-27 until this
-   section showed pretraining slower with it), views/s and the eager engine end to end
-   with each.
+8. "blur_forms": all_tf's Gaussian blur as sums of shifted views (``GaussianBlur.apply``)
+   and as batched matrix products (``benchmarks.blur_matmul``, the GPU's form on
+   2026-11-27 until this section showed pretraining slower with it), views/s and the
+   eager engine end to end with each.
 
     python -m benchmarks.gpu_pretrain [--out results.json] [--shape 121 145 121]
 
@@ -52,7 +52,7 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import gpu_breakdown
+from benchmarks import blur_matmul, gpu_breakdown
 from benchmarks.augment_throughput import per_scan_view
 from benchmarks.common import machine, markdown_table, median_seconds, sync
 from yaware.augment import GaussianBlur, build_policy
@@ -143,8 +143,8 @@ def augmentation(shape, device, batch, workers, report: Report) -> dict[str, lis
 
 
 BLUR_FORMS = {
-    "matrix products": GaussianBlur.by_matrix_products,
-    "shifted views (default)": GaussianBlur.by_shifted_views,
+    "matrix products": blur_matmul.by_matrix_products,
+    "shifted views (default)": GaussianBlur.apply,
 }
 
 

@@ -8,6 +8,7 @@ import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
 
+from benchmarks.blur_matmul import blur_by_matmul
 from yaware.augment import (
     POLICIES,
     CropResize,
@@ -17,7 +18,7 @@ from yaware.augment import (
     GaussianNoise,
     build_policy,
 )
-from yaware.augment.transforms import blur_by_matmul, resize_trilinear
+from yaware.augment.transforms import resize_trilinear
 from yaware.errors import ConfigError
 
 SHAPE = (13, 15, 11)
@@ -85,8 +86,8 @@ def test_blur_matches_scipy_per_scan():
 @pytest.mark.parametrize("shape", [(20, 24, 20), (2, 3, 9)])
 def test_blur_by_matrix_products_matches_scipy(shape):
     """The blur as one matrix product per axis, each scan its own sigma (the form the GPU
-    benchmark times against the default), checked on the CPU; axes shorter than the
-    kernel fold every tap onto the edges."""
+    benchmark times against GaussianBlur.apply), checked on the CPU; axes shorter than
+    the kernel fold every tap onto the edges."""
     x = torch.rand(3, 1, *shape, generator=torch.Generator().manual_seed(0)) * 10
     sigmas = [0.3, 1.0, 2.7]
     with torch.autocast("cpu", dtype=torch.bfloat16):  # as where fine-tuning augments

@@ -125,29 +125,14 @@ class GaussianBlur:
         return {"keep": keep, "sigma": _uniform(batch_size, self.sigma, generator)}
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        return self.by_shifted_views(x, params)
+        """Scan by scan, in place, as sums of shifted views (see :func:`_gaussian_blur_`).
 
-    def by_shifted_views(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        """Scan by scan, in place (see :func:`_gaussian_blur_`): the form used on every device.
-
-        On the CPU it is the faster form. On a GPU it is slower alone than
-        :meth:`by_matrix_products` but faster inside pretraining, where it shares the GPU
-        with the step (``python -m benchmarks.gpu_pretrain --sections blur_forms``).
+        On the CPU the faster form. On a GPU batched matrix products are faster alone but
+        made pretraining slower, sharing the GPU with the step (``python -m
+        benchmarks.gpu_pretrain --sections blur_forms``).
         """
         for b in params["keep"].nonzero().flatten().tolist():
             _gaussian_blur_(x[b : b + 1], float(params["sigma"][b]), Workspace.of(self))
-        return x
-
-    def by_matrix_products(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        """The selected scans at once (see :func:`blur_by_matmul`), the same numbers: the
-        alternative the benchmark times against :meth:`by_shifted_views` on a GPU."""
-        selected = params["keep"].nonzero().flatten().tolist()
-        if not selected:
-            return x
-        sigmas = [float(params["sigma"][b]) for b in selected]
-        blurred = blur_by_matmul(torch.stack([x[b] for b in selected]), sigmas)
-        for i, b in enumerate(selected):  # scan by scan: no index tensor sent to the device
-            x[b] = blurred[i]
         return x
 
 
@@ -189,48 +174,6 @@ def gaussian_taps(sigma: float) -> torch.Tensor:
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
     return taps / taps.sum()
-
-
-def blur_matrices(sigmas: list[float], length: int) -> torch.Tensor:
-    """(n, L, L) float64: entry [s, i] is the weight of position s in blurred position i
-    along an axis of ``length``, taps past the edges folded onto the edge (scipy "nearest")."""
-    taps = [gaussian_taps(sigma) for sigma in sigmas]
-    radius = max(len(t) for t in taps) // 2
-    weights = torch.zeros(len(sigmas), 2 * radius + 1, dtype=torch.float64)
-    for b, t in enumerate(taps):  # centred, zero beyond each scan's own radius
-        weights[b, radius - len(t) // 2 : radius + len(t) // 2 + 1] = t
-    positions = torch.arange(length)
-    offsets = torch.arange(-radius, radius + 1)
-    sources = (positions[None, :] + offsets[:, None]).clamp(0, length - 1)  # (taps, L)
-    flat = (sources * length + positions[None, :]).reshape(1, -1).expand(len(sigmas), -1)
-    matrices = torch.zeros(len(sigmas), length * length, dtype=torch.float64)
-    matrices.scatter_add_(
-        1, flat, weights[:, :, None].expand(-1, -1, length).reshape(len(sigmas), -1)
-    )
-    return matrices.view(len(sigmas), length, length)
-
-
-def blur_by_matmul(x: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
-    """Separable Gaussian blur of each scan of (n, C, X, Y, Z) with its own sigma, as three
-    batched matrix products, one per axis (the numbers of :func:`_gaussian_blur_`).
-
-    On a GPU three matrix products replace some 50 launches per scan of the shifted-views
-    form, each a full pass over the scan: 1.2-1.8x faster alone, yet pretraining ran
-    3.5-6.5 % slower with it (its large kernels hold the GPU the step needs). On the CPU
-    the shifted-views form is faster too.
-    """
-    out = x
-    # Under autocast a matrix product would run in bf16: the views would lose all but three
-    # digits, and differ from the CPU's.
-    with torch.autocast(x.device.type, enabled=False):
-        for axis, pattern in enumerate(
-            ("bcxyz,bxi->bciyz", "bcxyz,byi->bcxiz", "bcxyz,bzi->bcxyi")
-        ):
-            matrices = blur_matrices(sigmas, x.shape[2 + axis]).to(x.dtype)
-            if x.device.type == "cuda":  # from pinned memory: the copy does not wait for the GPU
-                matrices = matrices.pin_memory()
-            out = torch.einsum(pattern, out, matrices.to(x.device, non_blocking=True))
-    return out
 
 
 def _gaussian_blur_(x: torch.Tensor, sigma: float, work: Workspace) -> None:
