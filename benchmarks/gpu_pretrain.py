@@ -22,7 +22,10 @@ One run on a CUDA machine prints, each next to a baseline measured in the same r
    + step, its own metrics.csv), against the original's data-path limit; with
    ``compile: true`` in the section "engine_compile", and in "engine_compile_one_stream"
    with each batch's copy and augmentation on the step's stream instead of a side stream
-   (the same-call baseline of ``yaware.train.staging``);
+   (the same-call baseline of ``yaware.train.staging``); with ``--long-scans N`` each
+   engine also runs on an N-scan array, and the two epoch lengths separate what an epoch
+   costs once (its first batch through the loader, the last step's wait) from the rate per
+   scan, projected to an epoch of the 10,420-scan cohort (section "engine_epoch_fit");
 8. "blur_forms": all_tf's Gaussian blur as sums of shifted views (``GaussianBlur.apply``)
    and as batched matrix products (``benchmarks.blur_matmul``, the GPU's form on
    2026-11-27 until this section showed pretraining slower with it), views/s and the
@@ -56,11 +59,14 @@ from benchmarks import blur_matmul, gpu_breakdown
 from benchmarks.augment_throughput import per_scan_view
 from benchmarks.common import machine, markdown_table, median_seconds, sync
 from yaware.augment import GaussianBlur, build_policy
+from yaware.bhb10k import BHB10K
 from yaware.config import PretrainConfig, build_config
 from yaware.data import ScanDataset
 from yaware.losses import YAwareInfoNCE
 from yaware.models import build_model
 from yaware.train.common import to_device
+
+BHB_SCANS = sum(sessions for _, _, sessions, _ in BHB10K)  # 10,420: the paper's pretraining set
 
 
 class Report:
@@ -506,7 +512,6 @@ def engine(
         pretrain_module.pretrain(cfg)
         metrics = pd.read_csv(Path(out) / "metrics.csv")
     rate = float(metrics["scans_per_s"].iloc[-1])
-    original_scans = np.asarray(original_all_tf) / 2  # two views per scan
     report.add(
         "engine",
         {
@@ -514,13 +519,42 @@ def engine(
             "workers": workers,
             "compile": compiled,
             "side_stream": side_stream,
+            "scans": len(pd.read_csv(table, sep="\t")),
+            "epoch2_seconds": float(metrics["seconds"].iloc[-1]),
             "epoch2_scans_s": rate,
-            "original_data_path_scans_s": float(np.median(original_scans)),
-            "ratio": rate / float(np.median(original_scans)),
-            "ratio_range": f"{rate / original_scans.max():.3g}-{rate / original_scans.min():.3g}",
+            **against_original(rate, original_all_tf),
         },
     )
     return rate
+
+
+def against_original(rate: float, original_all_tf) -> dict[str, Any]:
+    """``rate`` (scans/s) over the original's data path (median and range of its runs)."""
+    original_scans = np.asarray(original_all_tf) / 2  # two views per scan
+    return {
+        "original_data_path_scans_s": float(np.median(original_scans)),
+        "ratio": rate / float(np.median(original_scans)),
+        "ratio_range": f"{rate / original_scans.max():.3g}-{rate / original_scans.min():.3g}",
+    }
+
+
+def epoch_fit(short: dict, long: dict, original_all_tf, cohort: int = BHB_SCANS) -> dict:
+    """Epoch 2 of two lengths as ``seconds = once + scans / rate``: what an epoch costs
+    once, the steady rate per scan, and the rate of an epoch of ``cohort`` scans."""
+    seconds_per_scan = (long["epoch2_seconds"] - short["epoch2_seconds"]) / (
+        long["scans"] - short["scans"]
+    )
+    once = short["epoch2_seconds"] - short["scans"] * seconds_per_scan
+    projected = cohort / (once + cohort * seconds_per_scan)
+    return {
+        "compile": short["compile"],
+        "side_stream": short["side_stream"],
+        "epochs_of": f"{short['scans']} and {long['scans']} scans",
+        "seconds_once_per_epoch": once,
+        "steady_scans_s": 1 / seconds_per_scan,
+        f"scans_s_epoch_of_{cohort}": projected,
+        **against_original(projected, original_all_tf),
+    }
 
 
 def summary(report: Report, machine_name: str | None = None) -> None:
@@ -538,6 +572,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--memory-batch", type=int, default=64)
     parser.add_argument("--scans", type=int, default=384, help="scans in the engine's array")
+    parser.add_argument(
+        "--long-scans",
+        type=int,
+        default=0,
+        help="engines: also an epoch of this many scans, to separate per-epoch from per-scan cost",
+    )
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument(
         "--blur-rounds", type=int, default=1, help="blur_forms: engine runs of each form, A B A"
@@ -603,10 +643,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if chosen("data") or chosen("blur_forms") or any(map(chosen, engines)):
             array, table = write_cohort(Path(tmp), shape, args.scans)
+            arrays = [(array, table)]
         if chosen("data"):
             data_path(array, table, device, args.batch, args.workers, report)
+        if args.long_scans and any(map(chosen, engines)):
+            (Path(tmp) / "long").mkdir()
+            arrays.append(write_cohort(Path(tmp) / "long", shape, args.long_scans))
+
+        def engines_at_each_length(**variant) -> None:
+            rows = []
+            for data in arrays:
+                engine(*data, args.workers, args.batch, original["all_tf"], report, **variant)
+                rows.append(report.sections["engine"][-1])
+            if len(rows) == 2:
+                report.add("engine_epoch_fit", epoch_fit(*rows, original["all_tf"]))
+
         if chosen("engine"):
-            engine(array, table, args.workers, args.batch, original["all_tf"], report)
+            engines_at_each_length()
         if chosen("blur_forms"):
             engine_data = (array, table, args.workers)
             blur_forms(shape, device, args.batch, engine_data, report, args.blur_rounds)
@@ -621,11 +674,7 @@ def main() -> None:
                 compile_pool0(shape, device, args.batch, peak, flops, report)
             for side_stream in (True, False):  # the second compiles from inductor's cache
                 if chosen("engine_compile" if side_stream else "engine_compile_one_stream"):
-                    engine(
-                        *(array, table, args.workers, args.batch, original["all_tf"], report),
-                        compiled=True,
-                        side_stream=side_stream,
-                    )
+                    engines_at_each_length(compiled=True, side_stream=side_stream)
     summary(report)
 
 

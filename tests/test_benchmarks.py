@@ -3,6 +3,7 @@ a GPU session has minutes, so the script must not first fail there."""
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,28 @@ def test_blur_forms_section_times_both_forms_alone_and_in_the_engine(tmp_path):
     assert all(row["views"] == 2 * BATCH and row["views_s"] > 0 for row in alone)
     assert [row["blur"] for row in in_engine] == [*forms, *forms, forms[0]]  # A, B, A, B, A
     assert all(row["engine_eager_scans_s"] > 0 for row in in_engine)
+
+
+def test_engine_at_two_epoch_lengths_separates_the_cost_once_per_epoch(tmp_path):
+    out = tmp_path / "gpu.json"
+    options = ["--out", str(out), "--shape", *map(str, SHAPE), "--batch", str(BATCH)]
+    done = run_benchmark(
+        *("gpu_pretrain", *options, "--workers", "1", "--sections", "engine"),
+        *("--scans", "4", "--long-scans", "8"),
+    )
+    saved = json.loads(out.read_text())
+    short, long = saved["engine"]
+    assert (short["scans"], long["scans"]) == (4, 8)
+    assert all(
+        row["epoch2_scans_s"] * row["epoch2_seconds"] == pytest.approx(row["scans"])
+        for row in (short, long)
+    )
+    [fit] = saved["engine_epoch_fit"]
+    once, rate = fit["seconds_once_per_epoch"], fit["steady_scans_s"]
+    for row in (short, long):  # the line passes through both measurements
+        assert once + row["scans"] / rate == pytest.approx(row["epoch2_seconds"])
+    projected = fit["scans_s_epoch_of_10420"]
+    assert projected == pytest.approx(10420 / (once + 10420 / rate))
+    original = statistics.median(saved["augmentation"][0]["original_each"]) / 2
+    assert fit["ratio"] == pytest.approx(projected / original, rel=1e-3)
+    assert "### engine_epoch_fit" in done.stdout
