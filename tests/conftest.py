@@ -1,15 +1,27 @@
 """Shared fixtures: a small generated cohort and config writers."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from yaware.toy import write_toy_cohort
 
 TOY_SHAPE = (16, 20, 16)
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist each worker takes its share of the cores for torch, in process
+    and in the interpreters it starts (OpenMP threads beyond the cores spin and stall)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 @pytest.fixture(scope="session")
