@@ -169,7 +169,7 @@ def blur_forms(shape, device, batch, engine_data, report: Report, rounds: int = 
     del views
     for form in [*BLUR_FORMS] * rounds + [next(iter(BLUR_FORMS))]:
         with patch.object(GaussianBlur, "apply", BLUR_FORMS[form]):
-            rate = engine(*engine_data, batch, [float("nan")], Report(None))
+            rate = engine(*engine_data, batch, [float("nan")], Report(None))["epoch2_scans_s"]
         report.add("blur_forms", {"blur": form, "engine_eager_scans_s": rate})
 
 
@@ -483,8 +483,8 @@ def data_path(array: Path, table: Path, device, batch, workers, report: Report) 
 
 def engine(
     array, table, workers, batch, original_all_tf, report: Report, compiled=False, side_stream=True
-) -> float:
-    """``pretrain()`` for 2 epochs; epoch 2's rate (after any compilation) from metrics.csv.
+) -> dict[str, Any]:
+    """``pretrain()`` for 2 epochs; epoch 2's row (after any compilation) from metrics.csv.
 
     ``side_stream=False`` queues each batch's copy and augmentation on the step's own stream
     (the engine before yaware.train.staging), the same-call baseline of the side stream.
@@ -511,21 +511,19 @@ def engine(
         )
         pretrain_module.pretrain(cfg)
         metrics = pd.read_csv(Path(out) / "metrics.csv")
-    rate = float(metrics["scans_per_s"].iloc[-1])
-    report.add(
-        "engine",
-        {
-            "batch": batch,
-            "workers": workers,
-            "compile": compiled,
-            "side_stream": side_stream,
-            "scans": len(pd.read_csv(table, sep="\t")),
-            "epoch2_seconds": float(metrics["seconds"].iloc[-1]),
-            "epoch2_scans_s": rate,
-            **against_original(rate, original_all_tf),
-        },
-    )
-    return rate
+    seconds, rate = (float(metrics[key].iloc[-1]) for key in ("seconds", "scans_per_s"))
+    row = {
+        "batch": batch,
+        "workers": workers,
+        "compile": compiled,
+        "side_stream": side_stream,
+        "scans": round(seconds * rate),  # trained per epoch: metrics.csv gives scans / seconds
+        "epoch2_seconds": seconds,
+        "epoch2_scans_s": rate,
+        **against_original(rate, original_all_tf),
+    }
+    report.add("engine", row)
+    return row
 
 
 def against_original(rate: float, original_all_tf) -> dict[str, Any]:
@@ -651,10 +649,10 @@ def main() -> None:
             arrays.append(write_cohort(Path(tmp) / "long", shape, args.long_scans))
 
         def engines_at_each_length(**variant) -> None:
-            rows = []
-            for data in arrays:
+            rows = [
                 engine(*data, args.workers, args.batch, original["all_tf"], report, **variant)
-                rows.append(report.sections["engine"][-1])
+                for data in arrays
+            ]
             if len(rows) == 2:
                 report.add("engine_epoch_fit", epoch_fit(*rows, original["all_tf"]))
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from yaware.toy import write_toy_cohort
@@ -19,6 +18,8 @@ def pytest_configure(config) -> None:
     and in the interpreters it starts (OpenMP threads beyond the cores spin and stall)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
+        import torch  # here: the controlling process has no use for it
+
         share = max(1, (os.cpu_count() or 1) // workers)
         os.environ["OMP_NUM_THREADS"] = str(share)
         torch.set_num_threads(share)
