@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -321,6 +322,23 @@ def test_finetune_on_numeric_diagnosis_codes_with_empty_cells(toy_cohort, tmp_pa
     keys |= {"negative": [0, "1.0"], "out_dir": str(tmp_path / "both")}
     done = run_cli("finetune", "--config", str(write_config(tmp_path / "both.yaml", **keys)))
     assert done.returncode == 2 and "['1.0'] of column 'dx' are in both classes" in done.stderr
+
+
+def test_a_test_set_of_one_class_is_named_in_a_warning(toy_cohort, tmp_path):
+    """Test rows of one class leave the AUC undefined: the run says so and which rows."""
+    table = pd.read_csv(toy_cohort / "val.tsv", sep="\t", dtype={"participant_id": str})
+    males = table.loc[table["sex"] == "M", ["participant_id"]]
+    males.to_csv(tmp_path / "test_rows.tsv", sep="\t", index=False)
+    keys = finetune_keys(toy_cohort, tmp_path / "ft", epochs=1)
+    keys["test_split"] = str(tmp_path / "test_rows.tsv")
+    done = run_cli("finetune", "--config", str(write_config(tmp_path / "ft.yaml", **keys)))
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"the test set ({tmp_path / 'test_rows.tsv'}) holds class [1] only: its AUC is "
+        "undefined" in done.stderr
+    ), done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ft" / "test_metrics.json").read_text())
+    assert metrics["n"] == len(males) and math.isnan(metrics["auc"])
 
 
 def test_the_original_repositorys_arrays_and_metadata_csv_train(toy_cohort, tmp_path):

@@ -30,7 +30,13 @@ def main(participants: str, outputs: dict, name: str, cohort: dict, settings: di
         labels, in_task = binary_labels(
             table, task["label"], task["positive"], task["negative"], participants
         )
-        split, draws = evaluation_split(table[in_task], labels[in_task], split_settings, name)
+        split, draws = evaluation_split(
+            table[in_task],
+            labels[in_task],
+            split_settings,
+            name,
+            classes=(task.get("negative") or 0, task.get("positive") or 1),
+        )
     subjects = first_sessions(split.merge(table, on=["participant_id", "session"]))
     label = cohort["task"]["label"] if cohort["role"] == "evaluate" else None
     balance = split_balance(subjects, subjects["split"], label=label, cohort=name)

@@ -109,9 +109,14 @@ def first_sessions(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def evaluation_split(
-    table: pd.DataFrame, task_labels: np.ndarray, settings: SplitSettings, cohort: str
+    table: pd.DataFrame,
+    task_labels: np.ndarray,
+    settings: SplitSettings,
+    cohort: str,
+    classes: tuple[object, object] = ("negative", "positive"),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(split table, draws table) for an evaluation cohort; ``task_labels`` 0/1 per row."""
+    """(split table, draws table) for an evaluation cohort; ``task_labels`` 0/1 per row,
+    ``classes`` what labels 0 and 1 stand for (for messages)."""
     table = table.assign(_label=task_labels)
     base = first_sessions(table)
     split = pd.Series("train", index=base.index)
@@ -129,6 +134,9 @@ def evaluation_split(
         inside.assign(dx=inside["_label"]), ["dx", "site", "sex"], settings.age_bins
     )
     test = _group_fold(inside, codes, settings.test_fraction, settings.seed)
+    test = _test_with_both_classes(
+        inside["_label"].to_numpy(), test, settings.seed, f"{cohort}'s task", classes
+    )
     split[inside.index[test]] = "test"
     pool = base[split == "train"]
     for n_target in settings.n_target:
@@ -151,6 +159,39 @@ def evaluation_split(
         {ID_COLUMN: base[ID_COLUMN], "session": base["session"], "split": split}
     )
     return split_table.sort_index(), pd.concat(draws, ignore_index=True)
+
+
+def _test_with_both_classes(
+    labels: np.ndarray, test: np.ndarray, seed: int, task: str, classes: tuple[object, object]
+) -> np.ndarray:
+    """The test fold with a subject of each class of the task, and the pool too.
+
+    A fold stratified by diagnosis, site and sex can leave a rare class out of the test set
+    (4 patients of 20, 4 folds), and every test AUC is then undefined; or take all of a
+    class, and no training draw can hold it. A subject of the missing class then moves to
+    the side that lacks it, and one of the other class the other way when that side can
+    spare one, so that both sides keep their sizes.
+    """
+    for label in (1, 0):
+        count = int((labels == label).sum())
+        if count < 2:
+            raise DataError(
+                f"{task}: {count} subject of class {classes[label]} (first sessions, outside "
+                "held-out sites); a test AUC needs one in the test set and the training draws "
+                "another: add subjects of that class, or choose the task's classes anew"
+            )
+    rng = np.random.default_rng(seed)
+    test = test.copy()
+    for label in (0, 1):
+        for to_test in (True, False):
+            side = test == to_test
+            if (labels[side] == label).any():
+                continue
+            test[rng.choice(np.flatnonzero(~side & (labels == label)))] = to_test
+            others = np.flatnonzero(side & (labels != label))
+            if len(others) >= 2:
+                test[rng.choice(others)] = not to_test
+    return test
 
 
 def _external_rows(table: pd.DataFrame, sites: list[str], cohort: str) -> pd.Series:

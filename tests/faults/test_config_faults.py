@@ -33,8 +33,14 @@ def _config(adni: dict, splits: dict) -> dict:
     [
         ({}, {"n_target": [500]}, "splits.n_target: 500 exceeds the"),
         ({"patient_fraction": 0.0}, {"n_target": [10]}, "no row of the positive class"),
+        (
+            {"n_subjects": 16, "patient_fraction": 0.2},
+            {"n_target": [4]},
+            "adni's task: 1 subject of class ['alzheimer'] (first sessions, outside held-out "
+            "sites); a test AUC needs one in the test set and the training draws another",
+        ),
     ],
-    ids=["n_target_larger_than_the_cohort", "positive_class_absent"],
+    ids=["n_target_larger_than_the_cohort", "positive_class_absent", "one_patient"],
 )
 def test_the_split_stage_refuses_with_the_setting_named(tmp_path, adni, splits, message):
     workdir = make_workdir(tmp_path, _config(adni, splits))
@@ -93,6 +99,23 @@ def test_every_draw_keeps_a_rare_class(tmp_path):
     for _, draw in draws.groupby("repeat"):
         classes = [diagnosis[s] for s in draw["participant_id"]]
         assert len(classes) == 6 and set(classes) == {"alzheimer", "control"}, classes
+
+
+def test_a_class_too_rare_for_a_stratified_fold_is_still_in_the_test_set(tmp_path):
+    """4 patients of 20, a 25 % test set (4 folds) stratified by diagnosis, site and sex:
+    the fold held controls only, and every test AUC came out undefined (blank in the
+    tables). A patient now moves into the test set and a control back into the pool."""
+    config = _config({"n_subjects": 20, "patient_fraction": 0.25}, {"n_target": [4], "repeats": 1})
+    workdir = make_workdir(tmp_path, config)
+    done = snakemake(workdir, "--cores", "2", "results/splits/adni/draws.tsv")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(workdir / "results/data/adni/participants.tsv", sep="\t", dtype=str)
+    split = pd.read_csv(workdir / "results/splits/adni/split.tsv", sep="\t", dtype=str)
+    sides = split.merge(table, on=["participant_id", "session"]).groupby("split")["diagnosis"]
+    counts = sides.value_counts().unstack(fill_value=0)
+    assert counts.loc["test", "alzheimer"] >= 1 and counts.loc["test", "control"] >= 1, counts
+    assert counts.loc["train", "alzheimer"] >= 1 and counts.loc["train", "control"] >= 1, counts
+    assert counts.loc["test"].sum() == 5  # the fold's size: a quarter of 20 subjects
 
 
 @pytest.mark.parametrize(

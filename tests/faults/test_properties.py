@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yaware.augment import POLICIES, build_policy
-from yaware.errors import ConfigError
+from yaware.errors import ConfigError, DataError
 from yaware.evaluate import probe_age_and_site
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.splits import SplitSettings, evaluation_split, pretrain_split
@@ -115,6 +115,32 @@ def test_splits_never_put_a_subject_on_two_sides(table, fraction):
     test = set(evaluation.loc[evaluation["split"] == "test", "participant_id"])
     assert test and test.isdisjoint(draws["participant_id"])
     assert evaluation["participant_id"].is_unique
+
+
+@FAST
+@given(table=cohorts(), patients=st.integers(2, 8), fraction=st.floats(0.1, 0.5))
+def test_the_test_set_and_every_draw_hold_both_classes(table, patients, fraction):
+    """However rare a class (2 subjects and up), the test AUC and each draw's probe are
+    defined: a stratified fold alone can leave a class out of either side."""
+    subjects = table["participant_id"].unique()
+    dx = table["participant_id"].isin(subjects[:patients]).astype(int).to_numpy()
+    evaluation, draws = evaluation_split(
+        table, dx, SplitSettings(test_fraction=fraction, n_target=[4], repeats=2), "c"
+    )
+    label = dict(zip(table["participant_id"], dx, strict=False))
+    test = evaluation.loc[evaluation["split"] == "test", "participant_id"]
+    assert {label[s] for s in test} == {0, 1}
+    for _, draw in draws.groupby(["n_target", "repeat"]):
+        assert {label[s] for s in draw["participant_id"]} == {0, 1}
+
+
+def test_a_class_of_one_subject_is_refused_with_its_name():
+    table = pd.DataFrame(
+        {"participant_id": [f"s{i}" for i in range(12)], "session": "1", "age": 50.0}
+    )
+    dx = np.array([1] + [0] * 11)
+    with pytest.raises(DataError, match=r"c's task: 1 subject of class \['AD'\]"):
+        evaluation_split(table, dx, SplitSettings(n_target=[4]), "c", classes=(["CN"], ["AD"]))
 
 
 def test_draws_from_a_small_unbalanced_pool_keep_both_classes():

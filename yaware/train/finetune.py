@@ -250,6 +250,15 @@ def _write_test_predictions(
             continue
         probs = predict(model, dataset, cfg, device, layout)
         labels = dataset.labels[dataset.indices]
+        if len(np.unique(labels)) < 2:
+            source = cfg.external_split if name else cfg.test_split or cfg.test_data
+            log.warning(
+                "the %stest set (%s) holds class %s only: its AUC is undefined (NaN in "
+                "test_metrics.json); choose test rows of both classes",
+                name.replace("_", " "),
+                source,
+                np.unique(labels).tolist(),
+            )
         rows = dataset.table.iloc[dataset.indices]
         keep = [c for c in (ID_COLUMN, "session") if c in rows.columns]
         # A table without ids (the original's metadata.csv): rows named by array row.
