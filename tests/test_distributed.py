@@ -92,7 +92,10 @@ def _torchrun_pretraining(config: Path, *extra: str) -> list[str]:
     return [*command, "-m", "yaware.cli", "pretrain", "--config", str(config), *extra]
 
 
-TORCHRUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _torchrun_env(config: Path) -> dict[str, str]:
+    # torchrun keeps a torchelastic_* folder in the temporary directory after it exits:
+    # the test's own folder, not /tmp.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(config.parent)}
 
 
 def _torchrun(config: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -101,7 +104,7 @@ def _torchrun(config: Path, *extra: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
-        env=TORCHRUN_ENV,
+        env=_torchrun_env(config),
     )
 
 
@@ -159,7 +162,7 @@ def test_sigterm_under_torchrun_stops_every_rank_and_resume_matches(toy_cohort, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=TORCHRUN_ENV,
+        env=_torchrun_env(config),
         start_new_session=True,
     )
     wait_until((tmp_path / "stopped" / "metrics.csv").exists, process, "one epoch")
