@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from yaware.experiments import PCA_NAME, SCRATCH_NAME, experiments, random_encoder_name
 from yaware.fingerprint import code_fingerprint
 from yaware.grid import cat12_grid, check_fits_encoder
+from yaware.rule_params import order_free
 
 validate(config, schema="../config/schema.yaml")
 
@@ -337,7 +338,7 @@ def code_version(script):
 
 
 def cohort(wildcards):
-    return COHORTS[wildcards.cohort]
+    return order_free(COHORTS[wildcards.cohort])
 
 
 def get_participants(wildcards):

@@ -16,10 +16,10 @@ rule synth_cohort:
         mem_mb=2000,
         runtime=60,
     params:
-        spec=lambda wc: config["synthetic"]["cohorts"][wc.synthetic],
+        spec=lambda wc: order_free(config["synthetic"]["cohorts"][wc.synthetic]),
         voxel_mm=config["synthetic"]["voxel_mm"],
         seed=config["synthetic"]["seed"],
-        brain_age_gap=config["synthetic"]["brain_age_gap"],
+        brain_age_gap=order_free(config["synthetic"]["brain_age_gap"]),
         code=code_version("synth_cohort"),
     script:
         "../workflow_scripts/synth_cohort.py"
@@ -48,7 +48,7 @@ rule qc:
         runtime=60,
     params:
         cohort=cohort,
-        settings=config["qc"],
+        settings=order_free(config["qc"]),
         label=config["pretrain_label"],
         require_tiv=config["conversion"]["tiv_scaling"],
         code=code_version("qc"),
@@ -76,7 +76,7 @@ rule convert:
         runtime=120,
     params:
         cohort=cohort,
-        settings=config["conversion"],
+        settings=order_free(config["conversion"]),
         code=code_version("convert"),
     script:
         "../workflow_scripts/convert.py"
@@ -98,7 +98,7 @@ rule split:
         runtime=10,
     params:
         cohort=cohort,
-        settings=config["splits"],
+        settings=order_free(config["splits"]),
         code=code_version("split"),
     script:
         "../workflow_scripts/split.py"

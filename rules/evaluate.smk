@@ -26,11 +26,14 @@ rule probe:
     params:
         cohorts=FEATURE_COHORTS,
         pretraining=PRETRAIN_COHORTS,
-        tasks={
-            c: {**COHORTS[c]["task"], "name": task_name(c)} for c in EVALUATION_COHORTS
-        },
+        tasks=order_free(
+            {
+                c: {**COHORTS[c]["task"], "name": task_name(c)}
+                for c in EVALUATION_COHORTS
+            }
+        ),
         label=PRETRAINING["label"],
-        probe=config["probes"],
+        probe=order_free(config["probes"]),
         code=code_version("probe"),
     script:
         "../workflow_scripts/probe.py"
@@ -54,10 +57,10 @@ rule finetune:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=60,
     params:
-        task=lambda wc: COHORTS[wc.cohort]["task"],
+        task=lambda wc: order_free(COHORTS[wc.cohort]["task"]),
         encoder=lambda wc: encoder_of(wc.init),
         trust=lambda wc: trusted(wc.init),
-        settings=config["fine_tuning"],
+        settings=order_free(config["fine_tuning"]),
         seed=lambda wc: int(wc.repeat),
         code=code_version("finetune"),
     script:

@@ -41,8 +41,8 @@ rule figure_umap:
     params:
         code=code_version("figure_umap"),
         titles=[MODELS[m]["label"] for m in umap_models()],
-        task=lambda wc: COHORTS[umap_cohort()]["task"],
-        settings=config["figures"],
+        task=lambda wc: order_free(COHORTS[umap_cohort()]["task"]),
+        settings=order_free(config["figures"]),
         cohort=lambda wc: umap_cohort(),
     script:
         "../workflow_scripts/figure_umap.py"

@@ -30,8 +30,10 @@ rule pretrain:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=120,
     params:
-        experiment=lambda wc: vars(EXPERIMENTS[wc.experiment]),
-        settings={k: v for k, v in PRETRAINING.items() if k not in ("methods", "seeds")},
+        experiment=lambda wc: order_free(vars(EXPERIMENTS[wc.experiment])),
+        settings=order_free(
+            {k: v for k, v in PRETRAINING.items() if k not in ("methods", "seeds")}
+        ),
         code=code_version("pretrain"),
     script:
         "../workflow_scripts/pretrain.py"

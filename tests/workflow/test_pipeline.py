@@ -233,6 +233,32 @@ def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
     assert plan["probe"] == len(MODELS)
 
 
+COLLECTIONS = {("synthetic", "cohorts"), ("pretraining", "methods"), ("external_models",)}
+
+
+def _keys_reversed(value, path=()):
+    """The config with every setting's keys in reverse order; cohorts, methods and models
+    (whose order the tables and figures show) as they were."""
+    if not isinstance(value, dict):
+        return value
+    keys = list(value) if path in COLLECTIONS else list(reversed(value))
+    return {key: _keys_reversed(value[key], (*path, key)) for key in keys}
+
+
+def test_the_same_config_with_its_keys_reordered_retrains_nothing(run, tmp_path):
+    """Snakemake records a rule's params by their repr, which follows the order of a
+    dict's keys: a config rewritten by a tool that sorts keys, or with a default spelled
+    out, reran every job from the simulation on. Now only the tables and figures, which
+    print the config, are redrawn."""
+    work = tmp_path / "work"
+    shutil.copytree(run, work)
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    reordered = _keys_reversed(config)
+    assert list(reordered["pretraining"]) != list(config["pretraining"])
+    (work / "config/config.yaml").write_text(yaml.safe_dump(reordered, sort_keys=False))
+    assert set(planned_jobs(work)) <= {"tables", "figure_auc", "figure_sigma", "all"}
+
+
 def test_fine_tuning_off_still_gives_the_tables_and_figures(run, tmp_path):
     """fine_tuning.enabled: false leaves finetune.csv with its header only; the summary and
     figures come from the probes (before: the tables job stopped on the empty frame)."""
