@@ -13,6 +13,10 @@ validate(config, schema="../config/schema.yaml")
 
 PACKAGE = Path(workflow.basedir) / "yaware"
 
+# The check that no held-out scan is a copy of a training one. The evaluation waits for it
+# (``ancient``: adding a cohort reruns the check, not every probe and fine-tuning).
+SHARED_SCANS = "results/checks/shared_scans.tsv"
+
 
 def build_cohorts(config):
     """Every cohort by name: the synthetic ones (written by the workflow) and the real ones."""
@@ -310,6 +314,7 @@ def finetune_inputs(wildcards):
         "participants": f"results/data/{wildcards.cohort}/participants.tsv",
         "split": f"results/splits/{wildcards.cohort}/split.tsv",
         "draws": f"results/splits/{wildcards.cohort}/draws.tsv",
+        "checked": ancient(SHARED_SCANS),
     }
     if checkpoint_of(wildcards.init):
         inputs["checkpoint"] = checkpoint_of(wildcards.init)
@@ -346,14 +351,17 @@ def get_participants(wildcards):
 
 
 def data_outputs():
-    return expand(
-        [
-            "results/data/{cohort}/data.npy",
-            "results/splits/{cohort}/split.tsv",
-            "results/qc/{cohort}/qc.png",
-        ],
-        cohort=COHORTS,
-    )
+    return [
+        *expand(
+            [
+                "results/data/{cohort}/data.npy",
+                "results/splits/{cohort}/split.tsv",
+                "results/qc/{cohort}/qc.png",
+            ],
+            cohort=COHORTS,
+        ),
+        SHARED_SCANS,
+    ]
 
 
 def evaluation_outputs():

@@ -104,6 +104,27 @@ rule split:
         "../workflow_scripts/split.py"
 
 
+rule shared_scans:
+    input:
+        manifests=expand("results/data/{cohort}/manifest.json", cohort=COHORTS),
+        splits=expand("results/splits/{cohort}/split.tsv", cohort=COHORTS),
+    output:
+        "results/checks/shared_scans.tsv",
+    log:
+        "results/logs/checks/shared_scans.log",
+    conda:
+        "../envs/yaware.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        cohorts=order_free({c: COHORTS[c]["role"] for c in COHORTS}),
+        on_leak=config["checks"]["shared_scans"],
+        code=code_version("shared_scans"),
+    script:
+        "../workflow_scripts/shared_scans.py"
+
+
 rule data:
     input:
         data_outputs(),

@@ -11,6 +11,7 @@ rule probe:
         ),
         splits=expand("results/splits/{cohort}/split.tsv", cohort=FEATURE_COHORTS),
         draws=expand("results/splits/{cohort}/draws.tsv", cohort=FEATURE_COHORTS),
+        checked=ancient(SHARED_SCANS),
     output:
         linear="results/probes/{model}/linear.csv",
         age_site="results/probes/{model}/age_site.json",

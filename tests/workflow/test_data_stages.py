@@ -173,13 +173,13 @@ def test_only_what_changed_reruns(tiny_run, tmp_path):
         return set(planned_jobs(tiny_run, "data", "--configfile", str(path)))
 
     assert planned_jobs(tiny_run, "data") == {}
-    # A split setting: only the splits (and the target).
-    assert plan_with({"splits": {"repeats": 3}}) == {"split", "data"}
+    # A split setting: only the splits, and the check of scans shared across their sides.
+    assert plan_with({"splits": {"repeats": 3}}) == {"split", "shared_scans", "data"}
     # A QC threshold: QC, conversion and splits, never the simulation.
-    assert plan_with({"qc": {"ncr_max": 4.0}}) == {"qc", "convert", "split", "data"}
+    assert plan_with({"qc": {"ncr_max": 4.0}}) == {"qc", "convert", "split", "shared_scans", "data"}
     # The simulation's settings: everything of that cohort.
     bhb = TINY["synthetic"]["cohorts"]["bhb"] | {"n_sites": 4}
-    everything = {"synth_cohort", "qc", "convert", "split", "data"}
+    everything = {"synth_cohort", "qc", "convert", "split", "shared_scans", "data"}
     assert plan_with({"synthetic": {"cohorts": {"bhb": bhb}}}) == everything
 
 

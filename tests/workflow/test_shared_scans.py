@@ -1,0 +1,101 @@
+"""Held-out evaluation scans that are copies of training scans (a leak), through Snakemake."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from tests.workflow.helpers import make_workdir, snakemake
+
+VOXEL_MM = 6.0
+TASK = {"label": "diagnosis", "positive": ["alzheimer"], "negative": ["control"]}
+
+
+def _simulated_trees(folder: Path) -> Path:
+    """CAT12 trees of a healthy and an AD cohort, written by the workflow's simulator."""
+    cohorts = {
+        "bhb": {"role": "pretrain", "n_subjects": 16, "n_sites": 2, "qc_failure_rate": 0.0},
+        "adni": {
+            "role": "evaluate",
+            "n_subjects": 24,
+            "n_sites": 2,
+            "diagnosis": "alzheimer",
+            "qc_failure_rate": 0.0,
+        },
+    }
+    workdir = make_workdir(folder, {"synthetic": {"voxel_mm": VOXEL_MM, "cohorts": cohorts}})
+    targets = [f"results/synth/{name}/participants.tsv" for name in cohorts]
+    done = snakemake(workdir, "--cores", "2", *targets)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return workdir / "results" / "synth"
+
+
+def _real_cohorts(synth: Path, folder: Path, on_leak: str) -> dict:
+    """The trees as real cohorts; the healthy table also lists every AD-cohort scan, by
+    path (a control or patient study folded into the pretraining set by mistake)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    adni = pd.read_csv(synth / "adni/participants.tsv", sep="\t", dtype=str)
+    maps = [
+        synth / f"adni/cat12/sub-{p}/ses-{s}/anat/mri/mwp1sub-{p}_ses-{s}_T1w.nii.gz"
+        for p, s in zip(adni["participant_id"], adni["session"], strict=True)
+    ]
+    assert all(path.is_file() for path in maps)
+    healthy = pd.read_csv(synth / "bhb/participants.tsv", sep="\t", dtype=str).assign(path="")
+    copies = adni.drop(columns="diagnosis").assign(path=[str(path) for path in maps])
+    pd.concat([healthy, copies]).to_csv(folder / "healthy.tsv", sep="\t", index=False)
+    return {
+        "synthetic": {"cohorts": {}},
+        "cohorts": {
+            "healthy": {
+                "role": "pretrain",
+                "voxel_mm": VOXEL_MM,
+                "participants": str(folder / "healthy.tsv"),
+                "cat12_root": str(synth / "bhb/cat12"),
+            },
+            "ad": {
+                "role": "evaluate",
+                "voxel_mm": VOXEL_MM,
+                "participants": str(synth / "adni/participants.tsv"),
+                "cat12_root": str(synth / "adni/cat12"),
+                "task": TASK,
+            },
+        },
+        "qc": {"corr_voxel_mm": VOXEL_MM},
+        "conversion": {"voxel_mm": VOXEL_MM},
+        "splits": {"n_target": [4], "repeats": 1},
+        "checks": {"shared_scans": on_leak},
+    }
+
+
+def test_evaluation_scans_inside_the_pretraining_cohort_stop_the_workflow(tmp_path):
+    synth = _simulated_trees(tmp_path / "sim")
+    workdir = make_workdir(tmp_path / "run", _real_cohorts(synth, tmp_path / "tables", "error"))
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/checks/shared_scans.log").read_text()
+    assert "held-out evaluation scans are byte-identical to training or validation scans" in log
+    assert "set checks.shared_scans: warn to go on" in log and "Traceback" not in log
+    assert not (workdir / "results/checks/shared_scans.tsv").exists()
+
+    # Told to go on, the workflow lists every copy, and marks the held-out ones as leaks.
+    workdir = make_workdir(workdir, _real_cohorts(synth, tmp_path / "tables", "warn"))
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "held-out evaluation scans are byte-identical"
+        in (workdir / "results/logs/checks/shared_scans.log").read_text()
+    )
+    shared = pd.read_csv(workdir / "results/checks/shared_scans.tsv", sep="\t", dtype=str)
+    split = pd.read_csv(workdir / "results/splits/ad/split.tsv", sep="\t", dtype=str)
+    converted = pd.read_csv(workdir / "results/data/ad/participants.tsv", sep="\t", dtype=str)
+    # Every AD scan has its copy in the healthy cohort.
+    assert len(shared) == 2 * len(converted)
+    assert set(shared.groupby("sha256")["cohort"].agg(frozenset)) == {frozenset({"healthy", "ad"})}
+    held_out = set(split.loc[split["split"] == "test", "participant_id"])
+    leaking = shared[(shared["leak"] == "True") & (shared["cohort"] == "ad")]
+    assert set(leaking["participant_id"]) == held_out
+    # The copies of the AD cohort's training pool and later sessions are shared, not leaks.
+    assert (
+        not shared[(shared["cohort"] == "ad") & ~shared["participant_id"].isin(held_out)]["leak"]
+        .eq("True")
+        .any()
+    )

@@ -1,0 +1,90 @@
+"""Scans that two cohorts, or two subjects, share: found by the hash of their map.
+
+The probes and fine-tuning score each evaluation cohort's test (and external) scans. A map
+that is also a pretraining scan, or a training scan of its own cohort under another id,
+makes those scores optimistic: the kind of leak a cohort assembled from several studies
+brings in (a control in both the healthy pretraining set and a patient study). The
+conversion records each map's SHA-256 in ``manifest.json``; this finds byte-identical
+maps, not another session of the same subject or the same scan preprocessed again.
+"""
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from yaware.errors import DataError
+from yaware.participants import ID_COLUMN, read_table
+
+log = logging.getLogger(__name__)
+
+HELD_OUT = ("test", "external")
+# Sides a model learns or is selected on: a pretraining cohort's train and val, an
+# evaluation cohort's training pool.
+TRAINING = ("train", "val")
+COLUMNS = ["sha256", "cohort", "role", ID_COLUMN, "session", "split", "path", "leak"]
+
+
+def scan_sides(
+    manifest: str | os.PathLike, split: str | os.PathLike, cohort: str, role: str
+) -> pd.DataFrame:
+    """One row per converted scan: its hash, ids, map and side of the split (``unused``:
+    a later session, which the evaluation leaves out)."""
+    sources = pd.DataFrame(json.loads(Path(manifest).read_text(encoding="utf-8"))["sources"])
+    sources["session"] = sources["session"].fillna("").astype(str)
+    sides = read_table(split)[[ID_COLUMN, "session", "split"]]
+    sides["session"] = sides["session"].fillna("").astype(str)
+    sides = sides.drop_duplicates([ID_COLUMN, "session"])  # a split is by subject: runs agree
+    rows = sources.merge(sides, on=[ID_COLUMN, "session"], how="left")
+    return rows.assign(split=rows["split"].fillna("unused"), cohort=cohort, role=role)
+
+
+def shared_scans(sides: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Every scan whose map is byte-identical to another's, grouped by hash; ``leak``
+    marks the groups where a held-out evaluation scan meets a training or validation one."""
+    scans = pd.concat(sides, ignore_index=True)
+    shared = scans[scans.duplicated("sha256", keep=False)].copy()
+    held = (shared["role"] == "evaluate") & shared["split"].isin(HELD_OUT)
+    trained = shared["split"].isin(TRAINING)
+    leaking = set(shared.loc[held, "sha256"]) & set(shared.loc[trained, "sha256"])
+    shared["leak"] = shared["sha256"].isin(leaking)
+    shared = shared.sort_values(["sha256", "cohort", ID_COLUMN, "session"])
+    return shared[COLUMNS].reset_index(drop=True)
+
+
+def check_leaks(shared: pd.DataFrame, on_leak: str) -> None:
+    """Stop (``on_leak: error``) or warn when held-out scans are copies of training ones."""
+    if shared.empty:
+        log.info("no two converted scans share a map")
+        return
+    leaks = shared[shared["leak"]]
+    log.info(
+        "%d scans share their map with another (%d groups); %d of them in leaking groups",
+        len(shared),
+        shared["sha256"].nunique(),
+        len(leaks),
+    )
+    if leaks.empty:
+        return
+    examples = []
+    for _, group in list(leaks.groupby("sha256", sort=False))[:3]:
+        examples.append(
+            " = ".join(
+                f"{r.cohort} {r.participant_id} session {r.session or '-'} ({r.split})"
+                for r in group.itertuples()
+            )
+            + f" [{group['path'].iloc[0]}]"
+        )
+    message = (
+        f"{leaks['sha256'].nunique()} held-out evaluation scans are byte-identical to "
+        f"training or validation scans, e.g. {'; '.join(examples)}. Their scores would be "
+        "optimistic: "
+        "drop the copies from one of the participants tables (a pretraining cohort must "
+        "not hold an evaluation cohort's scans), or set checks.shared_scans: warn to go on"
+    )
+    if on_leak == "error":
+        raise DataError(message)
+    log.warning("%s", message)
