@@ -22,8 +22,9 @@ from yaware.participants import ID_COLUMN, read_table
 log = logging.getLogger(__name__)
 
 HELD_OUT = ("test", "external")
-# Sides a model learns or is selected on: a pretraining cohort's train and val, an
-# evaluation cohort's training pool.
+# A pretraining cohort's sides: the encoder learns on train and is selected on val. An
+# evaluation cohort's probes learn on its own pool ("train") only, so a copy in another
+# evaluation cohort's pool is shared, not leaked (two tasks on one study share controls).
 TRAINING = ("train", "val")
 COLUMNS = ["sha256", "cohort", "role", ID_COLUMN, "session", "split", "path", "leak"]
 
@@ -44,13 +45,17 @@ def scan_sides(
 
 def shared_scans(sides: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Every scan whose map is byte-identical to another's, grouped by hash; ``leak``
-    marks the groups where a held-out evaluation scan meets a training or validation one."""
+    marks the groups where a held-out evaluation scan meets a copy that trained what
+    scores it: a pretraining scan (train or val), or one of its own cohort's pool."""
     scans = pd.concat(sides, ignore_index=True)
     shared = scans[scans.duplicated("sha256", keep=False)].copy()
-    held = (shared["role"] == "evaluate") & shared["split"].isin(HELD_OUT)
-    trained = shared["split"].isin(TRAINING)
-    leaking = set(shared.loc[held, "sha256"]) & set(shared.loc[trained, "sha256"])
-    shared["leak"] = shared["sha256"].isin(leaking)
+    shared["leak"] = False
+    for _, group in shared.groupby("sha256"):
+        pretraining = ((group["role"] == "pretrain") & group["split"].isin(TRAINING)).any()
+        held = group[(group["role"] == "evaluate") & group["split"].isin(HELD_OUT)]
+        pools = set(group.loc[group["split"] == "train", "cohort"])
+        if (pretraining and len(held)) or set(held["cohort"]) & pools:
+            shared.loc[group.index, "leak"] = True
     shared = shared.sort_values(["sha256", "cohort", ID_COLUMN, "session"])
     return shared[COLUMNS].reset_index(drop=True)
 
@@ -80,8 +85,8 @@ def check_leaks(shared: pd.DataFrame, on_leak: str) -> None:
         )
     message = (
         f"{leaks['sha256'].nunique()} held-out evaluation scans are byte-identical to "
-        f"training or validation scans, e.g. {'; '.join(examples)}. Their scores would be "
-        "optimistic: "
+        "pretraining scans or to their own cohort's training scans, e.g. "
+        f"{'; '.join(examples)}. Their scores would be optimistic: "
         "drop the copies from one of the participants tables (a pretraining cohort must "
         "not hold an evaluation cohort's scans), or set checks.shared_scans: warn to go on"
     )

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from tests.workflow.helpers import make_workdir, snakemake
+from yaware.shared_scans import shared_scans
 
 VOXEL_MM = 6.0
 TASK = {"label": "diagnosis", "positive": ["alzheimer"], "negative": ["control"]}
@@ -72,7 +73,7 @@ def test_evaluation_scans_inside_the_pretraining_cohort_stop_the_workflow(tmp_pa
     done = snakemake(workdir, "--cores", "2", "data")
     assert done.returncode != 0
     log = (workdir / "results/logs/checks/shared_scans.log").read_text()
-    assert "held-out evaluation scans are byte-identical to training or validation scans" in log
+    assert "held-out evaluation scans are byte-identical to pretraining scans" in log
     assert "set checks.shared_scans: warn to go on" in log and "Traceback" not in log
     assert not (workdir / "results/checks/shared_scans.tsv").exists()
 
@@ -99,3 +100,27 @@ def test_evaluation_scans_inside_the_pretraining_cohort_stop_the_workflow(tmp_pa
         .eq("True")
         .any()
     )
+
+
+def _scans(cohort: str, role: str, rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """(participant_id, split, sha256) rows of one cohort."""
+    frame = pd.DataFrame(rows, columns=["participant_id", "split", "sha256"])
+    return frame.assign(session="1", path="m.nii", cohort=cohort, role=role)
+
+
+def test_which_copies_leak():
+    """A held-out scan leaks through a pretraining copy (train or val) or a copy in its own
+    cohort's pool; two tasks on one study (AD and MCI cohorts sharing controls) only share."""
+    leaks = shared_scans(
+        [
+            _scans("pre", "pretrain", [("p1", "train", "a"), ("p2", "val", "b")]),
+            _scans("ad", "evaluate", [("c1", "test", "a"), ("c2", "test", "b")]),
+            _scans("ad", "evaluate", [("c3", "test", "c"), ("c4", "train", "c")]),
+            _scans("ad", "evaluate", [("c5", "test", "d"), ("c6", "external", "e")]),
+            _scans("mci", "evaluate", [("c5", "train", "d"), ("c6", "train", "e")]),
+            _scans("mci", "evaluate", [("c7", "unused", "f"), ("c8", "train", "g")]),
+            _scans("pre", "pretrain", [("c7", "train", "f")]),
+        ]
+    )
+    by_hash = leaks.groupby("sha256")["leak"].all().to_dict()
+    assert by_hash == {"a": True, "b": True, "c": True, "d": False, "e": False, "f": False}
