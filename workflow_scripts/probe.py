@@ -43,7 +43,7 @@ def main(
 run_logged(
     snakemake.log[0],
     main,
-    {k: list(v) for k, v in snakemake.input.items()},
+    {k: list(snakemake.input[k]) for k in ("features", "participants", "splits", "draws")},
     dict(snakemake.output.items()),
     snakemake.params.cohorts,
     snakemake.params.pretraining,
