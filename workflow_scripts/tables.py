@@ -102,7 +102,10 @@ def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, co
         "spread over draws (and seeds). paper_auc: the published value on real data, where "
         "task and N_target match.\n\n## Age and site probes (pretraining validation set; "
         "mean and sd over seeds; site chance level = 1 / number of sites)\n\n"
-        + age.to_markdown(index=False, floatfmt=".3f")
+        # A spread over one seed is undefined: a blank cell, as in the AUC table, not "nan".
+        + age.astype(object)
+        .where(age.notna(), None)
+        .to_markdown(index=False, floatfmt=".3f", missingval="")
         + "\n\n## AUC by method, task and N_target"
     )
     markdown(summary, outputs["markdown"], "Results", note)
