@@ -6,10 +6,15 @@ from snakemake.utils import validate
 
 from yaware.experiments import PCA_NAME, SCRATCH_NAME, experiments, random_encoder_name
 from yaware.fingerprint import code_fingerprint
+from yaware.finite import check_finite_numbers
 from yaware.grid import cat12_grid, check_fits_encoder
 from yaware.rule_params import order_free
 
 validate(config, schema="../config/schema.yaml")
+# An infinite QC threshold turns that check off; nothing else may be NaN or infinite.
+check_finite_numbers(
+    config, "config", infinite_ok=("qc.ncr_max", "qc.iqr_max", "qc.corr_mean_min")
+)
 
 PACKAGE = Path(workflow.basedir) / "yaware"
 

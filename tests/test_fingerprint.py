@@ -98,3 +98,19 @@ def test_steps_that_do_not_train_start_without_torch(step):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False", f"{step} imports torch"
+
+
+def test_the_workflow_builds_its_dag_without_torch():
+    """Every Snakemake invocation (and every Slurm job) parses the rules: a torch import
+    there would add seconds to each."""
+    lines = [
+        line
+        for source in [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
+        for line in source.read_text().splitlines()
+        if line.startswith(("import ", "from "))
+    ]
+    assert any("yaware" in line for line in lines)
+    probe = "\n".join([*lines, "import sys", "print('torch' in sys.modules)"])
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False", "the rules import torch"

@@ -423,6 +423,9 @@ def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrai
         ({"sigma": 0.0}, "sigma must be > 0"),
         ({"sigma": "five"}, "key 'sigma' must be"),
         ({"encoder": "vit"}, "encoder must be one of"),
+        # YAML's .nan passes every bound (NaN compares false) and .inf passes lr > 0.
+        ({"lr": math.nan}, "lr: .nan: not a finite number"),
+        ({"sigma": [2.0, math.inf]}, "sigma[1]: .inf: not a finite number"),
         (
             {"train_table": "/nonexistent/participants.tsv"},
             "train_table '/nonexistent/participants.tsv' does not exist",

@@ -17,6 +17,7 @@ import yaml
 
 from yaware.augment import POLICIES
 from yaware.errors import ConfigError
+from yaware.finite import check_finite_numbers
 from yaware.losses.kernels import check_kernel_spec
 from yaware.losses.yaware_infonce import METHODS as LOSS_VARIANTS
 from yaware.losses.yaware_infonce import NORMALISATIONS
@@ -143,6 +144,7 @@ def build_config(cls: type[C], mapping: dict[str, Any], source: str = "config") 
             raise ConfigError(
                 f"{source}: key {key!r} must be {_type_name(hints[key])}, got {value!r}"
             )
+    check_finite_numbers(mapping, source)
     config = cls(**mapping)
     _check_values(config, source)
     return config

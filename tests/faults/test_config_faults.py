@@ -1,5 +1,7 @@
 """Evaluation settings a cohort cannot satisfy, caught by the split stage through Snakemake."""
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -192,3 +194,40 @@ def test_sites_held_out_of_a_cohort_that_is_not_an_evaluation_cohort_are_refused
     assert "splits.external_sites: ['adnii'] are not evaluation cohorts ['adni']" in output, output[
         -2000:
     ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"pretraining": {"lr": math.nan}}, "pretraining.lr: .nan"),
+        ({"splits": {"val_fraction": math.nan}}, "splits.val_fraction: .nan"),
+        (
+            {"pretraining": {"methods": {"yaware": {"sigma": [2.0, math.inf]}}}},
+            "pretraining.methods.yaware.sigma[1]: .inf",
+        ),
+    ],
+    ids=["nan_learning_rate", "nan_fraction", "infinite_sigma"],
+)
+def test_a_number_that_is_nan_or_infinite_is_named_before_any_job(tmp_path, settings, named):
+    """YAML reads .nan and .inf as numbers: they pass the schema's types, and NaN passes every
+    bound (it compares false), so a NaN learning rate would reach the training."""
+    done = snakemake(make_workdir(tmp_path, _config({}, {}) | settings), "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"{named}: not a finite number" in output, output[-2000:]
+
+
+def test_an_infinite_qc_threshold_turns_its_check_off(tmp_path):
+    adni = {"qc_failure_rate": 0.3}
+    target = "results/qc/adni/qc.tsv"
+
+    def reasons(qc: dict) -> pd.Series:
+        workdir = make_workdir(tmp_path, _config(adni, {}) | {"qc": {"corr_voxel_mm": 6.0, **qc}})
+        done = snakemake(workdir, "--cores", "2", target)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return pd.read_csv(workdir / target, sep="\t")["reason"].fillna("")
+
+    with_marks = reasons({})
+    assert with_marks.str.contains("NCR|IQR").any()  # the planted failures are there
+    without = reasons({"ncr_max": math.inf, "iqr_max": math.inf})
+    assert not without.str.contains("NCR|IQR").any()
