@@ -48,7 +48,7 @@ rule qc:
         runtime=60,
     params:
         cohort=cohort,
-        settings=order_free(config["qc"]),
+        settings=job_settings(config["qc"]),
         label=config["pretrain_label"],
         require_tiv=config["conversion"]["tiv_scaling"],
         code=code_version("qc"),
@@ -76,7 +76,7 @@ rule convert:
         runtime=120,
     params:
         cohort=cohort,
-        settings=order_free(config["conversion"]),
+        settings=job_settings(config["conversion"]),
         code=code_version("convert"),
     script:
         "../workflow_scripts/convert.py"

@@ -61,7 +61,10 @@ rule finetune:
         task=lambda wc: order_free(COHORTS[wc.cohort]["task"]),
         encoder=lambda wc: encoder_of(wc.init),
         trust=lambda wc: trusted(wc.init),
-        settings=order_free(config["fine_tuning"]),
+        settings=job_settings(
+            config["fine_tuning"],
+            leave_out=("enabled", "n_target", "repeats", "seeds"),
+        ),
         seed=lambda wc: int(wc.repeat),
         code=code_version("finetune"),
     script:

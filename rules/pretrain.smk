@@ -31,9 +31,7 @@ rule pretrain:
         runtime=120,
     params:
         experiment=lambda wc: order_free(vars(EXPERIMENTS[wc.experiment])),
-        settings=order_free(
-            {k: v for k, v in PRETRAINING.items() if k not in ("methods", "seeds")}
-        ),
+        settings=job_settings(PRETRAINING, leave_out=("methods", "seeds")),
         code=code_version("pretrain"),
     script:
         "../workflow_scripts/pretrain.py"

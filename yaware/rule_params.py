@@ -26,3 +26,14 @@ def _sorted(value: Any) -> Any:
 def order_free(value: Any) -> Any:
     """``value`` as an :class:`OrderFreeDict` when it is a dict, else unchanged."""
     return OrderFreeDict(value) if isinstance(value, dict) else value
+
+
+# How fast a job runs, not what it computes (Snakemake's own ``threads`` is no param).
+SPEED_ONLY = ("threads",)
+
+
+def job_settings(section: dict, leave_out: tuple[str, ...] = ()) -> OrderFreeDict:
+    """A config section as one job's params: without the keys that only set its speed, nor
+    ``leave_out`` (keys that choose which jobs there are: each job has its own wildcards).
+    A change to those keys then reruns no job already done."""
+    return OrderFreeDict({k: v for k, v in section.items() if k not in (*SPEED_ONLY, *leave_out)})

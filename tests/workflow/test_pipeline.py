@@ -237,6 +237,18 @@ def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
     assert plan["probe"] == len(MODELS)
 
 
+def test_threads_and_the_choice_of_fine_tuning_jobs_rerun_no_job_done(run, tmp_path):
+    """Threads set a job's speed, and fine_tuning's n_target, repeats and seeds choose which
+    jobs there are: before, a change to any of them was a change of every job's params, and
+    adding an N_target to fine-tuning, or more threads on a cluster, reran every job."""
+    threads = {section: {"threads": 1} for section in ("qc", "conversion", "pretraining")}
+    fine_tuning = {"threads": 1, "n_target": [10, 16], "seeds": [0]}
+    plan = _plan_with(run, tmp_path, threads | {"fine_tuning": fine_tuning})
+    assert set(plan) == {"finetune", "tables", "figure_auc", "figure_sigma", "all"}
+    done = list((run / "results/finetune").glob("*/*/n10_r0/test_metrics.json"))
+    assert done and plan["finetune"] == len(done)  # the same jobs at N_target 16 only
+
+
 COLLECTIONS = {("synthetic", "cohorts"), ("pretraining", "methods"), ("external_models",)}
 
 
