@@ -168,6 +168,29 @@ def test_memory_efficient_densenet_gives_the_same_gradients():
     efficient(x).sum().backward()
     for (name, a), b in zip(plain.named_parameters(), efficient.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+    # The recomputation in backward must not update the batch norms' running statistics
+    # a second time: the eval-mode encoder would differ.
+    for (name, a), b in zip(plain.named_buffers(), efficient.buffers(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_memory_efficient_densenet_compiles_and_counts_each_batch_once():
+    """Under torch.compile the checkpoint takes no context_fn (dynamo refuses it); the
+    compiled graph must still update the running statistics once per step."""
+    torch.manual_seed(0)
+    plain = DenseNet3D(8, (2, 2), 16, bn_size=2)
+    efficient = DenseNet3D(8, (2, 2), 16, bn_size=2, memory_efficient=True)
+    efficient.load_state_dict(plain.state_dict())
+    efficient.before_compile()
+    compiled = torch.compile(efficient)
+    x = torch.randn(2, 1, 24, 24, 24)
+    for _ in range(2):
+        plain(x).sum().backward()
+        compiled(x).sum().backward()
+    for (name, a), b in zip(plain.named_buffers(), efficient.buffers(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
+    for (name, a), b in zip(plain.named_parameters(), efficient.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-4), name
 
 
 def test_unknown_encoder_names_the_choices():

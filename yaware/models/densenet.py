@@ -8,7 +8,8 @@ The released DenseNet121_BHB-10K_yAwareContrastive.pth loads into these modules.
 """
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -38,11 +39,39 @@ class _DenseLayer(nn.Module):
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if self.memory_efficient and any(t.requires_grad for t in inputs):
             # Recompute the concatenation and bottleneck in backward: memory grows
-            # linearly instead of quadratically with the block depth.
-            bottleneck = checkpoint(self._bottleneck, *inputs, use_reentrant=False)
+            # linearly instead of quadratically with the block depth. The recomputation
+            # runs norm1 in training mode again, which would update its running statistics
+            # a second time per step (twice the momentum, twice the batch count) and so
+            # change the encoder in eval mode. A compiled graph updates them once, and
+            # takes no context_fn.
+            keep = {} if _is_compiling() else {"context_fn": self._recompute_keeps_running_stats}
+            bottleneck = checkpoint(self._bottleneck, *inputs, use_reentrant=False, **keep)
         else:
             bottleneck = self._bottleneck(*inputs)
         return self.conv2(self.relu2(self.norm2(bottleneck)))
+
+    def _recompute_keeps_running_stats(self) -> tuple:
+        return nullcontext(), _running_stats_kept(self.norm1)
+
+
+def _is_compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
+
+
+@contextmanager
+def _running_stats_kept(norm: nn.Module) -> Iterator[None]:
+    """Put the running statistics of ``norm`` back as they were before the block ran."""
+    buffers = [
+        b for b in (norm.running_mean, norm.running_var, norm.num_batches_tracked) if b is not None
+    ]
+    saved = [b.clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved, strict=True):
+                buffer.copy_(value)
 
 
 class _DenseBlock(nn.ModuleDict):
