@@ -115,12 +115,12 @@ def fit_voxel_pca(
     mask = (mean > 0.1 * mean.max()).ravel()
     n_components = min(n_components, len(scans) - 1, int(mask.sum()))
     pca = IncrementalPCA(n_components=n_components)
-    step = max(batch, n_components)
-    for start in range(0, len(scans), step):
-        chunk = scans[start : start + step]
-        if len(chunk) < n_components:  # IncrementalPCA needs a batch of n_components rows
-            chunk = scans[max(0, start + len(chunk) - step) : start + len(chunk)]
-        pca.partial_fit(np.stack([data.row(row).ravel()[mask] for data, row in chunk]))
+    # Batches of about `batch` scans, none under n_components (IncrementalPCA needs that
+    # many rows per batch): a short last batch is spread over the others, so each scan is
+    # seen once.
+    n_batches = max(1, len(scans) // max(batch, n_components))
+    for chunk in np.array_split(np.arange(len(scans)), n_batches):
+        pca.partial_fit(np.stack([scans[i][0].row(scans[i][1]).ravel()[mask] for i in chunk]))
     return pca, mask
 
 
