@@ -8,7 +8,7 @@ from yaware.experiments import PCA_NAME, SCRATCH_NAME, experiments, random_encod
 from yaware.fingerprint import code_fingerprint
 from yaware.finite import check_finite_numbers
 from yaware.grid import cat12_grid, check_fits_encoder
-from yaware.rule_params import job_settings, order_free
+from yaware.rule_params import SPEED_ONLY, job_settings, order_free
 
 validate(config, schema="../config/schema.yaml")
 # An infinite QC threshold turns that check off; nothing else may be NaN or infinite.

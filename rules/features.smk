@@ -26,7 +26,11 @@ rule features:
         encoder=lambda wc: encoder_of(wc.model),
         trust=lambda wc: trusted(wc.model),
         seed=lambda wc: MODELS[wc.model]["seed"],
-        batch_size=config["features"]["batch_size"],
+        settings=job_settings(
+            config["features"],
+            leave_out=("pca_components", "random_encoder", "pca"),
+            speed_only=(*SPEED_ONLY, "batch_size"),
+        ),
         code=code_version("features"),
     script:
         "../workflow_scripts/features.py"

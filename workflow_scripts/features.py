@@ -16,7 +16,7 @@ def main(
     encoder: str | None,
     trust: bool,
     seed: int,
-    batch_size: int,
+    settings: dict,
     threads: int,
 ) -> None:
     torch.set_num_threads(threads)
@@ -27,7 +27,7 @@ def main(
         model = build_model(encoder, "encoder")
     device = str(resolve_device("auto"))
     for array, out in zip(data, outputs, strict=True):
-        save_npy(out, extract_features(model, array, batch_size, device))
+        save_npy(out, extract_features(model, array, settings["batch_size"], device))
 
 
 run_logged(
@@ -39,6 +39,6 @@ run_logged(
     snakemake.params.encoder,
     snakemake.params.trust,
     snakemake.params.seed,
-    snakemake.params.batch_size,
+    snakemake.params.settings,
     snakemake.threads,
 )

@@ -28,12 +28,29 @@ def order_free(value: Any) -> Any:
     return OrderFreeDict(value) if isinstance(value, dict) else value
 
 
-# How fast a job runs, not what it computes (Snakemake's own ``threads`` is no param).
-SPEED_ONLY = ("threads",)
+# Settings that decide how fast a job runs, or in how much memory, and change its results
+# by float rounding at most: more threads or loader workers on a cluster, torch.compile,
+# gradient checkpointing.
+SPEED_ONLY = ("threads", "num_workers", "compile", "memory_efficient")
 
 
-def job_settings(section: dict, leave_out: tuple[str, ...] = ()) -> OrderFreeDict:
-    """A config section as one job's params: without the keys that only set its speed, nor
-    ``leave_out`` (keys that choose which jobs there are: each job has its own wildcards).
-    A change to those keys then reruns no job already done."""
-    return OrderFreeDict({k: v for k, v in section.items() if k not in (*SPEED_ONLY, *leave_out)})
+class JobSettings(OrderFreeDict):
+    """One job's settings: the job reads them all, but Snakemake's record of its params
+    (the repr) leaves out ``speed_only``, so a change to those reruns no job already done."""
+
+    def __init__(self, values: dict, speed_only: tuple[str, ...]) -> None:
+        super().__init__(values)
+        self.speed_only = speed_only
+
+    def __repr__(self) -> str:
+        return repr(_sorted({k: v for k, v in self.items() if k not in self.speed_only}))
+
+
+def job_settings(
+    section: dict, leave_out: tuple[str, ...] = (), speed_only: tuple[str, ...] = SPEED_ONLY
+) -> JobSettings:
+    """A config section as one job's params, without ``leave_out`` (keys that choose which
+    jobs there are: each job has its own wildcards) and with ``speed_only`` out of its
+    record."""
+    values = {k: v for k, v in section.items() if k not in leave_out}
+    return JobSettings(values, speed_only)

@@ -237,13 +237,18 @@ def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
     assert plan["probe"] == len(MODELS)
 
 
-def test_threads_and_the_choice_of_fine_tuning_jobs_rerun_no_job_done(run, tmp_path):
-    """Threads set a job's speed, and fine_tuning's n_target, repeats and seeds choose which
-    jobs there are: before, a change to any of them was a change of every job's params, and
-    adding an N_target to fine-tuning, or more threads on a cluster, reran every job."""
-    threads = {section: {"threads": 1} for section in ("qc", "conversion", "pretraining")}
+def test_speed_settings_and_the_choice_of_fine_tuning_jobs_rerun_no_job_done(run, tmp_path):
+    """Threads, loader workers, torch.compile, gradient checkpointing and the feature
+    batch size set a job's speed or memory, and fine_tuning's n_target, repeats and seeds
+    choose which jobs there are: before, a change to any of them was a change of every
+    job's params, and adding an N_target to fine-tuning, or more threads on a cluster,
+    reran every job."""
+    speed = {section: {"threads": 1} for section in ("qc", "conversion", "features")}
+    speed["pretraining"] = {"threads": 1, "num_workers": 2, "compile": True}
+    speed["pretraining"] |= {"memory_efficient": True}
+    speed["features"] |= {"batch_size": 4}
     fine_tuning = {"threads": 1, "n_target": [10, 16], "seeds": [0]}
-    plan = _plan_with(run, tmp_path, threads | {"fine_tuning": fine_tuning})
+    plan = _plan_with(run, tmp_path, speed | {"fine_tuning": fine_tuning})
     assert set(plan) == {"finetune", "tables", "figure_auc", "figure_sigma", "all"}
     done = list((run / "results/finetune").glob("*/*/n10_r0/test_metrics.json"))
     assert done and plan["finetune"] == len(done)  # the same jobs at N_target 16 only
