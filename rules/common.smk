@@ -318,7 +318,6 @@ def finetune_inputs(wildcards):
         "data": f"results/data/{wildcards.cohort}/data.npy",
         "participants": f"results/data/{wildcards.cohort}/participants.tsv",
         "split": f"results/splits/{wildcards.cohort}/split.tsv",
-        "draws": f"results/splits/{wildcards.cohort}/draws.tsv",
         "checked": ancient(SHARED_SCANS),
     }
     if checkpoint_of(wildcards.init):
@@ -347,6 +346,24 @@ def code_version(script):
     )
 
 
+def split_settings(wildcards):
+    """The split settings that decide a cohort's split: a pretraining cohort's validation
+    fold, an evaluation cohort's test fold and held-out sites. The draws' settings are the
+    draws rule's, so that a new N_target retrains nothing."""
+    splits = config["splits"]
+    if COHORTS[wildcards.cohort]["role"] == "pretrain":
+        return order_free({k: splits[k] for k in ("seed", "val_fraction", "age_bins")})
+    values = {k: splits[k] for k in ("seed", "test_fraction", "age_bins")}
+    values["external_sites"] = splits["external_sites"].get(wildcards.cohort, [])
+    return order_free(values)
+
+
+def draw_settings(wildcards):
+    splits = config["splits"]
+    values = {"seed": splits["seed"], "repeats": splits["repeats"]}
+    return order_free(values | {"n_target": n_targets_of(wildcards.cohort)})
+
+
 def cohort(wildcards):
     return order_free(COHORTS[wildcards.cohort])
 
@@ -365,6 +382,7 @@ def data_outputs():
             ],
             cohort=COHORTS,
         ),
+        *expand("results/splits/{cohort}/draws.tsv", cohort=EVALUATION_COHORTS),
         SHARED_SCANS,
     ]
 

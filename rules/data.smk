@@ -87,7 +87,6 @@ rule split:
         participants="results/data/{cohort}/participants.tsv",
     output:
         split="results/splits/{cohort}/split.tsv",
-        draws="results/splits/{cohort}/draws.tsv",
         arguments="results/splits/{cohort}/split_args.json",
     log:
         "results/logs/split/{cohort}.log",
@@ -98,10 +97,35 @@ rule split:
         runtime=10,
     params:
         cohort=cohort,
-        settings=order_free(config["splits"]),
+        settings=split_settings,
         code=code_version("split"),
     script:
         "../workflow_scripts/split.py"
+
+
+# The training draws of an evaluation cohort, apart from its split: adding an N_target or a
+# repeat makes new draws, and leaves the split, and what was trained on it, as it was.
+rule draws:
+    input:
+        participants="results/data/{cohort}/participants.tsv",
+        split="results/splits/{cohort}/split.tsv",
+    output:
+        draws="results/splits/{cohort}/draws.tsv",
+    log:
+        "results/logs/draws/{cohort}.log",
+    wildcard_constraints:
+        cohort="|".join(EVALUATION_COHORTS) or "^$",
+    conda:
+        "../envs/yaware.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        task=lambda wc: order_free(COHORTS[wc.cohort]["task"]),
+        settings=draw_settings,
+        code=code_version("draws"),
+    script:
+        "../workflow_scripts/draws.py"
 
 
 rule shared_scans:

@@ -10,7 +10,7 @@ rule probe:
             "results/data/{cohort}/participants.tsv", cohort=FEATURE_COHORTS
         ),
         splits=expand("results/splits/{cohort}/split.tsv", cohort=FEATURE_COHORTS),
-        draws=expand("results/splits/{cohort}/draws.tsv", cohort=FEATURE_COHORTS),
+        draws=expand("results/splits/{cohort}/draws.tsv", cohort=EVALUATION_COHORTS),
         checked=ancient(SHARED_SCANS),
     output:
         linear="results/probes/{model}/linear.csv",
@@ -26,6 +26,7 @@ rule probe:
         runtime=60,
     params:
         cohorts=FEATURE_COHORTS,
+        evaluation=EVALUATION_COHORTS,
         pretraining=PRETRAIN_COHORTS,
         tasks=order_free(
             {
@@ -66,6 +67,7 @@ rule finetune:
             leave_out=("enabled", "n_target", "repeats", "seeds"),
         ),
         seed=lambda wc: int(wc.repeat),
+        split_seed=config["splits"]["seed"],
         code=code_version("finetune"),
     script:
         "../workflow_scripts/finetune.py"

@@ -79,6 +79,7 @@ TORCH_FREE_STEPS = [
     "qc",
     "convert",
     "split",
+    "draws",
     "probe",
     "pca_features",
     "tables",

@@ -7,7 +7,9 @@ import torch
 from yaware.checkpoint import encoder_name_of, read_checkpoint
 from yaware.config import FinetuneConfig, build_config
 from yaware.io import save_table
+from yaware.labels import binary_labels
 from yaware.participants import read_table
+from yaware.splits import training_draw, training_pool
 from yaware.train.finetune import finetune
 from yaware.workflow import run_logged
 
@@ -15,8 +17,10 @@ from yaware.workflow import run_logged
 def main(
     inputs: dict,
     outputs: dict,
+    cohort: str,
     n_target: int,
     repeat: int,
+    split_seed: int,
     task: dict,
     encoder: str | None,
     trust: bool,
@@ -26,10 +30,16 @@ def main(
 ) -> None:
     torch.set_num_threads(threads)
     out = Path(outputs["metrics"]).parent
-    draws = read_table(inputs["draws"])
-    chosen = draws[(draws["n_target"] == n_target) & (draws["repeat"] == repeat)]
-    save_table(out / "train_rows.tsv", chosen[["participant_id", "session"]])
+    # The draw is made here, as the draws job makes it for the probes (the same rows), so
+    # that adding an N_target or a repeat reruns no fine-tuning already done.
+    table = read_table(inputs["participants"])
+    labels, in_task = binary_labels(
+        table, task["label"], task["positive"], task["negative"], inputs["participants"]
+    )
     split = read_table(inputs["split"])
+    pool = training_pool(table[in_task], labels[in_task], split)
+    chosen = training_draw(pool, n_target, repeat, split_seed, cohort)
+    save_table(out / "train_rows.tsv", chosen)
     save_table(
         out / "test_rows.tsv", split.loc[split["split"] == "test", ["participant_id", "session"]]
     )
@@ -64,8 +74,10 @@ run_logged(
     main,
     dict(snakemake.input.items()),
     dict(snakemake.output.items()),
+    snakemake.wildcards.cohort,
     int(snakemake.wildcards.n_target),
     int(snakemake.wildcards.repeat),
+    snakemake.params.split_seed,
     snakemake.params.task,
     snakemake.params.encoder,
     snakemake.params.trust,

@@ -14,12 +14,14 @@ def main(
     inputs: dict,
     outputs: dict,
     cohorts: list[str],
+    evaluation: list[str],
     pretraining: list[str],
     tasks: dict,
     label: str,
     probe: dict,
 ) -> None:
     frames = []
+    draws = dict(zip(evaluation, inputs["draws"], strict=True))
     for i, cohort in enumerate(cohorts):
         if cohort not in tasks:
             continue
@@ -27,7 +29,7 @@ def main(
             inputs["features"][i],
             inputs["participants"][i],
             inputs["splits"][i],
-            inputs["draws"][i],
+            draws[cohort],
             tasks[cohort],
             probe,
         )
@@ -46,6 +48,7 @@ run_logged(
     {k: list(snakemake.input[k]) for k in ("features", "participants", "splits", "draws")},
     dict(snakemake.output.items()),
     snakemake.params.cohorts,
+    snakemake.params.evaluation,
     snakemake.params.pretraining,
     snakemake.params.tasks,
     snakemake.params.label,

@@ -1,14 +1,12 @@
 """Snakemake script: subject-level splits of one converted cohort."""
 
-import pandas as pd
-
 from yaware.balance import split_balance
 from yaware.io import save_json, save_table
 from yaware.labels import binary_labels
 from yaware.participants import read_table
 from yaware.splits import (
     SplitSettings,
-    evaluation_split,
+    evaluation_sides,
     first_sessions,
     pretrain_split,
     split_arguments,
@@ -18,19 +16,15 @@ from yaware.workflow import run_logged
 
 def main(participants: str, outputs: dict, name: str, cohort: dict, settings: dict) -> None:
     table = read_table(participants)
-    external = settings.get("external_sites", {}).get(name, [])
-    fields = {k: v for k, v in settings.items() if k != "external_sites"}
-    fields["n_target"] = cohort.get("n_target") or fields["n_target"]
-    split_settings = SplitSettings(**fields, external_sites=external)
+    split_settings = SplitSettings(**settings)
     if cohort["role"] == "pretrain":
         split = pretrain_split(table, split_settings)
-        draws = pd.DataFrame(columns=["participant_id", "session", "n_target", "repeat"])
     else:
         task = cohort["task"]
         labels, in_task = binary_labels(
             table, task["label"], task["positive"], task["negative"], participants
         )
-        split, draws = evaluation_split(
+        split = evaluation_sides(
             table[in_task],
             labels[in_task],
             split_settings,
@@ -41,11 +35,10 @@ def main(participants: str, outputs: dict, name: str, cohort: dict, settings: di
     label = cohort["task"]["label"] if cohort["role"] == "evaluate" else None
     balance = split_balance(subjects, subjects["split"], label=label, cohort=name)
     save_table(outputs["split"], split)
-    save_table(outputs["draws"], draws)
     save_json(
         outputs["arguments"],
         split_arguments(
-            split_settings,
+            settings,
             cohort=name,
             role=cohort["role"],
             task=cohort.get("task"),

@@ -9,7 +9,7 @@
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -115,8 +115,25 @@ def evaluation_split(
     cohort: str,
     classes: tuple[object, object] = ("negative", "positive"),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(split table, draws table) for an evaluation cohort; ``task_labels`` 0/1 per row,
-    ``classes`` what labels 0 and 1 stand for (for messages)."""
+    """(split table, draws table) for an evaluation cohort: :func:`evaluation_sides`, then
+    :func:`training_draws` from its pool."""
+    split = evaluation_sides(table, task_labels, settings, cohort, classes)
+    pool = training_pool(table, task_labels, split)
+    draws = training_draws(pool, settings.n_target, settings.repeats, settings.seed, cohort)
+    return split, draws
+
+
+def evaluation_sides(
+    table: pd.DataFrame,
+    task_labels: np.ndarray,
+    settings: SplitSettings,
+    cohort: str,
+    classes: tuple[object, object] = ("negative", "positive"),
+) -> pd.DataFrame:
+    """An evaluation cohort's split: each subject's first session on the side "test" (the
+    fixed held-out test set), "external" (whole sites held out) or "train" (the pool the
+    training draws come from). ``task_labels`` 0/1 per row, ``classes`` what labels 0 and
+    1 stand for (for messages). The draws' settings (n_target, repeats) play no part."""
     table = table.assign(_label=task_labels)
     base = first_sessions(table)
     split = pd.Series("train", index=base.index)
@@ -138,27 +155,58 @@ def evaluation_split(
         inside["_label"].to_numpy(), test, settings.seed, f"{cohort}'s task", classes
     )
     split[inside.index[test]] = "test"
-    pool = base[split == "train"]
-    for n_target in settings.n_target:
-        if n_target > len(pool):
-            raise ConfigError(
-                f"splits.n_target: {n_target} exceeds the {len(pool)} training subjects of "
-                f"{cohort} ({len(base)} subjects, test fraction {settings.test_fraction}); "
-                "lower it"
-            )
-    draws = []
-    for n_target in settings.n_target:
-        for repeat in range(settings.repeats):
-            chosen = _draw(pool, n_target, settings.seed * 1000 + repeat)
-            if chosen["_label"].nunique() < 2:
-                raise ConfigError(
-                    f"splits.n_target: a draw of {n_target} from {cohort} holds one class only"
-                )
-            draws.append(chosen[[ID_COLUMN, "session"]].assign(n_target=n_target, repeat=repeat))
     split_table = pd.DataFrame(
         {ID_COLUMN: base[ID_COLUMN], "session": base["session"], "split": split}
     )
-    return split_table.sort_index(), pd.concat(draws, ignore_index=True)
+    return split_table.sort_index()
+
+
+def training_pool(
+    table: pd.DataFrame, task_labels: np.ndarray, split: pd.DataFrame
+) -> pd.DataFrame:
+    """The subjects the training draws come from: the first sessions that ``split`` puts on
+    its "train" side, with their task label (column ``_label``), in the table's order. The
+    same rows whether the split was just made or read back from its file."""
+    base = first_sessions(table.assign(_label=task_labels))
+    keys = pd.MultiIndex.from_frame(base[[ID_COLUMN, "session"]].astype(str))
+    sides = split.astype({ID_COLUMN: str, "session": str}).set_index([ID_COLUMN, "session"])
+    return base[(sides["split"].reindex(keys) == "train").to_numpy()]
+
+
+def training_draws(
+    pool: pd.DataFrame, n_targets: Sequence[int], repeats: int, seed: int, cohort: str
+) -> pd.DataFrame:
+    """Every draw (N_target x repeat) from the pool: participant_id, session, n_target,
+    repeat. A draw depends on its N_target, repeat and seed only, not on the others."""
+    for n_target in n_targets:
+        _check_room(pool, n_target, cohort)
+    draws = [
+        training_draw(pool, n_target, repeat, seed, cohort).assign(n_target=n_target, repeat=repeat)
+        for n_target in n_targets
+        for repeat in range(repeats)
+    ]
+    return pd.concat(draws, ignore_index=True)
+
+
+def training_draw(
+    pool: pd.DataFrame, n_target: int, repeat: int, seed: int, cohort: str
+) -> pd.DataFrame:
+    """The training subjects (participant_id, session) of one draw, both classes kept."""
+    _check_room(pool, n_target, cohort)
+    chosen = _draw(pool, n_target, seed * 1000 + repeat)
+    if chosen["_label"].nunique() < 2:
+        raise ConfigError(
+            f"splits.n_target: a draw of {n_target} from {cohort} holds one class only"
+        )
+    return chosen[[ID_COLUMN, "session"]]
+
+
+def _check_room(pool: pd.DataFrame, n_target: int, cohort: str) -> None:
+    if n_target > len(pool):
+        raise ConfigError(
+            f"splits.n_target: {n_target} exceeds the {len(pool)} training subjects of "
+            f"{cohort} (its first sessions outside the test set and held-out sites); lower it"
+        )
 
 
 def _test_with_both_classes(
@@ -244,5 +292,7 @@ def _draw(pool: pd.DataFrame, n_target: int, seed: int) -> pd.DataFrame:
     return pd.concat(parts)
 
 
-def split_arguments(settings: SplitSettings, **extra: object) -> dict:
-    return {"settings": asdict(settings), **extra}
+def split_arguments(settings: dict, **extra: object) -> dict:
+    """What split_args.json records: the settings that made the split (those of its
+    cohort's role), and ``extra``."""
+    return {"settings": dict(settings), **extra}

@@ -33,7 +33,6 @@ def _config(adni: dict, splits: dict) -> dict:
 @pytest.mark.parametrize(
     ("adni", "splits", "message"),
     [
-        ({}, {"n_target": [500]}, "splits.n_target: 500 exceeds the"),
         ({"patient_fraction": 0.0}, {"n_target": [10]}, "no row of the positive class"),
         (
             {"n_subjects": 16, "patient_fraction": 0.2},
@@ -42,7 +41,7 @@ def _config(adni: dict, splits: dict) -> dict:
             "sites); a test AUC needs one in the test set and the training draws another",
         ),
     ],
-    ids=["n_target_larger_than_the_cohort", "positive_class_absent", "one_patient"],
+    ids=["positive_class_absent", "one_patient"],
 )
 def test_the_split_stage_refuses_with_the_setting_named(tmp_path, adni, splits, message):
     workdir = make_workdir(tmp_path, _config(adni, splits))
@@ -52,6 +51,19 @@ def test_the_split_stage_refuses_with_the_setting_named(tmp_path, adni, splits, 
     assert message in log, log[-2000:]
     assert "Traceback" not in log
     assert not (workdir / "results/splits/adni/split.tsv").exists()
+
+
+def test_an_n_target_larger_than_the_pool_stops_the_draws_with_the_setting_named(tmp_path):
+    """The draws are made apart from the split (a new N_target leaves the split as it was),
+    so the split is written and the draws job refuses."""
+    workdir = make_workdir(tmp_path, _config({}, {"n_target": [500]}))
+    done = snakemake(workdir, "--cores", "2", "results/splits/adni/draws.tsv")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/draws/adni.log").read_text()
+    assert "splits.n_target: 500 exceeds the" in log and "training subjects of adni" in log, log
+    assert "Traceback" not in log
+    assert (workdir / "results/splits/adni/split.tsv").exists()
+    assert not (workdir / "results/splits/adni/draws.tsv").exists()
 
 
 @pytest.mark.parametrize(

@@ -167,19 +167,39 @@ def test_qc_figure_is_a_png(tiny_run):
 
 
 def test_only_what_changed_reruns(tiny_run, tmp_path):
-    def plan_with(override: dict) -> set[str]:
+    def counts_with(override: dict) -> dict[str, int]:
         path = tmp_path / "override.yaml"
         path.write_text(yaml.safe_dump(override))
-        return set(planned_jobs(tiny_run, "data", "--configfile", str(path)))
+        return planned_jobs(tiny_run, "data", "--configfile", str(path))
+
+    def plan_with(override: dict) -> set[str]:
+        return set(counts_with(override))
 
     assert planned_jobs(tiny_run, "data") == {}
-    # A split setting: only the splits, and the check of scans shared across their sides.
-    assert plan_with({"splits": {"repeats": 3}}) == {"split", "shared_scans", "data"}
+    # The draws' settings: the draws only; the splits, and what was trained on them, stay
+    # (before, a new N_target or repeat remade every split and so retrained every encoder).
+    assert plan_with({"splits": {"repeats": 3}}) == {"draws", "data"}
+    assert plan_with({"splits": {"n_target": [6, 8, 10]}}) == {"draws", "data"}
+    # An evaluation split's setting: that cohort's split and draws, not the pretraining
+    # cohort's split; the check of scans shared across sides.
+    assert counts_with({"splits": {"test_fraction": 0.3}}) == {
+        "split": 1,
+        "draws": 1,
+        "shared_scans": 1,
+        "data": 1,
+    }
+    # A pretraining split's setting: that split only (its cohort has no draws).
+    assert counts_with({"splits": {"val_fraction": 0.3}}) == {
+        "split": 1,
+        "shared_scans": 1,
+        "data": 1,
+    }
     # A QC threshold: QC, conversion and splits, never the simulation.
-    assert plan_with({"qc": {"ncr_max": 4.0}}) == {"qc", "convert", "split", "shared_scans", "data"}
-    # The simulation's settings: everything of that cohort.
+    data_stages = {"qc", "convert", "split", "draws", "shared_scans", "data"}
+    assert plan_with({"qc": {"ncr_max": 4.0}}) == data_stages
+    # The simulation's settings: everything of that cohort (a pretraining one: no draws).
     bhb = TINY["synthetic"]["cohorts"]["bhb"] | {"n_sites": 4}
-    everything = {"synth_cohort", "qc", "convert", "split", "shared_scans", "data"}
+    everything = {"synth_cohort", *data_stages} - {"draws"}
     assert plan_with({"synthetic": {"cohorts": {"bhb": bhb}}}) == everything
 
 
@@ -286,7 +306,7 @@ def test_whole_sites_can_be_held_out(tiny_run, tmp_path):
         workdir,
         "--cores",
         "1",
-        "results/splits/adni/split.tsv",
+        "results/splits/adni/draws.tsv",
         "--configfile",
         str(tmp_path / "sites.yaml"),
     )

@@ -237,6 +237,35 @@ def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
     assert plan["probe"] == len(MODELS)
 
 
+def test_a_new_n_target_adds_its_draws_and_jobs_and_retrains_no_encoder(run, tmp_path):
+    """N_target is the paper's x axis. Before, the draws were made by the split job, whose
+    split the pretraining reads: a new N_target remade every split and so retrained every
+    encoder, refitted the PCA and reran every fine-tuning."""
+    plan = _plan_with(
+        run, tmp_path, {"splits": {"n_target": [10, 12, 16]}, "fine_tuning": {"n_target": [10, 12]}}
+    )
+    assert {"split", "pretrain", "features", "pca_features", "shared_scans"}.isdisjoint(plan)
+    assert plan["draws"] == 2 and plan["probe"] == len(MODELS)
+    done = list((run / "results/finetune").glob("*/*/n10_r0/test_metrics.json"))
+    assert plan["finetune"] == len(done)  # the same starts at N_target 12 only
+
+
+def test_each_fine_tuning_trains_on_the_draw_the_probes_use(run):
+    """A fine-tuning job makes its draw itself (so that new draws rerun none of it), with
+    the function the draws job uses: the rows must be the same."""
+    jobs = sorted((run / "results/finetune").glob("*/*/n*_r*/train_rows.tsv"))
+    assert jobs
+    for rows in jobs:
+        cohort, job = rows.parent.parent.name, rows.parent.name
+        n_target, repeat = (int(part[1:]) for part in job.split("_"))
+        draws = pd.read_csv(run / f"results/splits/{cohort}/draws.tsv", sep="\t", dtype=str)
+        draw = draws[(draws["n_target"] == str(n_target)) & (draws["repeat"] == str(repeat))]
+        trained = pd.read_csv(rows, sep="\t", dtype=str)
+        assert len(trained) == n_target
+        key = ["participant_id", "session"]
+        assert trained[key].values.tolist() == draw[key].values.tolist(), rows
+
+
 def test_speed_settings_and_the_choice_of_fine_tuning_jobs_rerun_no_job_done(run, tmp_path):
     """Threads, loader workers, torch.compile, gradient checkpointing and the feature
     batch size set a job's speed or memory, and fine_tuning's n_target, repeats and seeds
