@@ -239,6 +239,26 @@ def test_compiled_densenet_with_its_eager_stem_pool_matches_eager(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_memory_efficient_densenet_on_the_gpu_counts_each_batch_once(compiled):
+    """Gradient checkpointing recomputes norm1 in backward; its running statistics must be
+    updated once per step, as without checkpointing (eager: restored; compiled: one graph)."""
+    torch.manual_seed(0)
+    plain = DenseNet3D(8, (2, 2), 16, bn_size=2).cuda()
+    efficient = DenseNet3D(8, (2, 2), 16, bn_size=2, memory_efficient=True).cuda()
+    efficient.load_state_dict(plain.state_dict())
+    run = efficient
+    if compiled:
+        efficient.before_compile()
+        run = torch.compile(efficient)
+    x = torch.randn(2, 1, 24, 24, 24, device="cuda")
+    for _ in range(2):
+        plain(x).sum().backward()
+        run(x).sum().backward()
+    for (name, a), b in zip(plain.named_buffers(), efficient.buffers(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4, msg=name)
+
+
 def test_finetuning_on_the_gpu_from_a_gpu_pretraining(tmp_path):
     """Fine-tuning on CUDA (channels-last, cudnn autotuning) from a GPU pretraining: finite
     losses, predictions for every test scan, and contiguous weights a CPU model loads."""
