@@ -364,8 +364,15 @@ def draw_settings(wildcards):
     return order_free(values | {"n_target": n_targets_of(wildcards.cohort)})
 
 
-def cohort(wildcards):
-    return order_free(COHORTS[wildcards.cohort])
+def cohort_keys(*keys):
+    """A data stage's params: the keys of its cohort it reads. A cohort's task or own
+    N_target list then reruns no QC or conversion, and its N_target list no split."""
+
+    def picked(wildcards):
+        spec = COHORTS[wildcards.cohort]
+        return order_free({key: spec.get(key) for key in keys})
+
+    return picked
 
 
 def get_participants(wildcards):

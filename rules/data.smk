@@ -47,7 +47,7 @@ rule qc:
         mem_mb=4000,
         runtime=60,
     params:
-        cohort=cohort,
+        cohort=cohort_keys("role", "cat12_root", "voxel_mm"),
         settings=job_settings(config["qc"]),
         label=config["pretrain_label"],
         require_tiv=config["conversion"]["tiv_scaling"],
@@ -75,7 +75,7 @@ rule convert:
         mem_mb=2000,
         runtime=120,
     params:
-        cohort=cohort,
+        cohort=cohort_keys("voxel_mm"),
         settings=job_settings(config["conversion"]),
         code=code_version("convert"),
     script:
@@ -96,7 +96,7 @@ rule split:
         mem_mb=1000,
         runtime=10,
     params:
-        cohort=cohort,
+        cohort=cohort_keys("role", "task"),
         settings=split_settings,
         code=code_version("split"),
     script:

@@ -203,6 +203,43 @@ def test_only_what_changed_reruns(tiny_run, tmp_path):
     assert plan_with({"synthetic": {"cohorts": {"bhb": bhb}}}) == everything
 
 
+def test_a_real_cohorts_task_or_n_target_reruns_no_qc_or_conversion(tiny_run, tmp_path):
+    """A data stage's params hold the keys of its cohort that it reads. Before, each held
+    the whole cohort: a cohort's own n_target list reran its QC, conversion and split, and
+    its task its QC and conversion."""
+    synth = tiny_run / "results/synth/adni"
+    healthy = {
+        "role": "pretrain",
+        "voxel_mm": 6.0,
+        "participants": str(tiny_run / "results/synth/bhb/participants.tsv"),
+        "cat12_root": str(tiny_run / "results/synth/bhb/cat12"),
+    }
+    task = {"label": "diagnosis", "positive": ["alzheimer"], "negative": ["control"]}
+    ad = {
+        "role": "evaluate",
+        "voxel_mm": 6.0,
+        "participants": str(synth / "participants.tsv"),
+        "cat12_root": str(synth / "cat12"),
+        "task": task,
+        "n_target": [6],
+    }
+    config = {key: TINY[key] for key in ("qc", "conversion", "splits")}
+    workdir = make_workdir(
+        tmp_path, config | {"synthetic": {"cohorts": {}}, "cohorts": {"healthy": healthy, "ad": ad}}
+    )
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def plan_with(changed: dict) -> set[str]:
+        path = tmp_path / "override.yaml"
+        path.write_text(yaml.safe_dump({"cohorts": {"healthy": healthy, "ad": ad | changed}}))
+        return set(planned_jobs(workdir, "data", "--configfile", str(path)))
+
+    assert plan_with({"n_target": [6, 8]}) == {"draws", "data"}
+    by_sex = {"label": "sex", "positive": ["M"], "negative": ["F"]}
+    assert plan_with({"task": by_sex}) == {"split", "draws", "shared_scans", "data"}
+
+
 def test_a_mistyped_key_is_named(tmp_path):
     workdir = make_workdir(tmp_path, TINY | {"splitz": {}})
     done = snakemake(workdir, "-n", "data")
