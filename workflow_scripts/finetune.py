@@ -7,9 +7,8 @@ import torch
 from yaware.checkpoint import encoder_name_of, read_checkpoint
 from yaware.config import FinetuneConfig, build_config
 from yaware.io import save_table
-from yaware.labels import binary_labels
 from yaware.participants import read_table
-from yaware.splits import training_draw, training_pool
+from yaware.splits import task_pool, training_draw
 from yaware.train.finetune import finetune
 from yaware.workflow import run_logged
 
@@ -32,13 +31,10 @@ def main(
     out = Path(outputs["metrics"]).parent
     # The draw is made here, as the draws job makes it for the probes (the same rows), so
     # that adding an N_target or a repeat reruns no fine-tuning already done.
-    table = read_table(inputs["participants"])
-    labels, in_task = binary_labels(
-        table, task["label"], task["positive"], task["negative"], inputs["participants"]
-    )
     split = read_table(inputs["split"])
-    pool = training_pool(table[in_task], labels[in_task], split)
-    chosen = training_draw(pool, n_target, repeat, split_seed, cohort)
+    chosen = training_draw(
+        task_pool(inputs["participants"], split, task), n_target, repeat, split_seed, cohort
+    )
     save_table(out / "train_rows.tsv", chosen)
     save_table(
         out / "test_rows.tsv", split.loc[split["split"] == "test", ["participant_id", "session"]]

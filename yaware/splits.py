@@ -7,6 +7,7 @@
   scan per subject (its first session), so AUCs are over independent subjects.
 """
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from yaware.errors import ConfigError, DataError
-from yaware.labels import matches
-from yaware.participants import ID_COLUMN, as_text
+from yaware.labels import binary_labels, matches
+from yaware.participants import ID_COLUMN, as_text, read_table
 
 
 @dataclass
@@ -173,13 +174,22 @@ def training_pool(
     return base[(sides["split"].reindex(keys) == "train").to_numpy()]
 
 
+def task_pool(participants: str | os.PathLike, split: pd.DataFrame, task: dict) -> pd.DataFrame:
+    """:func:`training_pool` of a converted cohort's table and its split, for a task
+    (``label``, ``positive``, ``negative``): what the draws job and each fine-tuning job
+    draw from."""
+    table = read_table(participants)
+    labels, in_task = binary_labels(
+        table, task["label"], task["positive"], task["negative"], str(participants)
+    )
+    return training_pool(table[in_task], labels[in_task], split)
+
+
 def training_draws(
     pool: pd.DataFrame, n_targets: Sequence[int], repeats: int, seed: int, cohort: str
 ) -> pd.DataFrame:
     """Every draw (N_target x repeat) from the pool: participant_id, session, n_target,
     repeat. A draw depends on its N_target, repeat and seed only, not on the others."""
-    for n_target in n_targets:
-        _check_room(pool, n_target, cohort)
     draws = [
         training_draw(pool, n_target, repeat, seed, cohort).assign(n_target=n_target, repeat=repeat)
         for n_target in n_targets
@@ -192,21 +202,17 @@ def training_draw(
     pool: pd.DataFrame, n_target: int, repeat: int, seed: int, cohort: str
 ) -> pd.DataFrame:
     """The training subjects (participant_id, session) of one draw, both classes kept."""
-    _check_room(pool, n_target, cohort)
+    if n_target > len(pool):
+        raise ConfigError(
+            f"splits.n_target: {n_target} exceeds the {len(pool)} training subjects of "
+            f"{cohort} (its first sessions outside the test set and held-out sites); lower it"
+        )
     chosen = _draw(pool, n_target, seed * 1000 + repeat)
     if chosen["_label"].nunique() < 2:
         raise ConfigError(
             f"splits.n_target: a draw of {n_target} from {cohort} holds one class only"
         )
     return chosen[[ID_COLUMN, "session"]]
-
-
-def _check_room(pool: pd.DataFrame, n_target: int, cohort: str) -> None:
-    if n_target > len(pool):
-        raise ConfigError(
-            f"splits.n_target: {n_target} exceeds the {len(pool)} training subjects of "
-            f"{cohort} (its first sessions outside the test set and held-out sites); lower it"
-        )
 
 
 def _test_with_both_classes(
