@@ -17,6 +17,8 @@ check_finite_numbers(
 )
 
 PACKAGE = Path(workflow.basedir) / "yaware"
+# The qc job's keys; the rest of the qc section sets how the metrics are measured.
+QC_THRESHOLDS = ("ncr_max", "iqr_max", "corr_mean_min")
 
 # The check that no held-out scan is a copy of a training one. The evaluation waits for it
 # (``ancient``: adding a cohort reruns the check, not every probe and fine-tuning).

@@ -25,11 +25,41 @@ rule synth_cohort:
         "../workflow_scripts/synth_cohort.py"
 
 
-rule qc:
+# QC in two jobs: the metrics read every map (the costly part), the thresholds then only
+# read the metrics. The conversion reads the pass list, which is byte-identical when a new
+# threshold excludes no other scan: run `--until qc` after changing one, and the next run
+# reconverts only the cohorts whose pass list changed (Snakemake's checksum of inputs).
+rule qc_metrics:
     input:
         participants=get_participants,
     output:
+        metrics="results/qc/{cohort}/metrics.tsv",
+    log:
+        "results/logs/qc_metrics/{cohort}.log",
+    benchmark:
+        "results/benchmarks/qc_metrics/{cohort}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    threads: config["qc"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cohort=cohort_keys("role", "cat12_root", "voxel_mm"),
+        settings=job_settings(config["qc"], leave_out=QC_THRESHOLDS),
+        label=config["pretrain_label"],
+        require_tiv=config["conversion"]["tiv_scaling"],
+        code=code_version("qc_metrics"),
+    script:
+        "../workflow_scripts/qc_metrics.py"
+
+
+rule qc:
+    input:
+        metrics="results/qc/{cohort}/metrics.tsv",
+    output:
         table="results/qc/{cohort}/qc.tsv",
+        passed="results/qc/{cohort}/passed.tsv",
         figure=report(
             "results/qc/{cohort}/qc.png",
             caption="../report/qc.rst",
@@ -42,15 +72,11 @@ rule qc:
         "results/benchmarks/qc/{cohort}.tsv"
     conda:
         "../envs/yaware.yaml"
-    threads: config["qc"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=1000,
+        runtime=10,
     params:
-        cohort=cohort_keys("role", "cat12_root", "voxel_mm"),
-        settings=job_settings(config["qc"]),
-        label=config["pretrain_label"],
-        require_tiv=config["conversion"]["tiv_scaling"],
+        thresholds={key: config["qc"][key] for key in QC_THRESHOLDS},
         code=code_version("qc"),
     script:
         "../workflow_scripts/qc.py"
@@ -58,7 +84,8 @@ rule qc:
 
 rule convert:
     input:
-        qc="results/qc/{cohort}/qc.tsv",
+        metrics="results/qc/{cohort}/metrics.tsv",
+        passed="results/qc/{cohort}/passed.tsv",
         participants=get_participants,
     output:
         data="results/data/{cohort}/data.npy",

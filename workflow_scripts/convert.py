@@ -6,20 +6,29 @@ from yaware.convert import ConversionSettings, convert_cohort
 from yaware.workflow import run_logged
 
 
-def main(qc: str, participants: str, data: str, cohort: dict, settings: dict, threads: int) -> None:
+def main(
+    metrics: str,
+    passed: str,
+    participants: str,
+    data: str,
+    cohort: dict,
+    settings: dict,
+    threads: int,
+) -> None:
     conversion = ConversionSettings(
         voxel_mm=settings["voxel_mm"],
         dtype=settings["dtype"],
         tiv_scaling=settings["tiv_scaling"],
         threads=threads,
     )
-    convert_cohort(qc, participants, Path(data).parent, cohort["voxel_mm"], conversion)
+    convert_cohort(metrics, passed, participants, Path(data).parent, cohort["voxel_mm"], conversion)
 
 
 run_logged(
     snakemake.log[0],
     main,
-    snakemake.input.qc,
+    snakemake.input.metrics,
+    snakemake.input.passed,
     snakemake.input.participants,
     snakemake.output.data,
     snakemake.params.cohort,

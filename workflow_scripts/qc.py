@@ -1,42 +1,20 @@
-"""Snakemake script: QC of one cohort (table of every scan with its reason, and a figure)."""
+"""Snakemake script: QC thresholds on one cohort's metrics (the table of every scan with its
+reason, the pass list the conversion reads, and a figure)."""
 
 import logging
 
-from yaware.grid import cat12_grid
 from yaware.io import save_table
-from yaware.qc import QCThresholds, plot_qc, run_qc
+from yaware.participants import read_table
+from yaware.qc import QCThresholds, apply_thresholds, passed_scans, plot_qc
 from yaware.workflow import run_logged
 
 
-def main(
-    participants: str,
-    table: str,
-    figure: str,
-    name: str,
-    cohort: dict,
-    settings: dict,
-    label: str,
-    require_tiv: bool,
-    threads: int,
-) -> None:
-    thresholds = QCThresholds(
-        ncr_max=settings["ncr_max"],
-        iqr_max=settings["iqr_max"],
-        corr_mean_min=settings["corr_mean_min"],
-        corr_voxel_mm=settings["corr_voxel_mm"],
-    )
-    required = [label] if cohort["role"] == "pretrain" else []
-    qc = run_qc(
-        participants,
-        cohort["cat12_root"],
-        cat12_grid(cohort["voxel_mm"]),
-        thresholds,
-        required,
-        require_tiv,
-        threads,
-    )
+def main(metrics: str, table: str, passed: str, figure: str, name: str, thresholds: dict) -> None:
+    limits = QCThresholds(**thresholds)
+    qc = apply_thresholds(read_table(metrics), limits)
     save_table(table, qc)
-    plot_qc(qc, thresholds, figure, name)
+    save_table(passed, passed_scans(qc))
+    plot_qc(qc, limits, figure, name)
     failed = qc[qc["qc"] == 0]
     logging.info("%s: %d of %d scans pass", name, len(qc) - len(failed), len(qc))
     for row in failed.itertuples():
@@ -46,13 +24,10 @@ def main(
 run_logged(
     snakemake.log[0],
     main,
-    snakemake.input.participants,
+    snakemake.input.metrics,
     snakemake.output.table,
+    snakemake.output.passed,
     snakemake.output.figure,
     snakemake.wildcards.cohort,
-    snakemake.params.cohort,
-    snakemake.params.settings,
-    snakemake.params.label,
-    snakemake.params.require_tiv,
-    snakemake.threads,
+    snakemake.params.thresholds,
 )

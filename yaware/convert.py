@@ -11,6 +11,7 @@ that looks finished, and a rerun writes the same bytes.
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 TIV_REFERENCE_ML = 1500.0
 CHANGED_SINCE_QC = (
-    "the map passed QC, so it changed or went since: rerun QC (snakemake --forcerun qc)"
+    "the map passed QC, so it changed or went since: rerun QC (snakemake --forcerun qc_metrics)"
 )
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -66,6 +67,40 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+REDO_QC_THRESHOLDS = "rerun the QC thresholds (snakemake --forcerun qc)"
+
+
+def passed_rows(
+    passed: pd.DataFrame, metrics: pd.DataFrame, source: str | os.PathLike
+) -> np.ndarray:
+    """The metrics rows that ``passed`` names, after checking that they name the same
+    scans there (a pass list from another QC run, or edited, would convert other maps)."""
+    rows = pd.to_numeric(passed["row"], errors="coerce")
+    if rows.isna().any() or not rows.between(0, len(metrics) - 1).all():
+        raise DataError(
+            f"{source}: its rows are not rows of the cohort's {len(metrics)} QC metrics; "
+            f"{REDO_QC_THRESHOLDS}"
+        )
+    rows = rows.astype(int).to_numpy()
+    keys = ["participant_id", "session", "run"]
+    listed = passed[keys].fillna("").astype(str).to_numpy()
+    measured = metrics.iloc[rows][keys].fillna("").astype(str).to_numpy()
+    wrong = np.flatnonzero((listed != measured).any(axis=1))
+    if len(wrong):
+        first = wrong[0]
+        raise DataError(
+            f"{source}: row {rows[first]} names {_scan_name(listed[first])} where the QC "
+            f"metrics have {_scan_name(measured[first])} (the pass list of another QC run, "
+            f"or edited); {REDO_QC_THRESHOLDS}"
+        )
+    return rows
+
+
+def _scan_name(ids: Sequence[str]) -> str:
+    subject, session, run = ids
+    return subject + (f" ses-{session}" if session else "") + (f" run-{run}" if run else "")
+
+
 def prepare_scan(
     path: str, tiv: float, source: Grid, target: Grid, settings: ConversionSettings
 ) -> np.ndarray:
@@ -85,26 +120,35 @@ def prepare_scan(
 
 
 def convert_cohort(
-    qc_table: str | os.PathLike,
+    metrics_table: str | os.PathLike,
+    passed_table: str | os.PathLike,
     participants: str | os.PathLike,
     out_dir: str | os.PathLike,
     source_voxel_mm: float,
     settings: ConversionSettings,
 ) -> pd.DataFrame:
-    """Write the cohort's array, aligned table and manifest; returns the aligned table."""
-    qc = read_table(qc_table)
+    """Write the cohort's array, aligned table and manifest; returns the aligned table.
+
+    ``metrics_table`` (QC's measurements: each scan's path and TIV) and ``participants``
+    have a row per scan; ``passed_table`` names the rows that pass QC.
+    """
+    metrics = read_table(metrics_table)
     table = read_table(participants)
-    if len(qc) != len(table):
+    if len(metrics) != len(table):
         raise DataError(
-            f"{qc_table} has {len(qc)} rows but {participants} has {len(table)}; rerun QC"
+            f"{metrics_table} has {len(metrics)} rows but {participants} has {len(table)}; "
+            "rerun QC (snakemake --forcerun qc_metrics)"
         )
-    passing = np.flatnonzero(qc["qc"].to_numpy() == 1)
+    passing = passed_rows(read_table(passed_table), metrics, passed_table)
     if len(passing) == 0:
-        reasons = qc["reason"].astype(str).value_counts().head(3)
-        shown = "; ".join(f"{count} x {reason}" for reason, count in reasons.items())
+        problems = metrics["problem"].dropna().astype(str).value_counts()
+        # A scan without a problem failed a threshold.
+        counts = [*problems.items(), ("a QC threshold", int(metrics["problem"].isna().sum()))]
+        counts = sorted(((n, reason) for reason, n in counts if n), key=lambda c: -c[0])
+        shown = "; ".join(f"{n} x {reason}" for n, reason in counts[:3])
         raise DataError(
-            f"{qc_table}: none of its {len(qc)} scans passed QC ({shown}"
-            f"{'; ...' if qc['reason'].nunique() > 3 else ''}); see its 'reason' column"
+            f"{Path(passed_table).with_name('qc.tsv')}: none of its {len(metrics)} scans passed "
+            f"QC ({shown}{'; ...' if len(counts) > 3 else ''}); see its 'reason' column"
         )
     source, target = cat12_grid(source_voxel_mm), cat12_grid(settings.voxel_mm)
     out = Path(out_dir)
@@ -117,7 +161,7 @@ def convert_cohort(
         writer = NpyRowWriter(tmp, shape, settings.dtype)
 
         def write(k: int) -> str:
-            row = qc.iloc[passing[k]]
+            row = metrics.iloc[passing[k]]
             writer.write(k, prepare_scan(row["path"], float(row["tiv"]), source, target, settings))
             try:
                 return sha256(row["path"])
@@ -130,9 +174,9 @@ def convert_cohort(
         finally:
             writer.close()
     aligned = table.iloc[passing].reset_index(drop=True)
-    aligned[ID_COLUMN] = qc["participant_id"].iloc[passing].to_numpy()
-    aligned["session"] = qc["session"].iloc[passing].to_numpy()
-    aligned["tiv"] = qc["tiv"].iloc[passing].to_numpy()
+    aligned[ID_COLUMN] = metrics["participant_id"].iloc[passing].to_numpy()
+    aligned["session"] = metrics["session"].iloc[passing].to_numpy()
+    aligned["tiv"] = metrics["tiv"].iloc[passing].to_numpy()
     save_table(out / "participants.tsv", aligned)
     save_json(
         out / "manifest.json",
@@ -152,7 +196,7 @@ def convert_cohort(
                     "row": k,
                     "participant_id": aligned[ID_COLUMN].iloc[k],
                     "session": aligned["session"].iloc[k],
-                    "path": qc["path"].iloc[i],
+                    "path": metrics["path"].iloc[i],
                     "sha256": checksums[k],
                 }
                 for k, i in enumerate(passing)

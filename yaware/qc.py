@@ -9,6 +9,10 @@ than the cohort's grid (after reorienting a map stored in another voxel order), 
 NaN/inf or only zeros, lacks a report, or its row is unusable (unsafe or duplicated id,
 missing age where age is the label, no TIV where TIV scaling needs it). A bad scan never
 stops the stage.
+
+Two steps, so that trying another threshold reads no map again: ``measure_cohort`` reads
+every map and report (the costly part) into a metrics table, with the problem that makes a
+scan unusable; ``apply_thresholds`` adds ``qc`` and ``reason`` from the thresholds alone.
 """
 
 import logging
@@ -30,7 +34,7 @@ from yaware.participants import ID_COLUMN, missing_column, not_a_number, read_ta
 
 log = logging.getLogger(__name__)
 
-QC_COLUMNS = [
+MEASURED_COLUMNS = [
     "participant_id",
     "session",
     "run",
@@ -40,9 +44,11 @@ QC_COLUMNS = [
     "NCR",
     "ICR",
     "IQR",
-    "qc",
-    "reason",
 ]
+METRIC_COLUMNS = [*MEASURED_COLUMNS, "problem"]
+QC_COLUMNS = [*MEASURED_COLUMNS, "qc", "reason"]
+# The scans that pass, by their row in the metrics table (and the participants table).
+PASSED_COLUMNS = ["row", "participant_id", "session", "run"]
 
 
 @dataclass
@@ -50,7 +56,6 @@ class QCThresholds:
     ncr_max: float = 4.5
     iqr_max: float = 4.5
     corr_mean_min: float = 0.5
-    corr_voxel_mm: float = 6.0
 
 
 @dataclass
@@ -151,12 +156,29 @@ def run_qc(
     cat12_root: str | os.PathLike,
     grid: Grid,
     thresholds: QCThresholds | None = None,
+    corr_voxel_mm: float = 6.0,
     required_columns: Sequence[str] = (),
     require_tiv: bool = False,
     threads: int = 1,
 ) -> pd.DataFrame:
     """QC table of a cohort, one row per row of ``participants`` (in its order)."""
-    thresholds = thresholds or QCThresholds()
+    metrics = measure_cohort(
+        participants, cat12_root, grid, corr_voxel_mm, required_columns, require_tiv, threads
+    )
+    return apply_thresholds(metrics, thresholds or QCThresholds())
+
+
+def measure_cohort(
+    participants: str | os.PathLike,
+    cat12_root: str | os.PathLike,
+    grid: Grid,
+    corr_voxel_mm: float = 6.0,
+    required_columns: Sequence[str] = (),
+    require_tiv: bool = False,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Metrics of a cohort, one row per row of ``participants`` (in its order): the marks,
+    TIV and corr_mean of each scan, or the problem that makes it unusable."""
     table = read_table(participants)
     source = str(participants)
     for column in (ID_COLUMN, *required_columns):
@@ -196,7 +218,7 @@ def run_qc(
                     f"age {float(value):g} is not a plausible age in years (0 to {MAX_AGE_YEARS}):"
                     " a typo, or another unit?"
                 )
-    factor = max(1, round(thresholds.corr_voxel_mm / grid.voxel_mm))
+    factor = max(1, round(corr_voxel_mm / grid.voxel_mm))
     base = Path(participants).parent
 
     def check(i: int) -> None:
@@ -240,7 +262,7 @@ def run_qc(
         list(pool.map(check, range(len(scans))))
     _warn_unlisted(cat12_root, set(scan_keys["subject"]), source)
     corr = _corr_mean([s.coarse if not s.reasons else None for s in scans])
-    return _table(rows, scans, corr, thresholds)
+    return _metrics(rows, scans, corr)
 
 
 def unlisted_subjects(cat12_root: str | os.PathLike, listed: set[str]) -> list[str]:
@@ -284,29 +306,21 @@ def _corr_mean(maps: list[np.ndarray | None]) -> np.ndarray:
     return out
 
 
-def _table(
-    rows: pd.DataFrame, scans: list[_Scan], corr: np.ndarray, t: QCThresholds
-) -> pd.DataFrame:
+def _metrics(rows: pd.DataFrame, scans: list[_Scan], corr: np.ndarray) -> pd.DataFrame:
     records = []
+    readable = int(np.isfinite(corr).sum()) or 1
     for i, scan in enumerate(scans):
         marks = scan.marks or {}
         ncr, iqr = marks.get("NCR", math.nan), marks.get("IQR", math.nan)
-        reasons = list(scan.reasons)
-        if not reasons:
+        problems = list(scan.reasons)
+        if not problems:
             if not np.isfinite(ncr) or not np.isfinite(iqr):
-                reasons.append("report lacks NCR or IQR marks")
-            if ncr >= t.ncr_max:
-                reasons.append(f"NCR {ncr:.2f} >= {t.ncr_max}")
-            if iqr >= t.iqr_max:
-                reasons.append(f"IQR {iqr:.2f} >= {t.iqr_max}")
+                problems.append("report lacks NCR or IQR marks")
             if np.isnan(corr[i]):
-                readable = int(np.isfinite(corr).sum()) or 1
-                reasons.append(
+                problems.append(
                     "no corr_mean: it compares a map with the cohort's other readable maps, "
                     f"and there are {readable - 1}"
                 )
-            elif not corr[i] > t.corr_mean_min:
-                reasons.append(f"corr_mean {corr[i]:.3f} <= {t.corr_mean_min}")
         records.append(
             {
                 "participant_id": rows.iloc[i][ID_COLUMN],
@@ -318,11 +332,39 @@ def _table(
                 "NCR": ncr,
                 "ICR": marks.get("ICR", math.nan),
                 "IQR": iqr,
-                "qc": int(not reasons),
-                "reason": "; ".join(reasons),
+                "problem": "; ".join(problems),
             }
         )
-    return pd.DataFrame.from_records(records, columns=QC_COLUMNS)
+    return pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
+
+
+def apply_thresholds(metrics: pd.DataFrame, t: QCThresholds) -> pd.DataFrame:
+    """The QC table: the metrics with ``qc`` (1: the scan is used) and the ``reason`` of
+    each exclusion, its problem first, then each threshold it fails."""
+    reasons = []
+    for row in metrics.itertuples(index=False):
+        problem = row.problem if isinstance(row.problem, str) else ""
+        failed = [problem] if problem else []
+        ncr, iqr, corr = float(row.NCR), float(row.IQR), float(row.corr_mean)
+        if ncr >= t.ncr_max:
+            failed.append(f"NCR {ncr:.2f} >= {t.ncr_max}")
+        if iqr >= t.iqr_max:
+            failed.append(f"IQR {iqr:.2f} >= {t.iqr_max}")
+        if np.isfinite(corr) and not corr > t.corr_mean_min:
+            failed.append(f"corr_mean {corr:.3f} <= {t.corr_mean_min}")
+        reasons.append("; ".join(failed))
+    qc = metrics[MEASURED_COLUMNS].copy()
+    qc["qc"] = [int(not reason) for reason in reasons]
+    qc["reason"] = reasons
+    return qc
+
+
+def passed_scans(qc: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the QC table that pass, with their row number: what the conversion
+    reads. Its content changes only when the passing set does, so a threshold that
+    excludes no other scan leaves it byte-identical."""
+    passed = qc.loc[qc["qc"] == 1, PASSED_COLUMNS[1:]]
+    return passed.rename_axis("row").reset_index()[PASSED_COLUMNS]
 
 
 def plot_qc(

@@ -20,6 +20,14 @@ COHORT = {
     "conversion": {"voxel_mm": 3.0, "threads": 1},
 }
 DATA = "results/data/bhb"
+SMALL_COHORT = {
+    "synthetic": {
+        "voxel_mm": 6.0,
+        "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 30, "n_sites": 2}},
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 6.0},
+}
 
 
 def test_conversion_killed_half_way_leaves_nothing_finished_and_reruns_identically(tmp_path):
@@ -86,15 +94,7 @@ def test_maps_that_overflow_float16_stop_the_conversion_with_the_file_named(tmp_
 def test_a_map_that_changes_between_qc_and_conversion_is_named(tmp_path):
     # Snakemake tracks the participants table, not each map: a map rewritten or removed on
     # a shared file system after QC reaches the conversion.
-    config = {
-        "synthetic": {
-            "voxel_mm": 6.0,
-            "cohorts": {"bhb": {"role": "pretrain", "n_subjects": 30, "n_sites": 2}},
-        },
-        "qc": {"corr_voxel_mm": 6.0},
-        "conversion": {"voxel_mm": 6.0},
-    }
-    workdir = make_workdir(tmp_path, config)
+    workdir = make_workdir(tmp_path, SMALL_COHORT)
     assert snakemake(workdir, "--cores", "2", "results/qc/bhb/qc.tsv").returncode == 0
     qc = pd.read_csv(workdir / "results/qc/bhb/qc.tsv", sep="\t")
     changed = qc.loc[qc["qc"] == 1, "path"].iloc[3]  # relative to the working directory
@@ -104,3 +104,25 @@ def test_a_map_that_changes_between_qc_and_conversion_is_named(tmp_path):
     log = (workdir / "results/logs/convert/bhb.log").read_text()
     assert f"{changed}: unreadable NIfTI" in log and "rerun QC" in log and "Traceback" not in log
     assert not (workdir / DATA).exists() or not any((workdir / DATA).iterdir())
+
+
+def test_a_pass_list_that_names_other_scans_stops_the_conversion(tmp_path):
+    """passed.tsv names each passing scan by its row in the metrics and by its ids: a list
+    edited by hand, or copied from another QC run, would convert other maps than it names."""
+    workdir = make_workdir(tmp_path, SMALL_COHORT)
+    passed_path = workdir / "results/qc/bhb/passed.tsv"
+    assert snakemake(workdir, "--cores", "2", str(passed_path.relative_to(workdir))).returncode == 0
+    passed = pd.read_csv(passed_path, sep="\t", dtype=str, keep_default_na=False)
+    assert len(passed) > 3 and passed["row"].astype(int).is_monotonic_increasing
+    edited = passed.copy()
+    edited.loc[2, "row"] = passed.loc[3, "row"]  # names scan 2, points at scan 3's row
+    edited.to_csv(passed_path, sep="\t", index=False)
+    done = snakemake(workdir, "--cores", "2", f"{DATA}/data.npy")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/convert/bhb.log").read_text()
+    named = f"{passed.loc[2, 'participant_id']} ses-{passed.loc[2, 'session']}"
+    measured = f"{passed.loc[3, 'participant_id']} ses-{passed.loc[3, 'session']}"
+    row = passed.loc[3, "row"]
+    assert f"passed.tsv: row {row} names {named} where the QC metrics have {measured}" in log
+    assert "snakemake --forcerun qc" in log and "Traceback" not in log
+    assert not (workdir / DATA / "data.npy").exists()

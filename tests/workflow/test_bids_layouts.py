@@ -192,7 +192,7 @@ def test_table_headers_from_a_spreadsheet_are_read_or_named_with_the_fix(tmp_pat
     assert done.returncode != 0
     qc = pd.read_csv(workdir / "results/qc/padded/qc.tsv", sep="\t", dtype=str)
     assert list(qc["participant_id"]) == ids and list(qc["qc"]) == ["1"] * 4
-    log = (workdir / "results/logs/qc/cased.log").read_text()
+    log = (workdir / "results/logs/qc_metrics/cased.log").read_text()
     assert "no 'age' column; the table has ['participant_id', 'Age']: rename 'Age' to 'age'" in log
     assert "Traceback" not in log
     assert not (workdir / "results/qc/cased/qc.tsv").exists()

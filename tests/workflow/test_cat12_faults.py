@@ -259,7 +259,7 @@ def test_a_map_with_trailing_singleton_axes_is_read_as_its_3d_values(faulty_run)
 
 
 def test_subject_folders_without_a_table_row_are_reported(faulty_run):
-    log = (faulty_run / "results/logs/qc/hand.log").read_text()
+    log = (faulty_run / "results/logs/qc_metrics/hand.log").read_text()
     assert "1 subject folder(s)" in log and "have no row in" in log and "unlisted" in log
 
 

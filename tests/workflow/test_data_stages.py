@@ -194,13 +194,62 @@ def test_only_what_changed_reruns(tiny_run, tmp_path):
         "shared_scans": 1,
         "data": 1,
     }
-    # A QC threshold: QC, conversion and splits, never the simulation.
+    # A QC threshold: the thresholds, conversion and splits; no map is read again for the
+    # metrics, and the simulation stays.
     data_stages = {"qc", "convert", "split", "draws", "shared_scans", "data"}
     assert plan_with({"qc": {"ncr_max": 4.0}}) == data_stages
+    # How the metrics are measured: the metrics too.
+    measured = {"qc_metrics", *data_stages}
+    assert plan_with({"qc": {"corr_voxel_mm": 12.0}}) == measured
     # The simulation's settings: everything of that cohort (a pretraining one: no draws).
     bhb = TINY["synthetic"]["cohorts"]["bhb"] | {"n_sites": 4}
-    everything = {"synth_cohort", *data_stages} - {"draws"}
+    everything = {"synth_cohort", *measured} - {"draws"}
     assert plan_with({"synthetic": {"cohorts": {"bhb": bhb}}}) == everything
+
+
+def test_a_qc_threshold_reconverts_only_the_cohorts_whose_pass_list_it_changes(tiny_run, tmp_path):
+    """The README's way to try a threshold: `--until qc`, then the run. A threshold that
+    excludes no other scan leaves every pass list byte-identical and reruns nothing more; one
+    that excludes one more scan reconverts that scan's cohort only. Before, any threshold
+    reran every cohort's QC over its maps, its conversion and all that follows."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    cohorts = ("bhb", "adni")
+    passing = pd.concat(
+        [read(work / f"results/qc/{c}/qc.tsv").assign(cohort=c) for c in cohorts]
+    ).query("qc == 1")
+    highest = passing.sort_values("NCR", ascending=False)
+    top, second = highest["NCR"].iloc[0], highest["NCR"].iloc[1]
+    assert top > second
+    passed_before = {c: (work / f"results/qc/{c}/passed.tsv").read_bytes() for c in cohorts}
+
+    def try_threshold(ncr_max: float) -> dict[str, int]:
+        override = tmp_path / "override.yaml"
+        override.write_text(yaml.safe_dump({"qc": {"ncr_max": float(ncr_max)}}))
+        done = snakemake(
+            work, "--cores", "2", "data", "--until", "qc", "--configfile", str(override)
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return planned_jobs(work, "data", "--configfile", str(override))
+
+    # Between the passing scans' highest NCR and the default 4.5: the same scans pass.
+    assert try_threshold((top + 4.5) / 2) == {}
+    for cohort in cohorts:
+        assert (work / f"results/qc/{cohort}/passed.tsv").read_bytes() == passed_before[cohort]
+    # Between the two highest: the scan with the highest NCR goes, and only its cohort.
+    changed = highest["cohort"].iloc[0]
+    scan = tuple(highest[["participant_id", "session"]].iloc[0])
+    plan = try_threshold((top + second) / 2)
+    qc = read(work / f"results/qc/{changed}/qc.tsv").set_index(["participant_id", "session"])
+    assert qc.loc[scan, "qc"] == 0
+    draws = {"draws": 1} if changed == "adni" else {}
+    assert plan == {"convert": 1, "split": 1, **draws, "shared_scans": 1, "data": 1}
+    done = snakemake(work, "--cores", "2", "data", "--configfile", str(tmp_path / "override.yaml"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read(work / f"results/data/{changed}/participants.tsv")
+    converted = set(zip(rows["participant_id"], rows["session"], strict=True))
+    assert scan not in converted
+    assert len(converted) == (passing["cohort"] == changed).sum() - 1
 
 
 def test_a_real_cohorts_task_or_n_target_reruns_no_qc_or_conversion(tiny_run, tmp_path):

@@ -228,7 +228,7 @@ def test_adding_a_sigma_adds_only_its_experiment(run, tmp_path):
     )
     assert plan["pretrain"] == 1 and plan["features"] == 1 and plan["probe"] == 1
     assert plan["finetune"] == 2  # the new encoder on each task
-    assert {"qc", "convert", "split", "synth_cohort", "pca_features"}.isdisjoint(plan)
+    assert {"qc_metrics", "qc", "convert", "split", "synth_cohort", "pca_features"}.isdisjoint(plan)
 
 
 def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
@@ -355,7 +355,7 @@ def _plan_after_editing(run, tmp_path, module: str) -> dict[str, int]:
     )
 
 
-DATA_RULES = {"qc", "convert", "split", "synth_cohort"}
+DATA_RULES = {"qc_metrics", "qc", "convert", "split", "synth_cohort"}
 
 
 def test_editing_the_augmentations_reruns_training_not_the_data(run, tmp_path):
@@ -375,7 +375,7 @@ def test_editing_a_module_imported_through_others_reruns_its_users(run, tmp_path
 def test_editing_the_array_reader_reruns_every_step_that_reads_arrays(run, tmp_path):
     plan = _plan_after_editing(run, tmp_path, "arrays.py")
     assert {"convert", "pretrain", "features", "pca_features", "finetune"} <= set(plan)
-    assert {"qc", "synth_cohort"}.isdisjoint(plan)
+    assert {"qc_metrics", "qc", "synth_cohort"}.isdisjoint(plan)
 
 
 def test_editing_error_messages_reruns_nothing(run, tmp_path):
@@ -396,6 +396,6 @@ def test_paper_config_plans_over_placeholder_tables(tmp_path):
         (tmp_path / cohort["cat12_root"]).mkdir()
     workdir = make_workdir(tmp_path, config)
     plan = planned_jobs(workdir)
-    assert plan["pretrain"] == 4 and plan["qc"] == 4 and plan["probe"] == 6
+    assert plan["pretrain"] == 4 and plan["qc_metrics"] == plan["qc"] == 4 and plan["probe"] == 6
     # (SimCLR, y-Aware, Age supervision, Model Genesis, scratch) x 3 tasks x 3 N_target x 5 draws
     assert plan["finetune"] == 5 * 3 * 3 * 5

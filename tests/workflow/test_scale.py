@@ -19,7 +19,14 @@ def test_bhb10k_plans_one_job_per_cohort_and_stage(tmp_path):
     assert sum(subjects for _, subjects, _, _ in BHB10K) == 7_764
     workdir = make_workdir(tmp_path / "work", {"synthetic": {"cohorts": {}}, "cohorts": cohorts})
     plan = planned_jobs(workdir, "data")
-    assert plan == {"qc": 13, "convert": 13, "split": 13, "shared_scans": 1, "data": 1}
+    assert plan == {
+        "qc_metrics": 13,
+        "qc": 13,
+        "convert": 13,
+        "split": 13,
+        "shared_scans": 1,
+        "data": 1,
+    }
 
 
 def test_bhb10k_cohorts_are_pooled_for_pretraining(tmp_path):
