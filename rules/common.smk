@@ -4,7 +4,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from yaware.experiments import PCA_NAME, SCRATCH_NAME, experiments, random_encoder_name
+from yaware.experiments import (
+    PCA_NAME,
+    SCRATCH_NAME,
+    UNREAD_SETTINGS,
+    experiments,
+    random_encoder_name,
+)
 from yaware.fingerprint import code_fingerprint
 from yaware.finite import check_finite_numbers
 from yaware.grid import cat12_grid, check_fits_encoder
@@ -145,6 +151,16 @@ def check_held_out_cohorts(config):
 
 check_held_out_cohorts(config)
 EXPERIMENTS = {e.name: e for e in experiments(PRETRAINING)}
+
+
+def pretrain_settings(wildcards):
+    """An experiment's pretraining settings, with what its method never reads (and the
+    speed settings) out of the record: a new kernel retrains no SimCLR, Age supervision or
+    Model Genesis encoder, a new temperature no Age supervision or Model Genesis one."""
+    unread = UNREAD_SETTINGS[EXPERIMENTS[wildcards.experiment].method]
+    return job_settings(
+        PRETRAINING, leave_out=("methods", "seeds"), unrecorded=(*SPEED_ONLY, *unread)
+    )
 
 
 def external_models(config):

@@ -29,7 +29,7 @@ rule features:
         settings=job_settings(
             config["features"],
             leave_out=("pca_components", "random_encoder", "pca"),
-            speed_only=(*SPEED_ONLY, "batch_size"),
+            unrecorded=(*SPEED_ONLY, "batch_size"),
         ),
         code=code_version("features"),
     script:

@@ -31,7 +31,7 @@ rule pretrain:
         runtime=120,
     params:
         experiment=lambda wc: order_free(vars(EXPERIMENTS[wc.experiment])),
-        settings=job_settings(PRETRAINING, leave_out=("methods", "seeds")),
+        settings=pretrain_settings,
         code=code_version("pretrain"),
     script:
         "../workflow_scripts/pretrain.py"

@@ -12,6 +12,7 @@ import yaml
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config, to_dict
 from yaware.errors import CheckpointError, YAwareError
+from yaware.experiments import UNREAD_SETTINGS
 from yaware.io import save_table, write_atomic
 from yaware.launch import pretrain_command
 from yaware.participants import read_table
@@ -125,7 +126,9 @@ def _discard_stale_checkpoint(last: Path, cfg: PretrainConfig) -> None:
         return
     recorded = checkpoint.get("meta", {}).get("config", {})
     current = to_dict(cfg)
-    changed = [k for k in MUST_MATCH if recorded.get(k) != current.get(k)]
+    # A setting the method never reads (SimCLR's kernel) cannot make its checkpoint stale.
+    must_match = [k for k in MUST_MATCH if k not in UNREAD_SETTINGS[cfg.method]]
+    changed = [k for k in must_match if recorded.get(k) != current.get(k)]
     if checkpoint.get("epoch", 0) > cfg.epochs:  # trained past the new end: not this run
         changed.append("epochs")
     if changed:

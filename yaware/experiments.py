@@ -37,6 +37,18 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+# Pretraining settings a method's training never reads: SimCLR's NT-Xent takes no label
+# and no kernel (its job still checks that the label column is there), Age supervision no
+# temperature or kernel, Model Genesis none of the three. They are kept out of that
+# method's recorded params: a new kernel retrains the y-Aware experiments only.
+UNREAD_SETTINGS = {
+    "simclr": ("kernel", "label"),
+    "yaware": (),
+    "age_supervision": ("kernel", "temperature"),
+    "model_genesis": ("kernel", "temperature", "label"),
+}
+
+
 def experiments(pretraining: dict) -> list[Experiment]:
     """Every experiment of the config's ``pretraining`` section (methods x sigmas x seeds)."""
     out = []

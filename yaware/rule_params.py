@@ -36,21 +36,22 @@ SPEED_ONLY = ("threads", "num_workers", "compile", "memory_efficient")
 
 class JobSettings(OrderFreeDict):
     """One job's settings: the job reads them all, but Snakemake's record of its params
-    (the repr) leaves out ``speed_only``, so a change to those reruns no job already done."""
+    (the repr) leaves out ``unrecorded``, so a change to those reruns no job already done."""
 
-    def __init__(self, values: dict, speed_only: tuple[str, ...]) -> None:
+    def __init__(self, values: dict, unrecorded: tuple[str, ...]) -> None:
         super().__init__(values)
-        self.speed_only = speed_only
+        self.unrecorded = unrecorded
 
     def __repr__(self) -> str:
-        return repr(_sorted({k: v for k, v in self.items() if k not in self.speed_only}))
+        return repr(_sorted({k: v for k, v in self.items() if k not in self.unrecorded}))
 
 
 def job_settings(
-    section: dict, leave_out: tuple[str, ...] = (), speed_only: tuple[str, ...] = SPEED_ONLY
+    section: dict, leave_out: tuple[str, ...] = (), unrecorded: tuple[str, ...] = SPEED_ONLY
 ) -> JobSettings:
     """A config section as one job's params, without ``leave_out`` (keys that choose which
-    jobs there are: each job has its own wildcards) and with ``speed_only`` out of its
+    jobs there are: each job has its own wildcards) and with ``unrecorded`` (keys that
+    cannot change its results: speed settings, or what its method never uses) out of its
     record."""
     values = {k: v for k, v in section.items() if k not in leave_out}
-    return JobSettings(values, speed_only)
+    return JobSettings(values, unrecorded)

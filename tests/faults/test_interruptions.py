@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import torch
 
 from tests.conftest import pretrain_keys, run_cli, write_config
@@ -109,3 +110,32 @@ def test_an_unreadable_last_checkpoint_is_kept_aside_and_the_rerun_starts_over(t
     log = (workdir / f"results/logs/pretrain/{TINY_EXPERIMENT}.log").read_text()
     assert "cannot be read" in log and "starting over" in log
     assert read_checkpoint(last)["epoch"] == 2
+
+
+def test_more_epochs_with_a_new_kernel_resumes_simclr_and_restarts_y_aware(tmp_path):
+    """A checkpoint is resumed only if the settings its method reads are unchanged: SimCLR
+    reads no kernel, so after `epochs: 3, kernel: cauchy` it trains on from epoch 2, where
+    y-Aware, whose loss the kernel changes, starts over."""
+    methods = {"simclr": {}, "yaware": {"sigma": [5.0]}}
+    names = {"simclr": "simclr_cutout_tinycnn_seed0", "yaware": TINY_EXPERIMENT}
+    targets = [f"results/pretrain/{name}/best.pt" for name in names.values()]
+    workdir = make_workdir(tmp_path, tiny_pretraining_config(epochs=2, methods=methods))
+    assert snakemake(workdir, "--cores", "2", *targets).returncode == 0
+
+    def history(method: str) -> pd.DataFrame:
+        return pd.read_csv(workdir / f"results/pretrain/{names[method]}/metrics.csv")
+
+    before = {method: history(method) for method in names}
+    make_workdir(workdir, tiny_pretraining_config(epochs=3, methods=methods, kernel="cauchy"))
+    rerun = snakemake(workdir, "--cores", "2", *targets)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    logs = workdir / "results/logs/pretrain"
+    simclr = (logs / f"{names['simclr']}.log").read_text()
+    yaware = (logs / f"{names['yaware']}.log").read_text()
+    assert "resuming from" in simclr and "starting over" not in simclr
+    assert "made with other settings (['kernel']): starting over" in yaware
+    after = {method: history(method) for method in names}
+    assert list(after["simclr"]["epoch"]) == list(after["yaware"]["epoch"]) == [1, 2, 3]
+    kept = ["epoch", "train_loss", "val_loss"]
+    pd.testing.assert_frame_equal(after["simclr"][kept].head(2), before["simclr"][kept])
+    assert after["yaware"]["train_loss"].iloc[0] != before["yaware"]["train_loss"].iloc[0]

@@ -1,5 +1,6 @@
 """The whole workflow on a tiny config: outputs, consistency, reruns, the paper config."""
 
+import re
 import shutil
 
 import numpy as np
@@ -229,6 +230,34 @@ def test_adding_a_sigma_adds_only_its_experiment(run, tmp_path):
     assert plan["pretrain"] == 1 and plan["features"] == 1 and plan["probe"] == 1
     assert plan["finetune"] == 2  # the new encoder on each task
     assert {"qc_metrics", "qc", "convert", "split", "synth_cohort", "pca_features"}.isdisjoint(plan)
+
+
+@pytest.mark.parametrize(
+    ("setting", "retrained"),
+    [
+        ({"kernel": "cauchy"}, {"yaware-sigma5"}),
+        ({"temperature": 0.2}, {"yaware-sigma5", "simclr"}),
+        ({"label": "age_at_scan"}, {"yaware-sigma5", "age_supervision"}),
+        ({"lr": 2.0e-3}, {"yaware-sigma5", "simclr", "age_supervision", "model_genesis"}),
+    ],
+)
+def test_a_pretraining_setting_retrains_only_the_methods_that_read_it(
+    run, tmp_path, setting, retrained
+):
+    """y-Aware reads the kernel; SimCLR's NT-Xent reads the temperature and neither the
+    kernel nor the label; Age supervision reads the label; Model Genesis none of the three.
+    Before, any of them retrained all four encoders."""
+    done = snakemake(run, "-n", "--configfile", str(_override(tmp_path, setting)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    planned = set(re.findall(r"output: results/pretrain/(\w[\w.-]*?)_cutout_", done.stdout))
+    assert planned == retrained
+    assert re.search(r"Params have changed since last execution", done.stdout)
+
+
+def _override(tmp_path, pretraining: dict):
+    path = tmp_path / "override.yaml"
+    path.write_text(yaml.safe_dump({"pretraining": pretraining}))
+    return path
 
 
 def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
