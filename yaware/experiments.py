@@ -39,13 +39,14 @@ def _number(value: float) -> str:
 
 # Pretraining settings a method's training never reads: SimCLR's NT-Xent takes no label
 # and no kernel (its job still checks that the label column is there), Age supervision no
-# temperature or kernel, Model Genesis none of the three. They are kept out of that
-# method's recorded params: a new kernel retrains the y-Aware experiments only.
+# temperature or kernel, Model Genesis none of the three, nor the augmentation: it learns
+# from its own corruptions. They are kept out of that method's recorded params: a new
+# kernel retrains the y-Aware experiments only.
 UNREAD_SETTINGS = {
     "simclr": ("kernel", "label"),
     "yaware": (),
     "age_supervision": ("kernel", "temperature"),
-    "model_genesis": ("kernel", "temperature", "label"),
+    "model_genesis": ("kernel", "temperature", "label", "augmentation"),
 }
 
 
@@ -55,12 +56,12 @@ def experiments(pretraining: dict) -> list[Experiment]:
     for seed in pretraining["seeds"]:
         for method, options in pretraining["methods"].items():
             sigmas = (options or {}).get("sigma")
+            # Model Genesis trains on its own corruptions of unaugmented scans: named with
+            # augmentation "none", it is not retrained for another augmentation.
+            unread = "augmentation" in UNREAD_SETTINGS[method]
+            augmentation = "none" if unread else pretraining["augmentation"]
             for sigma in sigmas if sigmas else [None]:
-                out.append(
-                    Experiment(
-                        method, sigma, pretraining["augmentation"], pretraining["encoder"], seed
-                    )
-                )
+                out.append(Experiment(method, sigma, augmentation, pretraining["encoder"], seed))
     return out
 
 
