@@ -151,23 +151,6 @@ def coarse_map(data: np.ndarray, factor: int) -> np.ndarray:
     return blocks.mean(axis=(1, 3, 5))
 
 
-def run_qc(
-    participants: str | os.PathLike,
-    cat12_root: str | os.PathLike,
-    grid: Grid,
-    thresholds: QCThresholds | None = None,
-    corr_voxel_mm: float = 6.0,
-    required_columns: Sequence[str] = (),
-    require_tiv: bool = False,
-    threads: int = 1,
-) -> pd.DataFrame:
-    """QC table of a cohort, one row per row of ``participants`` (in its order)."""
-    metrics = measure_cohort(
-        participants, cat12_root, grid, corr_voxel_mm, required_columns, require_tiv, threads
-    )
-    return apply_thresholds(metrics, thresholds or QCThresholds())
-
-
 def measure_cohort(
     participants: str | os.PathLike,
     cat12_root: str | os.PathLike,
