@@ -48,7 +48,6 @@ rule qc_metrics:
         cohort=cohort_keys("role", "cat12_root", "voxel_mm"),
         settings=job_settings(config["qc"], leave_out=QC_THRESHOLDS),
         label=config["pretrain_label"],
-        require_tiv=config["conversion"]["tiv_scaling"],
         code=code_version("qc_metrics"),
     script:
         "../workflow_scripts/qc_metrics.py"
@@ -77,6 +76,7 @@ rule qc:
         runtime=10,
     params:
         thresholds={key: config["qc"][key] for key in QC_THRESHOLDS},
+        require_tiv=config["conversion"]["tiv_scaling"],
         code=code_version("qc"),
     script:
         "../workflow_scripts/qc.py"

@@ -9,9 +9,17 @@ from yaware.qc import QCThresholds, apply_thresholds, passed_scans, plot_qc
 from yaware.workflow import run_logged
 
 
-def main(metrics: str, table: str, passed: str, figure: str, name: str, thresholds: dict) -> None:
+def main(
+    metrics: str,
+    table: str,
+    passed: str,
+    figure: str,
+    name: str,
+    thresholds: dict,
+    require_tiv: bool,
+) -> None:
     limits = QCThresholds(**thresholds)
-    qc = apply_thresholds(read_table(metrics), limits)
+    qc = apply_thresholds(read_table(metrics), limits, require_tiv)
     save_table(table, qc)
     save_table(passed, passed_scans(qc))
     plot_qc(qc, limits, figure, name)
@@ -30,4 +38,5 @@ run_logged(
     snakemake.output.figure,
     snakemake.wildcards.cohort,
     snakemake.params.thresholds,
+    snakemake.params.require_tiv,
 )

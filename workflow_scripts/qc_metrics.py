@@ -15,7 +15,6 @@ def main(
     cohort: dict,
     settings: dict,
     label: str,
-    require_tiv: bool,
     threads: int,
 ) -> None:
     required = [label] if cohort["role"] == "pretrain" else []
@@ -25,7 +24,6 @@ def main(
         cat12_grid(cohort["voxel_mm"]),
         settings["corr_voxel_mm"],
         required,
-        require_tiv,
         threads,
     )
     save_table(metrics_path, metrics)
@@ -43,6 +41,5 @@ run_logged(
     snakemake.params.cohort,
     snakemake.params.settings,
     snakemake.params.label,
-    snakemake.params.require_tiv,
     snakemake.threads,
 )

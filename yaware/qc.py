@@ -7,12 +7,13 @@ inside the mean map's grey matter). ``qc = NCR < 4.5 and IQR < 4.5 and corr_mean
 missing, unreadable or ambiguous, is not 3-D, has another shape, voxel size or affine
 than the cohort's grid (after reorienting a map stored in another voxel order), holds
 NaN/inf or only zeros, lacks a report, or its row is unusable (unsafe or duplicated id,
-missing age where age is the label, no TIV where TIV scaling needs it). A bad scan never
-stops the stage.
+missing age where age is the label). A bad scan never stops the stage.
 
 Two steps, so that trying another threshold reads no map again: ``measure_cohort`` reads
 every map and report (the costly part) into a metrics table, with the problem that makes a
-scan unusable; ``apply_thresholds`` adds ``qc`` and ``reason`` from the thresholds alone.
+scan unusable; ``apply_thresholds`` adds ``qc`` and ``reason`` from the thresholds alone,
+and fails a scan without a TIV when the conversion's TIV scaling needs one (so that setting
+reruns the thresholds, not the reading of every map).
 """
 
 import logging
@@ -157,7 +158,6 @@ def measure_cohort(
     grid: Grid,
     corr_voxel_mm: float = 6.0,
     required_columns: Sequence[str] = (),
-    require_tiv: bool = False,
     threads: int = 1,
 ) -> pd.DataFrame:
     """Metrics of a cohort, one row per row of ``participants`` (in its order): the marks,
@@ -238,8 +238,6 @@ def measure_cohort(
             return
         tiv = pd.to_numeric(pd.Series([row.get("tiv", math.nan)]), errors="coerce").iloc[0]
         scan.tiv = float(tiv) if np.isfinite(tiv) else scan.marks["vol_TIV"]
-        if require_tiv and not (np.isfinite(scan.tiv) and scan.tiv > 0):
-            scan.reasons.append("no TIV in the table or the report (needed for TIV scaling)")
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(check, range(len(scans))))
@@ -321,13 +319,19 @@ def _metrics(rows: pd.DataFrame, scans: list[_Scan], corr: np.ndarray) -> pd.Dat
     return pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
 
 
-def apply_thresholds(metrics: pd.DataFrame, t: QCThresholds) -> pd.DataFrame:
+def apply_thresholds(
+    metrics: pd.DataFrame, t: QCThresholds, require_tiv: bool = False
+) -> pd.DataFrame:
     """The QC table: the metrics with ``qc`` (1: the scan is used) and the ``reason`` of
-    each exclusion, its problem first, then each threshold it fails."""
+    each exclusion, its problem first, then each threshold it fails (``require_tiv``: a
+    scan without a positive TIV fails too, as the TIV scaling divides by it)."""
     reasons = []
     for row in metrics.itertuples(index=False):
         problem = row.problem if isinstance(row.problem, str) else ""
         failed = [problem] if problem else []
+        tiv = float(row.tiv)
+        if require_tiv and not problem and not (np.isfinite(tiv) and tiv > 0):
+            failed.append("no TIV in the table or the report (needed for TIV scaling)")
         ncr, iqr, corr = float(row.NCR), float(row.IQR), float(row.corr_mean)
         if ncr >= t.ncr_max:
             failed.append(f"NCR {ncr:.2f} >= {t.ncr_max}")

@@ -1,13 +1,15 @@
 """A CAT12 tree built by hand here (not by the simulator), with faults, through `data`."""
 
 import gzip
+import shutil
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from tests.workflow.helpers import make_workdir, snakemake
+from tests.workflow.helpers import make_workdir, planned_jobs, snakemake
 
 VOXEL_MM = 6.0
 SHAPE = (31, 37, 31)
@@ -27,12 +29,13 @@ def _brain(rng: np.random.Generator, shape=SHAPE) -> np.ndarray:
     return (shell * (0.8 + 0.05 * rng.standard_normal(shape))).clip(0).astype(np.float32)
 
 
-def _report(path, ncr: float, iqr: float, tiv: float = 1500.0) -> None:
+def _report(path, ncr: float, iqr: float, tiv: float | None = 1500.0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    measures = "" if tiv is None else f"<vol_TIV>{tiv}</vol_TIV>"
     path.write_text(
         "<?xml version='1.0'?><S><qualityratings>"
         f"<NCR>{ncr}</NCR><ICR>2.0</ICR><IQR>{iqr}</IQR></qualityratings>"
-        f"<subjectmeasures><vol_TIV>{tiv}</vol_TIV></subjectmeasures></S>"
+        f"<subjectmeasures>{measures}</subjectmeasures></S>"
     )
 
 
@@ -95,6 +98,10 @@ def faulty_run(tmp_path_factory):
     inner[:3, 3] = [78.0, -114.0, -60.0]
     _write_scan(root, "bbox", _brain(rng, (27, 33, 27)), affine=inner)
     _write_scan(root, "agetypo", _brain(rng))  # a good map; its age is 450 in the table
+    # A good map whose report has no vol_TIV (and the table no tiv): unusable only while
+    # the conversion scales by TIV.
+    _write_scan(root, "notiv", _brain(rng))
+    _report(root / "sub-notiv/ses-1/anat/report/cat_sub-notiv_ses-1_T1w.xml", 2.0, 2.1, tiv=None)
     # int16 storage with a scaling slope, as some converters write maps: read as floats.
     scaled = nib.Nifti1Image(np.round(_brain(rng) * 1000).astype(np.int16), _affine())
     scaled.header.set_slope_inter(0.001, 0.0)
@@ -145,6 +152,7 @@ def faulty_run(tmp_path_factory):
         "coarser",
         "bbox",
         "agetypo",
+        "notiv",
         "intscaled",
         "linked",
         "dangling",
@@ -204,6 +212,7 @@ EXPECTED = {
     "dangling": "is a link to",
     "good3": "age is missing",
     "agetypo": "age 450 is not a plausible age in years (0 to 120): a typo, or another unit?",
+    "notiv": "no TIV in the table or the report (needed for TIV scaling)",
     "../evil": "unsafe participant_id",
 }
 
@@ -273,3 +282,24 @@ def test_maps_in_another_voxel_order_are_reoriented_to_the_template(faulty_run):
         row = table.index[table["participant_id"] == subject][0]
         template_order = np.load(faulty_run.parent / f"{subject}-template-order.npy")
         np.testing.assert_allclose(data[row, 0], template_order, rtol=1e-5, atol=1e-6)
+
+
+def test_turning_tiv_scaling_off_rereads_no_map_and_lets_a_scan_without_tiv_pass(
+    faulty_run, tmp_path
+):
+    """Whether a scan needs a TIV is the thresholds' call, not the metrics': turning the
+    scaling off reruns the cheap `qc` job, not the reading of every map. Before, the
+    setting was a param of `qc_metrics`."""
+    work = tmp_path / "work"
+    shutil.copytree(faulty_run, work, symlinks=True)
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"conversion": {"tiv_scaling": False}}))
+    until_qc = ("data", "--until", "qc", "--configfile", str(override))
+    assert planned_jobs(work, *until_qc) == {"qc": 1}
+    done = snakemake(work, "--cores", "2", *until_qc)
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = pd.read_csv(work / "results/qc/hand/qc.tsv", sep="\t", keep_default_na=False)
+    notiv = qc[qc["participant_id"] == "notiv"].iloc[0]
+    assert notiv["qc"] == 1 and notiv["reason"] == ""
+    passed = pd.read_csv(work / "results/qc/hand/passed.tsv", sep="\t", dtype=str)
+    assert "notiv" in set(passed["participant_id"])
