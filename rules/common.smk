@@ -1,5 +1,6 @@
 # Config validation, the cohort table and input helpers. No torch import here: it would
 # slow every DAG build.
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -51,6 +52,12 @@ def build_cohorts(config):
             "synthetic": True,
         }
     for name, spec in config["cohorts"].items():
+        # "~/data/..." as a shell would read it; Snakemake and Python take "~" literally.
+        spec = {
+            **spec,
+            "participants": os.path.expanduser(spec["participants"]),
+            "cat12_root": os.path.expanduser(spec["cat12_root"]),
+        }
         if name in cohorts:
             raise ValueError(f"cohort {name!r} is both synthetic and real: rename one")
         if spec["role"] == "evaluate" and "task" not in spec:
@@ -166,7 +173,11 @@ def pretrain_settings(wildcards):
 def external_models(config):
     """Checkpoints made elsewhere, by name; a name must not be one the workflow makes."""
     taken = {*EXPERIMENTS, PCA_NAME, SCRATCH_NAME, random_encoder_name(PRETRAINING)}
-    for name, spec in config["external_models"].items():
+    external = {
+        name: {**spec, "checkpoint": os.path.expanduser(spec["checkpoint"])}
+        for name, spec in config["external_models"].items()
+    }
+    for name, spec in external.items():
         if name in taken:
             raise ValueError(
                 f"external_models.{name}: the workflow already names a model {name!r}; "
@@ -187,7 +198,7 @@ def external_models(config):
             "label": spec.get("label") or name,
             "trust": spec.get("trust", False),
         }
-        for name, spec in config["external_models"].items()
+        for name, spec in external.items()
     }
 
 

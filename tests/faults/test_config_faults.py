@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from tests.workflow.helpers import make_workdir, snakemake
+from tests.workflow.helpers import make_workdir, planned_jobs, snakemake
 
 
 def _config(adni: dict, splits: dict) -> dict:
@@ -195,6 +195,28 @@ def test_an_external_checkpoint_that_is_not_there_is_named_before_any_job(tmp_pa
     (workdir / "models").mkdir()
     (workdir / "models/old.pth").touch()
     assert snakemake(workdir, "-n").returncode == 0
+
+
+def test_paths_under_the_home_folder_may_be_written_with_a_tilde(tmp_path, monkeypatch):
+    """`~/data/...`, as a user writes it in a shell. Python and Snakemake take `~` as a
+    folder's name, so the config check refused the cohort and the checkpoint as missing."""
+    home = tmp_path / "home"
+    (home / "data/cat12").mkdir(parents=True)
+    (home / "data/participants.tsv").write_text("participant_id\tage\nsub-01\t40\n")
+    (home / "models").mkdir()
+    (home / "models/old.pth").touch()
+    monkeypatch.setenv("HOME", str(home))
+    mine = {
+        "role": "pretrain",
+        "participants": "~/data/participants.tsv",
+        "cat12_root": "~/data/cat12",
+        "voxel_mm": 6.0,
+    }
+    external = {"old": {"checkpoint": "~/models/old.pth", "encoder": "tinycnn"}}
+    config = _config({}, {}) | {"cohorts": {"mine": mine}, "external_models": external}
+    workdir = make_workdir(tmp_path / "work", config)
+    assert planned_jobs(workdir, "results/qc/mine/metrics.tsv") == {"qc_metrics": 1}
+    assert planned_jobs(workdir, "results/features/old/adni.npy")["features"] == 1
 
 
 def test_sites_held_out_of_a_cohort_that_is_not_an_evaluation_cohort_are_refused(tmp_path):
