@@ -142,8 +142,9 @@ def convert_cohort(
     passing = passed_rows(read_table(passed_table), metrics, passed_table)
     if len(passing) == 0:
         problems = metrics["problem"].dropna().astype(str).value_counts()
-        # A scan without a problem failed a threshold.
-        counts = [*problems.items(), ("a QC threshold", int(metrics["problem"].isna().sum()))]
+        # A scan without a problem failed a threshold (or lacked the TIV its scaling needs).
+        failed_thresholds = int(metrics["problem"].isna().sum())
+        counts = [*problems.items(), ("a QC threshold or the TIV check", failed_thresholds)]
         counts = sorted(((n, reason) for reason, n in counts if n), key=lambda c: -c[0])
         shown = "; ".join(f"{n} x {reason}" for n, reason in counts[:3])
         raise DataError(
