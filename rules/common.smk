@@ -76,6 +76,8 @@ def build_cohorts(config):
             )
         if spec["role"] == "evaluate":
             check_task(name, spec)
+        else:
+            check_pretraining_label(name, spec, config)
         cohorts[name] = {**spec, "task": spec.get("task"), "synthetic": False}
     if not cohorts:
         raise ValueError("no cohort: set synthetic.cohorts or cohorts in the config")
@@ -102,6 +104,31 @@ def check_task(name, spec):
         )
     except DataError as err:
         raise ValueError(f"cohorts.{name}.task: {err}") from None
+
+
+def check_pretraining_label(name, spec, config):
+    """The kernel's label against a real pretraining cohort's table, before any job. QC
+    excludes scans without `pretrain_label` (age by default); a `pretraining.label` other
+    than it, absent or missing for some scans, would otherwise stop every pretraining job
+    after QC and the conversion.
+    """
+    from yaware.errors import DataError
+    from yaware.participants import check_label_column, missing_column, read_table
+
+    label, required = config["pretraining"]["label"], config["pretrain_label"]
+    source = f"cohorts.{name}.participants ({spec['participants']})"
+    table = read_table(spec["participants"])
+    if label not in table.columns:
+        fix = "set pretraining.label to one of them"
+        raise ValueError(str(missing_column(table, label, source, fix))) from None
+    if label != required:
+        try:
+            check_label_column(table, label, source)
+        except DataError as err:
+            raise ValueError(
+                f"{err} Or set pretrain_label: {label}, and QC excludes those scans with "
+                "their reason."
+            ) from None
 
 
 COHORTS = build_cohorts(config)

@@ -219,6 +219,35 @@ def test_paths_under_the_home_folder_may_be_written_with_a_tilde(tmp_path, monke
     assert planned_jobs(workdir, "results/features/old/adni.npy")["features"] == 1
 
 
+def test_a_kernel_label_that_a_pretraining_table_lacks_is_named_before_any_job(tmp_path):
+    """QC excludes the scans without `pretrain_label` (age); a `pretraining.label` of
+    another column, absent or missing for a scan, stopped every pretraining job after QC and
+    the conversion. The config check names the column, the scan and the setting to change."""
+    cohort = tmp_path / "mine"
+    (cohort / "cat12").mkdir(parents=True)
+    participants = cohort / "participants.tsv"
+    participants.write_text(
+        "participant_id\tage\tbmi\nsub-01\t40\t22.5\nsub-02\t51\tn/a\nsub-03\t63\t27.1\n"
+    )
+    mine = {"role": "pretrain", "participants": str(participants), "cat12_root": str(cohort)}
+
+    def check(config: dict) -> tuple[int, str]:
+        base = _config({}, {}) | {"cohorts": {"mine": mine}}
+        done = snakemake(make_workdir(tmp_path / "work", base | config), "-n")
+        return done.returncode, done.stdout + done.stderr
+
+    status, output = check({"pretraining": {"label": "BMI"}})
+    assert status != 0 and "Job stats" not in output
+    columns = "no 'BMI' column; the table has ['participant_id', 'age', 'bmi']: rename 'bmi'"
+    assert columns in output, output[-2000:]
+    status, output = check({"pretraining": {"label": "bmi"}})
+    assert status != 0 and "Job stats" not in output
+    assert "column 'bmi' has 1 missing or non-numeric values" in output, output[-2000:]
+    assert "participants ['sub-02']" in output and "set pretrain_label: bmi" in output
+    status, output = check({"pretraining": {"label": "bmi"}, "pretrain_label": "bmi"})
+    assert status == 0, output[-2000:]
+
+
 def test_sites_held_out_of_a_cohort_that_is_not_an_evaluation_cohort_are_refused(tmp_path):
     """A misspelt cohort in splits.external_sites was ignored: no site held out, silently."""
     config = _config({}, {"external_sites": {"adnii": ["site1"]}})
