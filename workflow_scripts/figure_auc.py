@@ -2,15 +2,15 @@
 
 import pandas as pd
 
+from yaware.captions import describe_pretraining
 from yaware.plots import auc_vs_n_target
 from yaware.workflow import run_logged
 
 
 def main(linear: str, finetune: str, out: str, tasks: list[str], config: dict) -> None:
-    p = config["pretraining"]
     caption = (
-        f"Linear probes of frozen representations; {p['encoder']}, {p['augmentation']}, "
-        f"{p['epochs']} epochs, seeds {p['seeds']}; data: {linear}, {finetune}"
+        f"Linear probes of frozen representations; {describe_pretraining(config['pretraining'])}"
+        f"; data: {linear}, {finetune}"
     )
     auc_vs_n_target(pd.read_csv(linear), pd.read_csv(finetune), tasks, out, caption)
 

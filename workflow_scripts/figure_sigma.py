@@ -2,12 +2,13 @@
 
 import pandas as pd
 
+from yaware.captions import describe_pretraining
 from yaware.plots import sigma_effect
 from yaware.workflow import run_logged
 
 
 def main(linear: str, age_site: str, out: str, config: dict) -> None:
-    caption = f"Seeds {config['pretraining']['seeds']}; data: {linear}, {age_site}"
+    caption = f"{describe_pretraining(config['pretraining'])}; data: {linear}, {age_site}"
     sigma_effect(pd.read_csv(linear), pd.read_csv(age_site), out, caption)
 
 

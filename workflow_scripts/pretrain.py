@@ -15,8 +15,8 @@ from yaware.errors import CheckpointError, YAwareError
 from yaware.experiments import UNREAD_SETTINGS
 from yaware.io import save_table, write_atomic
 from yaware.launch import pretrain_command
+from yaware.loss_curve import loss_curve
 from yaware.participants import read_table
-from yaware.plots import loss_curve
 from yaware.train.pretrain import pretrain
 from yaware.workflow import run_logged
 

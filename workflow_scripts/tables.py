@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from yaware.captions import describe_pretraining
 from yaware.io import save_table
 from yaware.tables import (
     EXTERNAL_COLUMNS,
@@ -96,8 +97,8 @@ def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, co
     age = age.reset_index().assign(seeds=age_site.groupby("label", sort=False).size().to_numpy())
     p, splits = config["pretraining"], config["splits"]
     note = (
-        f"Made by the workflow from results/tables/*.csv. Pretraining: {p['encoder']}, "
-        f"{p['augmentation']}, {p['epochs']} epochs, seeds {p['seeds']}; probes over "
+        "Made by the workflow from results/tables/*.csv. Pretraining: "
+        f"{describe_pretraining(p)}; probes over "
         f"{splits['repeats']} draws per N_target (split seed {splits['seed']}). auc_sd is the "
         "spread over draws (and seeds). paper_auc: the published value on real data, where "
         "task and N_target match.\n\n## Age and site probes (pretraining validation set; "

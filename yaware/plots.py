@@ -1,6 +1,7 @@
 """The workflow's figures, each drawn from a table the workflow wrote."""
 
 import os
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -19,23 +20,19 @@ FLOOR_STYLES = {
 DEFAULT_FLOOR = {"linestyle": ":", "color": "0.45", "marker": "x"}
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike, caption_space: float = 0.0) -> None:
-    """Lay out (keeping ``caption_space`` of the height free at the bottom) and write."""
-    fig.tight_layout(rect=(0, caption_space, 1, 1))
+def _save_with_caption(
+    fig: plt.Figure, path: str | os.PathLike, caption: str, fontsize: float = 8
+) -> None:
+    """Write the figure with ``caption`` under it, wrapped to the figure's width (a long
+    caption on a one-panel figure ran off both edges), and lay out the panels above it."""
+    width_pt, height_pt = fig.get_size_inches() * 72
+    # An average character of DejaVu Sans is about 0.55 of the font size wide.
+    lines = textwrap.wrap(caption, width=max(20, int(0.95 * width_pt / (0.55 * fontsize))))
+    space = (len(lines) * 1.3 * fontsize + 6) / height_pt
+    fig.text(0.5, 0.01, "\n".join(lines), ha="center", va="bottom", fontsize=fontsize)
+    fig.tight_layout(rect=(0, space, 1, 1))
     write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)
-
-
-def loss_curve(metrics: pd.DataFrame, path: str | os.PathLike, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(metrics["epoch"], metrics["train_loss"], label="training")
-    if "val_loss" in metrics and metrics["val_loss"].notna().any():
-        ax.plot(metrics["epoch"], metrics["val_loss"], label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    _save(fig, path)
 
 
 def auc_vs_n_target(
@@ -82,8 +79,7 @@ def auc_vs_n_target(
         ax.set_xlabel("N_target (training subjects)")
         ax.set_ylabel("test ROC AUC")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(caption, fontsize=8, y=0.02, va="bottom")
-    _save(fig, path, caption_space=0.05)
+    _save_with_caption(fig, path, caption)
 
 
 def sigma_effect(
@@ -120,8 +116,7 @@ def sigma_effect(
     ax.set_xlabel("sigma (0 = SimCLR)")
     ax.set_ylabel("MAE (years)")
     ax.legend(fontsize=7)
-    fig.suptitle(caption, fontsize=8, y=0.02, va="bottom")
-    _save(fig, path, caption_space=0.05)
+    _save_with_caption(fig, path, caption)
 
 
 def umap_panels(
@@ -153,5 +148,4 @@ def umap_panels(
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(caption, fontsize=7, y=0.005, va="bottom")
-    _save(fig, path, caption_space=0.03)
+    _save_with_caption(fig, path, caption, fontsize=7)

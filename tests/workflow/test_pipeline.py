@@ -200,6 +200,16 @@ def test_summary_is_mean_and_spread_of_the_tidy_table(run):
     assert "nan" not in cells
 
 
+def test_the_summary_states_the_pretraining_setup_that_made_it(run):
+    """A reader of summary.md must know which run made it, the y-Aware kernel and the
+    temperature included: before, a run with another kernel wrote the same note."""
+    markdown = (run / "results/tables/summary.md").read_text()
+    assert (
+        "Pretraining: tinycnn, cutout, 2 epochs, seeds [0], temperature 0.1, "
+        "y-Aware: gaussian kernel on age;" in markdown
+    )
+
+
 def test_figures_are_non_empty_pngs(run):
     for name in ("fig1_auc_vs_n_target", "fig2_umap", "fig3_sigma"):
         data = (run / f"results/figures/{name}.png").read_bytes()
@@ -412,6 +422,13 @@ def test_editing_the_array_reader_reruns_every_step_that_reads_arrays(run, tmp_p
     plan = _plan_after_editing(run, tmp_path, "arrays.py")
     assert {"convert", "pretrain", "features", "pca_features", "finetune"} <= set(plan)
     assert {"qc_metrics", "qc", "synth_cohort"}.isdisjoint(plan)
+
+
+def test_editing_the_figures_reruns_the_figures_and_no_training(run, tmp_path):
+    # The pretraining job drew its loss curve with yaware.plots: any figure edit retrained
+    # every encoder.
+    plan = _plan_after_editing(run, tmp_path, "plots.py")
+    assert plan == {"figure_auc": 1, "figure_umap": 1, "figure_sigma": 1, "all": 1}
 
 
 def test_editing_error_messages_reruns_nothing(run, tmp_path):
