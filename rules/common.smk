@@ -117,7 +117,10 @@ def check_pretraining_label(name, spec, config):
 
     label, required = config["pretraining"]["label"], config["pretrain_label"]
     source = f"cohorts.{name}.participants ({spec['participants']})"
-    table = read_table(spec["participants"])
+    try:
+        table = read_table(spec["participants"])
+    except DataError as err:
+        raise ValueError(f"cohorts.{name}.participants: {err}") from None
     if label not in table.columns:
         fix = "set pretraining.label to one of them"
         raise ValueError(str(missing_column(table, label, source, fix))) from None
