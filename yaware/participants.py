@@ -77,6 +77,9 @@ def missing_column(table: pd.DataFrame, column: str, source: str, fix: str) -> D
     (BIDS names are lower case: "Age" for "age")."""
     alike = [c for c in table.columns if c.lower() == column.lower()]
     message = f"{source}: no {column!r} column; the table has {list(table.columns)}"
+    if alike and column != column.lower() and alike[0] == alike[0].lower():
+        # The table follows BIDS; the name asked for ("BMI", from a setting) does not.
+        return DataError(f"{message}: {fix} ({alike[0]!r} differs only in case)")
     if alike:
         return DataError(
             f"{message}: rename {alike[0]!r} to {column!r} (BIDS column names are lower case), "

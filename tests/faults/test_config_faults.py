@@ -238,8 +238,8 @@ def test_a_kernel_label_that_a_pretraining_table_lacks_is_named_before_any_job(t
 
     status, output = check({"pretraining": {"label": "BMI"}})
     assert status != 0 and "Job stats" not in output
-    columns = "no 'BMI' column; the table has ['participant_id', 'age', 'bmi']: rename 'bmi'"
-    assert columns in output, output[-2000:]
+    columns = "no 'BMI' column; the table has ['participant_id', 'age', 'bmi']: set pretraining"
+    assert f"{columns}.label to one of them ('bmi' differs only in case)" in output, output[-2000:]
     status, output = check({"pretraining": {"label": "bmi"}})
     assert status != 0 and "Job stats" not in output
     assert "column 'bmi' has 1 missing or non-numeric values" in output, output[-2000:]
