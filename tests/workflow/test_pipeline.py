@@ -2,6 +2,7 @@
 
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -387,8 +388,8 @@ def test_fine_tuning_off_still_gives_the_tables_and_figures(run, tmp_path):
         ).stat().st_mtime
 
 
-def _plan_after_editing(run, tmp_path, module: str) -> dict[str, int]:
-    """The jobs a dry run plans after an edit of ``yaware/<module>`` in a copy of the repo."""
+def _edited_repo(tmp_path, module: str) -> Path:
+    """A copy of the workflow with ``yaware/<module>`` edited; its Snakefile."""
     copy = tmp_path / "repo"
     copy.mkdir()
     shutil.copy(REPO / "Snakefile", copy / "Snakefile")
@@ -396,9 +397,25 @@ def _plan_after_editing(run, tmp_path, module: str) -> dict[str, int]:
         shutil.copytree(REPO / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     with open(copy / "yaware" / module, "a") as handle:
         handle.write("\n# an edit\n")
-    return planned_jobs(
-        run, "--rerun-triggers", "params", "input", "mtime", snakefile=copy / "Snakefile"
-    )
+    return copy / "Snakefile"
+
+
+def _plan_after_editing(run, tmp_path, module: str) -> dict[str, int]:
+    """The jobs a dry run plans after an edit of ``yaware/<module>`` in a copy of the repo."""
+    snakefile = _edited_repo(tmp_path, module)
+    return planned_jobs(run, "--rerun-triggers", "params", "input", "mtime", snakefile=snakefile)
+
+
+def test_touch_keeps_a_finished_run_after_a_code_change(run, tmp_path):
+    """The README's way to keep results after an update that changes none: `--touch`
+    records the new code fingerprints, and nothing reruns."""
+    work = tmp_path / "work"
+    shutil.copytree(run, work)
+    snakefile = _edited_repo(tmp_path, "participants.py")
+    assert planned_jobs(work, snakefile=snakefile)["pretrain"] == 4
+    done = snakemake(work, "--touch", "--cores", "1", snakefile=snakefile)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert planned_jobs(work, snakefile=snakefile) == {}
 
 
 DATA_RULES = {"qc_metrics", "qc", "convert", "split", "synth_cohort"}
