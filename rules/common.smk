@@ -76,7 +76,7 @@ def build_cohorts(config):
             )
         if spec["role"] == "evaluate":
             check_task(name, spec)
-        else:
+        elif name in (config["pretraining"]["cohorts"] or [name]):
             check_pretraining_label(name, spec, config)
         cohorts[name] = {**spec, "task": spec.get("task"), "synthetic": False}
     if not cohorts:

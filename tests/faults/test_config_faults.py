@@ -246,6 +246,9 @@ def test_a_kernel_label_that_a_pretraining_table_lacks_is_named_before_any_job(t
     assert "participants ['sub-02']" in output and "set pretrain_label: bmi" in output
     status, output = check({"pretraining": {"label": "bmi"}, "pretrain_label": "bmi"})
     assert status == 0, output[-2000:]
+    # A pretraining cohort left out of pretraining.cohorts: its labels are never read.
+    status, output = check({"pretraining": {"label": "bmi", "cohorts": ["bhb"]}})
+    assert status == 0, output[-2000:]
     # A table a spreadsheet saved as Latin-1: named with its line, as the evaluation
     # cohorts' tables are, rather than at the first QC job.
     participants.write_bytes("participant_id\tage\nsub-01\t40\nsub-ä\t51\n".encode("latin-1"))
