@@ -123,7 +123,7 @@ def check_pretraining_label(name, spec, config):
         raise ValueError(f"cohorts.{name}.participants: {err}") from None
     if label not in table.columns:
         fix = "set pretraining.label to one of them"
-        raise ValueError(str(missing_column(table, label, source, fix))) from None
+        raise ValueError(str(missing_column(table, label, source, fix)))
     if label != required:
         try:
             check_label_column(table, label, source)
