@@ -366,7 +366,7 @@ def trusted(model):
 
 
 def features_inputs(wildcards):
-    inputs = {"data": expand("results/data/{cohort}/data.npy", cohort=FEATURE_COHORTS)}
+    inputs = {"data": f"results/data/{wildcards.cohort}/data.npy"}
     if checkpoint_of(wildcards.model):
         inputs["checkpoint"] = checkpoint_of(wildcards.model)
     return inputs

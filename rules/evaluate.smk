@@ -1,44 +1,62 @@
-# Evaluation: linear, age and site probes of every model; fine-tuning; result tables.
+# Evaluation: linear probes of every model on every task, its age and site probes;
+# fine-tuning; result tables.
 
 
-rule probe:
+rule linear_probe:
     input:
-        features=expand(
-            "results/features/{{model}}/{cohort}.npy", cohort=FEATURE_COHORTS
-        ),
-        participants=expand(
-            "results/data/{cohort}/participants.tsv", cohort=FEATURE_COHORTS
-        ),
-        splits=expand("results/splits/{cohort}/split.tsv", cohort=FEATURE_COHORTS),
-        draws=expand("results/splits/{cohort}/draws.tsv", cohort=EVALUATION_COHORTS),
+        features="results/features/{model}/{cohort}.npy",
+        participants="results/data/{cohort}/participants.tsv",
+        split="results/splits/{cohort}/split.tsv",
+        draws="results/splits/{cohort}/draws.tsv",
         checked=ancient(SHARED_SCANS),
     output:
-        linear="results/probes/{model}/linear.csv",
-        age_site="results/probes/{model}/age_site.json",
+        "results/probes/{model}/linear/{cohort}.csv",
     log:
-        "results/logs/probe/{model}.log",
+        "results/logs/linear_probe/{model}/{cohort}.log",
     benchmark:
-        "results/benchmarks/probe/{model}.tsv"
+        "results/benchmarks/linear_probe/{model}/{cohort}.tsv"
+    wildcard_constraints:
+        cohort="|".join(EVALUATION_COHORTS) or "^$",
     conda:
         "../envs/yaware.yaml"
     resources:
         mem_mb=2000,
         runtime=60,
     params:
-        cohorts=FEATURE_COHORTS,
-        evaluation=EVALUATION_COHORTS,
-        pretraining=PRETRAIN_COHORTS,
-        tasks=order_free(
-            {
-                c: {**COHORTS[c]["task"], "name": task_name(c)}
-                for c in EVALUATION_COHORTS
-            }
+        task=lambda wc: order_free(
+            {**COHORTS[wc.cohort]["task"], "name": task_name(wc.cohort)}
         ),
-        label=PRETRAINING["label"],
         probe=order_free(config["probes"]),
-        code=code_version("probe"),
+        code=code_version("linear_probe"),
     script:
-        "../workflow_scripts/probe.py"
+        "../workflow_scripts/linear_probe.py"
+
+
+rule age_site_probe:
+    input:
+        features=expand(
+            "results/features/{{model}}/{cohort}.npy", cohort=PRETRAIN_COHORTS
+        ),
+        participants=expand(
+            "results/data/{cohort}/participants.tsv", cohort=PRETRAIN_COHORTS
+        ),
+        splits=expand("results/splits/{cohort}/split.tsv", cohort=PRETRAIN_COHORTS),
+    output:
+        "results/probes/{model}/age_site.json",
+    log:
+        "results/logs/age_site_probe/{model}.log",
+    benchmark:
+        "results/benchmarks/age_site_probe/{model}.tsv"
+    conda:
+        "../envs/yaware.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        label=PRETRAINING["label"],
+        code=code_version("age_site_probe"),
+    script:
+        "../workflow_scripts/age_site_probe.py"
 
 
 rule finetune:
@@ -75,7 +93,11 @@ rule finetune:
 
 rule tables:
     input:
-        linear=expand("results/probes/{model}/linear.csv", model=MODELS),
+        linear=expand(
+            "results/probes/{model}/linear/{cohort}.csv",
+            model=MODELS,
+            cohort=EVALUATION_COHORTS,
+        ),
         age_site=expand("results/probes/{model}/age_site.json", model=MODELS),
         finetune=finetune_jobs(),
     output:

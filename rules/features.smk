@@ -1,17 +1,19 @@
-# Representations: every scan of every cohort, once per model, reused by every probe.
+# Representations: every scan of a cohort, once per model, reused by every probe. One job
+# per (model, cohort): a new cohort adds its own jobs and re-extracts no other cohort.
 
 
 rule features:
     input:
         unpack(features_inputs),
     output:
-        expand("results/features/{{model}}/{cohort}.npy", cohort=FEATURE_COHORTS),
+        "results/features/{model}/{cohort}.npy",
     log:
-        "results/logs/features/{model}.log",
+        "results/logs/features/{model}/{cohort}.log",
     benchmark:
-        "results/benchmarks/features/{model}.tsv"
+        "results/benchmarks/features/{model}/{cohort}.tsv"
     wildcard_constraints:
         model="|".join(NEURAL_MODELS) or "^$",
+        cohort="|".join(FEATURE_COHORTS) or "^$",
     conda:
         "../envs/yaware.yaml"
     threads: config["features"]["threads"]
@@ -22,7 +24,6 @@ rule features:
         mem_mb=4000,
         runtime=120,
     params:
-        cohorts=FEATURE_COHORTS,
         encoder=lambda wc: encoder_of(wc.model),
         trust=lambda wc: trusted(wc.model),
         seed=lambda wc: MODELS[wc.model]["seed"],
@@ -36,19 +37,19 @@ rule features:
         "../workflow_scripts/features.py"
 
 
-rule pca_features:
+rule pca_fit:
     input:
-        data=expand("results/data/{cohort}/data.npy", cohort=FEATURE_COHORTS),
+        data=expand("results/data/{cohort}/data.npy", cohort=PRETRAIN_COHORTS),
         participants=expand(
             "results/data/{cohort}/participants.tsv", cohort=PRETRAIN_COHORTS
         ),
         split=expand("results/splits/{cohort}/split.tsv", cohort=PRETRAIN_COHORTS),
     output:
-        expand("results/features/pca/{cohort}.npy", cohort=FEATURE_COHORTS),
+        "results/features/pca/fit.npz",
     log:
-        "results/logs/features/pca.log",
+        "results/logs/pca_fit/pca.log",
     benchmark:
-        "results/benchmarks/features/pca.tsv"
+        "results/benchmarks/pca_fit/pca.tsv"
     conda:
         "../envs/yaware.yaml"
     threads: config["features"]["threads"]
@@ -59,6 +60,31 @@ rule pca_features:
         runtime=360,
     params:
         components=config["features"]["pca_components"],
+        code=code_version("pca_fit"),
+    script:
+        "../workflow_scripts/pca_fit.py"
+
+
+rule pca_features:
+    input:
+        fit="results/features/pca/fit.npz",
+        data="results/data/{cohort}/data.npy",
+    output:
+        "results/features/pca/{cohort}.npy",
+    log:
+        "results/logs/features/pca/{cohort}.log",
+    benchmark:
+        "results/benchmarks/features/pca/{cohort}.tsv"
+    wildcard_constraints:
+        cohort="|".join(FEATURE_COHORTS) or "^$",
+    conda:
+        "../envs/yaware.yaml"
+    threads: config["features"]["threads"]
+    # A batch of 256 scans at 1.5 mm: 2.2 GB of voxels, 0.8 GB of components.
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=60,
+    params:
         code=code_version("pca_features"),
     script:
         "../workflow_scripts/pca_features.py"

@@ -1,4 +1,4 @@
-"""Snakemake script: one model's representation of every scan of every cohort."""
+"""Snakemake script: one model's representation of every scan of one cohort."""
 
 import torch
 
@@ -10,8 +10,8 @@ from yaware.workflow import run_logged
 
 
 def main(
-    data: list[str],
-    outputs: list[str],
+    data: str,
+    output: str,
     checkpoint: str | None,
     encoder: str | None,
     trust: bool,
@@ -26,15 +26,14 @@ def main(
         torch.manual_seed(seed)
         model = build_model(encoder, "encoder")
     device = str(resolve_device("auto"))
-    for array, out in zip(data, outputs, strict=True):
-        save_npy(out, extract_features(model, array, settings["batch_size"], device))
+    save_npy(output, extract_features(model, data, settings["batch_size"], device))
 
 
 run_logged(
     snakemake.log[0],
     main,
-    list(snakemake.input.data),
-    list(snakemake.output),
+    snakemake.input.data,
+    snakemake.output[0],
     snakemake.input.get("checkpoint"),
     snakemake.params.encoder,
     snakemake.params.trust,

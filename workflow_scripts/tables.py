@@ -63,7 +63,8 @@ def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
 
 def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, config: dict) -> None:
     names = list(models)
-    linear = gather_linear(dict(zip(names, inputs["linear"], strict=True)), models)
+    # results/probes/<model>/linear/<cohort>.csv
+    linear = gather_linear([(Path(path).parts[-3], path) for path in inputs["linear"]], models)
     age_site = gather_json(dict(zip(names, inputs["age_site"], strict=True)), models)
     finetune = finetune_rows(inputs["finetune"], tasks, inits)
     save_table(outputs["linear"], linear)

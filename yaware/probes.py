@@ -1,4 +1,4 @@
-"""Probes of frozen representations, and the raw-voxel PCA baseline.
+"""Probes of frozen representations.
 
 - Linear probe (the paper's representation-quality measure): L2 logistic regression on
   standardised features, C chosen by inner cross-validation on the training draw only,
@@ -10,18 +10,14 @@
   predicting the site (lower means less site information; chance is 1 / n_sites).
 """
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.decomposition import IncrementalPCA
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
 from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
-from yaware.arrays import NpyArray
 
 DEFAULT_CS = tuple(np.logspace(-4, 2, 7))
 
@@ -101,37 +97,3 @@ def site_probe(
         "site_balanced_accuracy": float(balanced_accuracy_score(test_site, probe.predict(test_x))),
         "site_chance": 1.0 / len(np.unique(train_site)),
     }
-
-
-def fit_voxel_pca(
-    sources: Sequence[tuple[str | os.PathLike, Sequence[int]]],
-    n_components: int = 128,
-    batch: int = 256,
-) -> tuple[IncrementalPCA, np.ndarray]:
-    """PCA of the grey matter (voxels whose mean map exceeds 10 % of its maximum), fitted by
-    batches on the given rows of one or more arrays; returns the model and the voxel mask."""
-    scans = [(NpyArray(array), int(row)) for array, rows in sources for row in rows]
-    mean = sum(data.row(row).astype(np.float64) for data, row in scans) / len(scans)
-    mask = (mean > 0.1 * mean.max()).ravel()
-    n_components = min(n_components, len(scans) - 1, int(mask.sum()))
-    pca = IncrementalPCA(n_components=n_components)
-    # Batches of about `batch` scans, none under n_components (IncrementalPCA needs that
-    # many rows per batch): a short last batch is spread over the others, so each scan is
-    # seen once.
-    n_batches = max(1, len(scans) // max(batch, n_components))
-    for chunk in np.array_split(np.arange(len(scans)), n_batches):
-        pca.partial_fit(np.stack([scans[i][0].row(scans[i][1]).ravel()[mask] for i in chunk]))
-    return pca, mask
-
-
-def voxel_pca_features(
-    pca: IncrementalPCA, mask: np.ndarray, array: str | os.PathLike, batch: int = 256
-) -> np.ndarray:
-    data = NpyArray(array)
-    out = np.empty((len(data), pca.n_components_), np.float32)
-    for start in range(0, len(data), batch):
-        rows = range(start, min(start + batch, len(data)))
-        out[start : start + len(rows)] = pca.transform(
-            data.rows(rows).reshape(len(rows), -1)[:, mask]
-        )
-    return out

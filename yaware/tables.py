@@ -103,10 +103,11 @@ PAPER_METHOD = {
 EXTERNAL_COLUMNS = ["n_external", "external_auc", "external_balanced_accuracy"]
 
 
-def gather_linear(files: Mapping[str, str], models: Mapping[str, Mapping]) -> pd.DataFrame:
-    """Concatenate each model's probe table, with the model's description columns."""
+def gather_linear(files: Sequence[tuple[str, str]], models: Mapping[str, Mapping]) -> pd.DataFrame:
+    """Concatenate the probe tables, each a (model, path) pair, with the model's description
+    columns."""
     frames = []
-    for model, path in files.items():
+    for model, path in files:
         frame = pd.read_csv(path)
         for key, value in models[model].items():
             frame.insert(0, key, value)

@@ -124,7 +124,9 @@ def test_one_auc_row_per_method_task_n_target_and_repeat(run):
     # C is one of the grid's values, whatever shape scikit-learn gives C_ (an array before
     # 1.10, a scalar after), and the probes fit without scikit-learn's deprecation warnings.
     assert np.isclose(linear["C"].to_numpy()[:, None], np.array(DEFAULT_CS)).any(1).all()
-    for log in (run / "results/logs/probe").glob("*.log"):
+    logs = list((run / "results/logs").glob("*_probe/**/*.log"))
+    assert len(logs) == len(MODELS) * 3  # 2 tasks and the age and site probes
+    for log in logs:
         assert "FutureWarning" not in log.read_text(), log
     age = pd.read_csv(run / "results/tables/age_site.csv")
     assert set(age["model"]) == set(MODELS)
@@ -238,9 +240,10 @@ def test_adding_a_sigma_adds_only_its_experiment(run, tmp_path):
     plan = _plan_with(
         run, tmp_path, {"pretraining": {"methods": {"simclr": {}, "yaware": {"sigma": [5.0, 8.0]}}}}
     )
-    assert plan["pretrain"] == 1 and plan["features"] == 1 and plan["probe"] == 1
-    assert plan["finetune"] == 2  # the new encoder on each task
-    assert {"qc_metrics", "qc", "convert", "split", "synth_cohort", "pca_features"}.isdisjoint(plan)
+    assert plan["pretrain"] == 1 and plan["age_site_probe"] == 1
+    # the new encoder on each cohort (features), on each task (probes, fine-tuning)
+    assert plan["features"] == 3 and plan["linear_probe"] == 2 and plan["finetune"] == 2
+    assert {"qc_metrics", "qc", "convert", "split", "synth_cohort", "pca_fit"}.isdisjoint(plan)
 
 
 YAWARE, SIMCLR = "yaware-sigma5_cutout_tinycnn_seed0", "simclr_cutout_tinycnn_seed0"
@@ -280,8 +283,27 @@ def _override(tmp_path, pretraining: dict):
 
 def test_a_probe_setting_reruns_probes_and_figures_only(run, tmp_path):
     plan = _plan_with(run, tmp_path, {"probes": {"inner_folds": 3}})
-    assert set(plan) == {"probe", "tables", "figure_auc", "figure_sigma", "all"}
-    assert plan["probe"] == len(MODELS)
+    # The age and site probes read no probe setting.
+    assert set(plan) == {"linear_probe", "tables", "figure_auc", "figure_sigma", "all"}
+    assert plan["linear_probe"] == len(MODELS) * 2
+
+
+def test_adding_a_cohort_adds_its_own_jobs_and_redoes_none_for_the_others(run, tmp_path):
+    """A new evaluation cohort needs each model's features of it, each model's probe and
+    fine-tuning on its task, and new tables. Before, one features job per model wrote every
+    cohort's features, and one probe job per model probed every task: a new cohort re-ran
+    every model over every cohort (hours on BHB-10K) and every probe."""
+    cohorts = dict(TINY["synthetic"]["cohorts"])
+    cohorts["bd"] = cohorts["scz"] | {"diagnosis": "bipolar"}
+    plan = _plan_with(run, tmp_path, {"synthetic": {"cohorts": cohorts}})
+    neural = [m for m in MODELS if m != "pca"]
+    for rule in ("synth_cohort", "qc_metrics", "qc", "convert", "split", "draws"):
+        assert plan[rule] == 1, rule
+    assert plan["features"] == len(neural) and plan["pca_features"] == 1
+    assert plan["linear_probe"] == len(MODELS)
+    # (4 pretrained + 2 external + scratch) on the new task
+    assert plan["finetune"] == 7
+    assert {"pretrain", "pca_fit", "age_site_probe"}.isdisjoint(plan)
 
 
 def test_a_new_n_target_adds_its_draws_and_jobs_and_retrains_no_encoder(run, tmp_path):
@@ -291,8 +313,9 @@ def test_a_new_n_target_adds_its_draws_and_jobs_and_retrains_no_encoder(run, tmp
     plan = _plan_with(
         run, tmp_path, {"splits": {"n_target": [10, 12, 16]}, "fine_tuning": {"n_target": [10, 12]}}
     )
-    assert {"split", "pretrain", "features", "pca_features", "shared_scans"}.isdisjoint(plan)
-    assert plan["draws"] == 2 and plan["probe"] == len(MODELS)
+    assert {"split", "pretrain", "features", "pca_fit", "shared_scans"}.isdisjoint(plan)
+    assert {"pca_features", "age_site_probe"}.isdisjoint(plan)
+    assert plan["draws"] == 2 and plan["linear_probe"] == len(MODELS) * 2
     done = list((run / "results/finetune").glob("*/*/n10_r0/test_metrics.json"))
     assert plan["finetune"] == len(done)  # the same starts at N_target 12 only
 
@@ -437,7 +460,7 @@ def test_editing_a_module_imported_through_others_reruns_its_users(run, tmp_path
 
 def test_editing_the_array_reader_reruns_every_step_that_reads_arrays(run, tmp_path):
     plan = _plan_after_editing(run, tmp_path, "arrays.py")
-    assert {"convert", "pretrain", "features", "pca_features", "finetune"} <= set(plan)
+    assert {"convert", "pretrain", "features", "pca_fit", "pca_features", "finetune"} <= set(plan)
     assert {"qc_metrics", "qc", "synth_cohort"}.isdisjoint(plan)
 
 
@@ -466,6 +489,8 @@ def test_paper_config_plans_over_placeholder_tables(tmp_path):
         (tmp_path / cohort["cat12_root"]).mkdir()
     workdir = make_workdir(tmp_path, config)
     plan = planned_jobs(workdir)
-    assert plan["pretrain"] == 4 and plan["qc_metrics"] == plan["qc"] == 4 and plan["probe"] == 6
+    assert plan["pretrain"] == 4 and plan["qc_metrics"] == plan["qc"] == 4
+    assert plan["linear_probe"] == 6 * 3 and plan["age_site_probe"] == 6
+    assert plan["features"] == 5 * 4 and plan["pca_features"] == 4  # every model, every cohort
     # (SimCLR, y-Aware, Age supervision, Model Genesis, scratch) x 3 tasks x 3 N_target x 5 draws
     assert plan["finetune"] == 5 * 3 * 3 * 5
