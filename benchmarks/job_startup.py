@@ -51,23 +51,23 @@ def import_seconds(code: str, checkout: Path, repeats: int) -> tuple[float, bool
     return best, torch_loaded
 
 
-def default_job_counts() -> dict[str, int]:
-    """Jobs per rule of the default config, from a dry run's job stats."""
+def default_job_counts(checkout: Path = REPO) -> dict[str, int]:
+    """Jobs per rule of a checkout's default config, from a dry run's job stats."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config").mkdir()
         (Path(tmp) / "config" / "config.yaml").write_text(
-            (REPO / "config" / "config.yaml").read_text()
+            (checkout / "config" / "config.yaml").read_text()
         )
-        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", tmp]
+        command = [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "-d", tmp]
         done = subprocess.run([*command, "-n"], capture_output=True, text=True, check=True)
     stats = done.stdout.split("Job stats:", 1)[1]
     return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
 
 
-def rule_scripts() -> dict[str, str]:
-    """Rule name -> the workflow script it runs."""
+def rule_scripts(checkout: Path = REPO) -> dict[str, str]:
+    """Rule name -> the workflow script it runs, in a checkout."""
     scripts = {}
-    for rules in (REPO / "rules").glob("*.smk"):
+    for rules in (checkout / "rules").glob("*.smk"):
         text = rules.read_text()
         for rule, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, re.M | re.S):
             found = re.search(r"workflow_scripts/(\w+)\.py", body)
@@ -86,25 +86,34 @@ def main() -> None:
     torch_alone, _ = import_seconds("import torch", REPO, args.repeats)
     counts = default_job_counts()
     header = ["script", "jobs (default)", "start-up s", "loads torch", "job-seconds"]
-    if args.compare:
-        header += ["compared: start-up s", "compared: job-seconds"]
+    mine = rule_scripts()
+    if args.compare:  # its own rules and DAG: a rule may be new, gone or split in two
+        header += ["compared: jobs", "compared: start-up s", "compared: job-seconds"]
+        theirs, their_counts = rule_scripts(args.compare), default_job_counts(args.compare)
     rows, total, total_compared = [], 0.0, 0.0
-    for rule, script in sorted(rule_scripts().items()):
-        jobs = counts.get(rule, 0)
-        seconds, torch_loaded = import_seconds(
-            script_imports(REPO / "workflow_scripts" / f"{script}.py"), REPO, args.repeats
-        )
-        row = [script, jobs, seconds, "yes" if torch_loaded else "no", seconds * jobs]
-        total += seconds * jobs
-        if args.compare:
-            other = args.compare / "workflow_scripts" / f"{script}.py"
+    for rule in sorted(mine.keys() | (theirs.keys() if args.compare else set())):
+        row: list = [mine.get(rule, theirs.get(rule) if args.compare else None)]
+        if rule in mine:
+            jobs = counts.get(rule, 0)
+            seconds, torch_loaded = import_seconds(
+                script_imports(REPO / "workflow_scripts" / f"{mine[rule]}.py"), REPO, args.repeats
+            )
+            row += [jobs, seconds, "yes" if torch_loaded else "no", seconds * jobs]
+            total += seconds * jobs
+        else:
+            row += ["", "", "", ""]
+        if args.compare and rule in theirs:
+            jobs = their_counts.get(rule, 0)
+            other = args.compare / "workflow_scripts" / f"{theirs[rule]}.py"
             before, _ = import_seconds(script_imports(other), args.compare, args.repeats)
-            row += [before, before * jobs]
+            row += [jobs, before, before * jobs]
             total_compared += before * jobs
+        elif args.compare:
+            row += ["", "", ""]
         rows.append(row)
-    rows.append(["all jobs", sum(counts.get(r, 0) for r in rule_scripts()), "", "", total])
+    rows.append(["all jobs", sum(counts.get(r, 0) for r in mine), "", "", total])
     if args.compare:
-        rows[-1] += ["", total_compared]
+        rows[-1] += [sum(their_counts.get(r, 0) for r in theirs), "", total_compared]
     print(markdown_table(header, rows))
     print(
         f"\nBaselines, same run: bare interpreter {bare:.3f} s, `import torch` {torch_alone:.3f} s."
