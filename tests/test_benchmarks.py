@@ -3,6 +3,7 @@ a GPU session has minutes, so the script must not first fail there."""
 
 import json
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -229,3 +230,43 @@ def test_engine_at_two_epoch_lengths_separates_the_cost_once_per_epoch(tmp_path)
     original = statistics.median(saved["augmentation"][0]["original_each"]) / 2
     assert fit["ratio"] == pytest.approx(projected / original, rel=1e-3)
     assert "### engine_epoch_fit" in done.stdout
+
+
+def _checkout_with_rule_renamed(folder: Path, old: str, new: str) -> Path:
+    """A copy of the workflow (rules, scripts, package, config) whose rule ``old`` and its
+    script are called ``new``, as an older or newer checkout would have them."""
+    repo = Path(__file__).parents[1]
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("rules", "workflow_scripts", "yaware", "config", "report", "envs"):
+        shutil.copytree(repo / part, folder / part, ignore=skip)
+    shutil.copy(repo / "Snakefile", folder / "Snakefile")
+    (folder / "workflow_scripts" / f"{old}.py").rename(folder / "workflow_scripts" / f"{new}.py")
+    for rules in (folder / "rules").glob("*.smk"):
+        text = rules.read_text()
+        for before, after in [
+            (f"rule {old}:", f"rule {new}:"),
+            (f'code_version("{old}")', f'code_version("{new}")'),
+            (f"workflow_scripts/{old}.py", f"workflow_scripts/{new}.py"),
+        ]:
+            text = text.replace(before, after)
+        rules.write_text(text)
+    return folder
+
+
+def test_job_startup_compares_a_checkout_whose_rules_differ(tmp_path):
+    """--compare dry-runs the other checkout's own rules: a rule may be new, gone or split
+    (before, a script missing there stopped the benchmark with FileNotFoundError)."""
+    other = _checkout_with_rule_renamed(tmp_path / "other", "figure_sigma", "figure_sigma_old")
+    done = run_benchmark("job_startup", "--repeats", "1", "--compare", str(other))
+    rows = {
+        cells[0]: cells[1:]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| script")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    # jobs, start-up, torch, job-seconds here; then jobs, start-up, job-seconds there
+    assert rows["figure_sigma"][0] == "1" and rows["figure_sigma"][4:] == ["", "", ""]
+    assert rows["figure_sigma_old"][:4] == ["", "", "", ""] and rows["figure_sigma_old"][4] == "1"
+    assert rows["tables"][0] == rows["tables"][4] == "1"
+    assert rows["all jobs"][0] == rows["all jobs"][4]  # the same DAG under other names
+    assert "ratio of job-seconds" in done.stdout
