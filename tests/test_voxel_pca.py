@@ -47,7 +47,7 @@ def test_a_saved_pca_gives_what_the_fitted_one_gives_on_another_cohort(tmp_path)
     pca, mask = fit_voxel_pca([(train, range(40))], n_components=6, batch=16)
     save_voxel_pca(tmp_path / "fit.npz", pca, mask)
     loaded = load_voxel_pca(tmp_path / "fit.npz")
-    features = voxel_pca_features(loaded, other, tmp_path / "fit.npz", batch=5)
+    features = voxel_pca_features(loaded, other, batch=5)
     expected = pca.transform(other_scans.reshape(13, -1)[:, mask])
     assert features.shape == (13, 6) and features.dtype == np.float32
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
@@ -59,7 +59,7 @@ def test_a_cohort_on_another_grid_is_named_with_the_fix(tmp_path):
     pca, mask = fit_voxel_pca([(train, range(20))], n_components=4)
     save_voxel_pca(tmp_path / "fit.npz", pca, mask)
     with pytest.raises(DataError, match=r"coarse\.npy: scans of 36 voxels \(3x4x3\).*voxel_mm"):
-        voxel_pca_features(load_voxel_pca(tmp_path / "fit.npz"), coarse, tmp_path / "fit.npz")
+        voxel_pca_features(load_voxel_pca(tmp_path / "fit.npz"), coarse)
 
 
 @pytest.mark.parametrize("content", [b"", b"not an npz", "array", "npz"])

@@ -6,7 +6,7 @@ from yaware.workflow import run_logged
 
 
 def main(fit: str, data: str, output: str) -> None:
-    save_npy(output, voxel_pca_features(load_voxel_pca(fit), data, fit))
+    save_npy(output, voxel_pca_features(load_voxel_pca(fit), data))
 
 
 run_logged(snakemake.log[0], main, snakemake.input.fit, snakemake.input.data, snakemake.output[0])

@@ -15,11 +15,13 @@ from yaware.io import write_atomic
 
 @dataclass(frozen=True)
 class VoxelPCA:
-    """A fitted PCA restricted to the voxels of ``mask`` (one flag per voxel of a scan)."""
+    """A fitted PCA restricted to the voxels of ``mask`` (one flag per voxel of a scan),
+    loaded from the file ``source``."""
 
     mask: np.ndarray
     mean: np.ndarray
     components: np.ndarray
+    source: str
 
     def transform(self, voxels: np.ndarray) -> np.ndarray:
         """What ``IncrementalPCA.transform`` returns for the masked voxels (no whitening)."""
@@ -65,7 +67,7 @@ def load_voxel_pca(path: str | os.PathLike) -> VoxelPCA:
         if not isinstance(saved, np.lib.npyio.NpzFile):
             raise ValueError("an array, not an npz archive")
         with saved:
-            pca = VoxelPCA(saved["mask"], saved["mean"], saved["components"])
+            pca = VoxelPCA(saved["mask"], saved["mean"], saved["components"], str(path))
     except (OSError, EOFError, ValueError, KeyError) as err:
         raise DataError(f"{path} is not a saved voxel PCA ({err}): {fix}") from None
     n_voxels = int(pca.mask.sum())
@@ -78,16 +80,14 @@ def load_voxel_pca(path: str | os.PathLike) -> VoxelPCA:
     return pca
 
 
-def voxel_pca_features(
-    pca: VoxelPCA, array: str | os.PathLike, fit_path: str | os.PathLike, batch: int = 256
-) -> np.ndarray:
+def voxel_pca_features(pca: VoxelPCA, array: str | os.PathLike, batch: int = 256) -> np.ndarray:
     """Every scan of ``array`` in the PCA's coordinates, float32, read by batches."""
     data = NpyArray(array)
     n_voxels = int(np.prod(data.shape[1:]))
     if n_voxels != len(pca.mask):
         raise DataError(
             f"{array}: scans of {n_voxels} voxels ({'x'.join(map(str, data.shape[2:]))}), but "
-            f"{fit_path} was fitted on scans of {len(pca.mask)}: convert every cohort on the "
+            f"{pca.source} was fitted on scans of {len(pca.mask)}: convert every cohort on the "
             "pretraining cohorts' grid (the same voxel_mm)"
         )
     out = np.empty((len(data), len(pca.components)), np.float32)
