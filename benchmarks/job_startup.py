@@ -87,12 +87,13 @@ def main() -> None:
     counts = default_job_counts()
     header = ["script", "jobs (default)", "start-up s", "loads torch", "job-seconds"]
     mine = rule_scripts()
+    theirs, their_counts = {}, {}
     if args.compare:  # its own rules and DAG: a rule may be new, gone or split in two
         header += ["compared: jobs", "compared: start-up s", "compared: job-seconds"]
         theirs, their_counts = rule_scripts(args.compare), default_job_counts(args.compare)
     rows, total, total_compared = [], 0.0, 0.0
-    for rule in sorted(mine.keys() | (theirs.keys() if args.compare else set())):
-        row: list = [mine.get(rule, theirs.get(rule) if args.compare else None)]
+    for rule in sorted(mine.keys() | theirs.keys()):
+        row: list = [mine.get(rule) or theirs[rule]]
         if rule in mine:
             jobs = counts.get(rule, 0)
             seconds, torch_loaded = import_seconds(
@@ -102,7 +103,7 @@ def main() -> None:
             total += seconds * jobs
         else:
             row += ["", "", "", ""]
-        if args.compare and rule in theirs:
+        if rule in theirs:
             jobs = their_counts.get(rule, 0)
             other = args.compare / "workflow_scripts" / f"{theirs[rule]}.py"
             before, _ = import_seconds(script_imports(other), args.compare, args.repeats)
