@@ -12,12 +12,13 @@ import yaml
 from yaware.checkpoint import read_checkpoint
 from yaware.config import PretrainConfig, build_config, to_dict
 from yaware.errors import CheckpointError, YAwareError
-from yaware.experiments import UNREAD_SETTINGS
 from yaware.io import save_table, write_atomic
+from yaware.job_record import job_identity, keep_if_same_job
 from yaware.launch import pretrain_command
 from yaware.loss_curve import loss_curve
 from yaware.participants import read_table
-from yaware.train.pretrain import pretrain
+from yaware.rule_params import JobSettings
+from yaware.train.pretrain import BEST_KEPT, pretrain
 from yaware.workflow import run_logged
 
 
@@ -25,37 +26,20 @@ class TrainingFailed(YAwareError):
     """The data-parallel launch failed; the processes' output is in the rule's log."""
 
 
-# A checkpoint left by an earlier run is resumed only if it was made with these unchanged.
-MUST_MATCH = (
-    "method",
-    "sigma",
-    "kernel",
-    "temperature",
-    "augmentation",
-    "encoder",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "schedule",
-    "warmup_epochs",
-    "seed",
-    "label",
-    "normalisation",
-)
-
-
 def main(
     inputs: dict,
     outputs: dict,
-    experiment: dict,
-    settings: dict,
+    params: dict,
     threads: int,
     gpus: int,
     nodes: int,
     log_path: str,
 ) -> None:
     torch.set_num_threads(threads)
+    experiment, settings = params["experiment"], params["settings"]
     out = Path(outputs["best"]).parent
+    # Before anything is written there: a rerun for changed data or settings starts over.
+    _discard_stale_checkpoint(out, _job(params, inputs), settings["epochs"])
     rows: dict[str, list[str]] = {"train": [], "val": []}
     for k, path in enumerate(inputs["split"]):  # one split table per pooled cohort
         split = read_table(path)
@@ -94,7 +78,6 @@ def main(
     if experiment["sigma"] is not None:
         keys["sigma"] = float(experiment["sigma"])
     cfg = build_config(PretrainConfig, keys, source="workflow config (pretraining)")
-    _discard_stale_checkpoint(out / "last.pt", cfg)
     if gpus > 1:  # one process per GPU, the global batch split between them
         launch = out / "launch.yaml"
         write_atomic(launch, lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
@@ -113,29 +96,39 @@ def main(
     loss_curve(metrics, outputs["curve"], out.name)
 
 
-def _discard_stale_checkpoint(last: Path, cfg: PretrainConfig) -> None:
+def _job(params: dict, inputs: dict) -> dict:
+    """What a kept checkpoint must have been made by to be resumed. Without a cosine
+    schedule the learning rate does not depend on the number of epochs, so a run of more
+    epochs passes through this one's checkpoints: a finished run is then trained on, not
+    trained again."""
+    settings = params["settings"]
+    if settings["schedule"] != "cosine":
+        settings = JobSettings(settings, (*settings.unrecorded, "epochs"))
+    files = [path for paths in inputs.values() for path in paths]
+    return job_identity(params | {"settings": settings}, files)
+
+
+def _discard_stale_checkpoint(out: Path, job: dict, epochs: int) -> None:
+    """Keep the checkpoints only if this job left them, and only if they can be read."""
+    if not keep_if_same_job(out, job, ("last.pt", BEST_KEPT)):
+        return
+    last = out / "last.pt"
     if not last.exists():
         return
     try:
-        checkpoint = read_checkpoint(last)
+        trained = read_checkpoint(last).get("epoch", 0)
     except CheckpointError as err:
         # A retry would fail on it forever; kept aside for inspection, the run starts over.
         kept = last.with_name(f"last.unreadable-{time.strftime('%Y%m%d-%H%M%S')}.pt")
         last.rename(kept)
         logging.warning("%s; moved to %s, starting over", err, kept)
         return
-    recorded = checkpoint.get("meta", {}).get("config", {})
-    current = to_dict(cfg)
-    # A setting the method never reads (SimCLR's kernel) cannot make its checkpoint stale.
-    must_match = [k for k in MUST_MATCH if k not in UNREAD_SETTINGS[cfg.method]]
-    changed = [k for k in must_match if recorded.get(k) != current.get(k)]
-    if checkpoint.get("epoch", 0) > cfg.epochs:  # trained past the new end: not this run
-        changed.append("epochs")
-    if changed:
-        logging.info("%s was made with other settings (%s): starting over", last, changed)
+    if trained > epochs:  # trained past the new end: not a checkpoint of this run
+        logging.info("%s holds epoch %d, past epochs: %d; starting over", last, trained, epochs)
         last.unlink()
-    else:
-        logging.info("resuming from %s", last)
+        (out / BEST_KEPT).unlink(missing_ok=True)
+        return
+    logging.info("resuming from %s", last)
 
 
 run_logged(
@@ -143,8 +136,7 @@ run_logged(
     main,
     {k: list(v) for k, v in snakemake.input.items()},
     dict(snakemake.output.items()),
-    snakemake.params.experiment,
-    snakemake.params.settings,
+    dict(snakemake.params.items()),
     snakemake.threads,
     int(snakemake.resources.get("gpu", 1)),
     int(snakemake.resources.get("nodes", 1)),

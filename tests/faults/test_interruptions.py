@@ -133,9 +133,29 @@ def test_more_epochs_with_a_new_kernel_resumes_simclr_and_restarts_y_aware(tmp_p
     simclr = (logs / f"{names['simclr']}.log").read_text()
     yaware = (logs / f"{names['yaware']}.log").read_text()
     assert "resuming from" in simclr and "starting over" not in simclr
-    assert "made with other settings (['kernel']): starting over" in yaware
+    assert "made by another job (changed: params.settings.kernel); starting over" in yaware
     after = {method: history(method) for method in names}
     assert list(after["simclr"]["epoch"]) == list(after["yaware"]["epoch"]) == [1, 2, 3]
     kept = ["epoch", "train_loss", "val_loss"]
     pd.testing.assert_frame_equal(after["simclr"][kept].head(2), before["simclr"][kept])
     assert after["yaware"]["train_loss"].iloc[0] != before["yaware"]["train_loss"].iloc[0]
+
+
+def test_more_epochs_under_a_cosine_schedule_train_again(tmp_path):
+    """A cosine schedule spreads its decay over all epochs, so a longer run is not this
+    run continued: `epochs: 3` retrains the 2-epoch run instead of training on from it."""
+    config = tiny_pretraining_config(epochs=2, schedule="cosine")
+    workdir = make_workdir(tmp_path, config)
+    target = f"results/pretrain/{TINY_EXPERIMENT}/best.pt"
+    assert snakemake(workdir, "--cores", "2", target).returncode == 0
+    metrics = workdir / f"results/pretrain/{TINY_EXPERIMENT}/metrics.csv"
+    before = pd.read_csv(metrics)
+    make_workdir(workdir, tiny_pretraining_config(epochs=3, schedule="cosine"))
+    rerun = snakemake(workdir, "--cores", "2", target)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    log = (workdir / f"results/logs/pretrain/{TINY_EXPERIMENT}.log").read_text()
+    assert "made by another job (changed: params.settings.epochs); starting over" in log
+    after = pd.read_csv(metrics)
+    assert list(after["epoch"]) == [1, 2, 3]
+    # Epoch 1 ran again, under the slower decay of three epochs.
+    assert after["train_loss"].iloc[0] != before["train_loss"].iloc[0]

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
-from yaware.checkpoint import save_checkpoint
+from yaware.checkpoint import read_checkpoint, save_checkpoint
 from yaware.features import extract_features, load_encoder
 from yaware.models import build_model
 from yaware.probes import DEFAULT_CS
@@ -273,6 +273,32 @@ def test_a_pretraining_setting_retrains_only_the_methods_that_read_it(
     done = snakemake(run, "-n", "--configfile", str(_override(tmp_path, setting)))
     assert done.returncode == 0, done.stderr[-3000:]
     assert set(re.findall(r"output: results/pretrain/([^/]+)/best\.pt", done.stdout)) == retrained
+
+
+def test_a_pretraining_rerun_for_changed_data_trains_anew(run, tmp_path):
+    """Snakemake reruns a finished pretraining when its data change (here a new
+    validation fraction moves scans between the splits). The job must train on the new
+    split: its weights are then those of the same job run in an empty folder. Before, it
+    resumed the finished last.pt it had left, trained no step, and published the old
+    weights as the new result."""
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"splits": {"val_fraction": 0.3}}))
+    target = f"results/pretrain/{YAWARE}/best.pt"
+    rerun, fresh = tmp_path / "rerun", tmp_path / "fresh"
+    for work in (rerun, fresh):
+        shutil.copytree(run, work)
+    shutil.rmtree(fresh / "results" / "pretrain" / YAWARE)
+    for work in (rerun, fresh):
+        done = snakemake(work, target, "--cores", "2", "--configfile", str(override))
+        assert done.returncode == 0, done.stderr[-3000:]
+    old = read_checkpoint(run / target)["model"]
+    new = read_checkpoint(rerun / target)["model"]
+    reference = read_checkpoint(fresh / target)["model"]
+    assert not torch.equal(old["features.conv0.weight"], new["features.conv0.weight"])
+    for key, value in reference.items():
+        assert torch.equal(value, new[key]), key
+    log = (rerun / "results" / "logs" / "pretrain" / f"{YAWARE}.log").read_text()
+    assert "starting over" in log
 
 
 def _override(tmp_path, pretraining: dict):
