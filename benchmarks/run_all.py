@@ -35,6 +35,12 @@ BENCHMARKS = [
     ("Workflow planning", "benchmarks.workflow_dryrun", [], ["--repeats", "1"]),
     ("Job start-up", "benchmarks.job_startup", [], ["--repeats", "1"]),
     ("CPU allocator", "benchmarks.cpu_allocator", [], ["--steps", "3", "--repeats", "1"]),
+    (
+        "Pretraining epochs per method",
+        "benchmarks.pretrain_methods",
+        [],
+        ["--n", "128", "--epochs", "2", "--repeats", "1"],
+    ),
     ("DenseNet121 step on a GPU: lower bound", "benchmarks.step_bounds", [], []),
 ]
 

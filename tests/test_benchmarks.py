@@ -270,3 +270,33 @@ def test_job_startup_compares_a_checkout_whose_rules_differ(tmp_path):
     assert rows["tables"][0] == rows["tables"][4] == "1"
     assert rows["all jobs"][0] == rows["all jobs"][4]  # the same DAG under other names
     assert "ratio of job-seconds" in done.stdout
+
+
+def test_pretrain_methods_runs_the_compared_checkouts_own_package(tmp_path):
+    """--compare runs `yaware pretrain` from the other checkout: there, a Model Genesis
+    whose corruption sleeps 0.2 s a batch trains several times slower, and SimCLR not."""
+    other = tmp_path / "other"
+    shutil.copytree(
+        Path(__file__).parents[1] / "yaware",
+        other / "yaware",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    genesis = other / "yaware" / "augment" / "genesis.py"
+    text = genesis.read_text()
+    slow = "    def __call__(self, x: torch.Tensor) -> torch.Tensor:\n"
+    assert slow in text
+    genesis.write_text(text.replace(slow, slow + "        __import__('time').sleep(0.2)\n"))
+    options = ["--n", "20", "--shape", "16", "20", "16", "--batch", "4", "--epochs", "2"]
+    options += ["--repeats", "1", "--methods", "simclr", "model_genesis"]
+    done = run_benchmark("pretrain_methods", *options, "--compare", str(other))
+    rows = {
+        cells[0]: [float(c) for c in cells[1:]]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| method")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    assert set(rows) == {"simclr", "model_genesis"}
+    # scans/s, process s here; scans/s, process s there; ratio of scans/s
+    for here, _, there, _, ratio in rows.values():
+        assert here > 0 and there > 0 and ratio == pytest.approx(here / there, rel=0.02)
+    assert rows["model_genesis"][4] > 2 and rows["simclr"][4] < 2

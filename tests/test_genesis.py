@@ -1,5 +1,7 @@
 """Model Genesis corruptions: shape kept, the right voxels changed, reproducible."""
 
+import numpy as np
+import pytest
 import torch
 
 from yaware.augment.genesis import (
@@ -29,6 +31,46 @@ def test_nonlinear_intensity_is_a_monotone_map_of_each_scan():
         steps = mapped.diff()
         assert (steps >= -1e-6).all() if not params["decreasing"][b] else (steps <= 1e-6).all()
         assert not torch.allclose(mapped, x[b].flatten()[order], atol=1e-3)
+
+
+def test_nonlinear_intensity_follows_its_bezier_curve():
+    """Each voxel lands on the scan's curve, here drawn densely in float64 (the transform
+    reads a 16,385-entry table of it), for the sampled curves, steep or flat, both ways."""
+    transform = NonLinearIntensity(p=1.0)
+    params = transform.sample_params(32, torch.Generator().manual_seed(4))
+    x = torch.rand(32, 1, *SHAPE, generator=torch.Generator().manual_seed(5))
+    x[:, 0, 0, 0, :2] = torch.tensor([0.0, 1.0])
+    out = transform.apply(x.clone(), params)
+    t = np.linspace(0, 1, 200_001)[:, None]
+    weights = np.hstack([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t**2 * (1 - t), t**3])
+    assert params["decreasing"].any() and (~params["decreasing"]).any()
+    for b in range(32):
+        points = np.vstack([[0, 0], params["control"][b].double().numpy(), [1, 1]])
+        curve_x, curve_y = (weights @ points).T
+        if params["decreasing"][b]:
+            curve_y = curve_y[::-1]
+        expected = np.interp(x[b].double().numpy().ravel(), curve_x, curve_y)
+        np.testing.assert_allclose(out[b].double().numpy().ravel(), expected, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("transform", "low", "high", "min_side"),
+    [
+        (LocalShuffle(SHAPE, n_blocks=50), 0.02, 0.1, 2),
+        (Painting(SHAPE, max_boxes=50), 0.15, 0.4, 1),
+    ],
+)
+def test_boxes_lie_inside_the_scan_with_sides_in_range(transform, low, high, min_side):
+    boxes = transform.sample_params(64, torch.Generator().manual_seed(6))["boxes"]
+    corners, sizes = boxes[..., :3], boxes[..., 3:]
+    sides = torch.tensor(SHAPE)
+    assert boxes.dtype == torch.int64 and boxes.shape == (64, 50, 6)
+    assert (corners >= 0).all() and (corners + sizes <= sides).all()
+    smallest = (sides * low).round().clamp(min=min_side)
+    largest = (sides * high).round().clamp(min=min_side)
+    assert (sizes >= smallest).all() and (sizes <= largest).all()
+    # Placed anywhere: some box touches each face of the scan.
+    assert (corners == 0).any(dim=(0, 1)).all() and (corners + sizes == sides).any(dim=(0, 1)).all()
 
 
 def test_local_shuffle_permutes_voxels_inside_blocks_only():

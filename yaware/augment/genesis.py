@@ -17,11 +17,13 @@ seeded by a sampled integer).
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from yaware.augment.transforms import Params, Shape3, _check_probability, _keep
 
 BEZIER_POINTS = 257
+TABLE_POINTS = 16385
 
 
 def min_max(x: torch.Tensor) -> torch.Tensor:
@@ -32,19 +34,23 @@ def min_max(x: torch.Tensor) -> torch.Tensor:
     return (x - low) / (high - low).clamp_min(1e-6)
 
 
-def _box(
-    volume: Shape3, generator: torch.Generator, low: float, high: float, min_side: int = 1
-) -> list[int]:
-    """A random box [x0, y0, z0, sx, sy, sz] whose sides are low..high of the volume's."""
-    sizes = []
-    for side in volume:
-        share = low + (high - low) * float(torch.rand(1, generator=generator))
-        sizes.append(min(side, max(min_side, round(side * share))))
-    corner = [
-        int(torch.randint(0, s - b + 1, (1,), generator=generator))
-        for s, b in zip(volume, sizes, strict=True)
-    ]
-    return corner + sizes
+def _boxes(
+    volume: Shape3,
+    shape: tuple[int, int],
+    generator: torch.Generator,
+    low: float,
+    high: float,
+    min_side: int = 1,
+) -> torch.Tensor:
+    """``shape`` random boxes [x0, y0, z0, sx, sy, sz] (int64) whose sides are low..high
+    of the volume's, placed uniformly inside it."""
+    sides = torch.tensor(volume, dtype=torch.float64)
+    share = low + (high - low) * torch.rand(*shape, 3, generator=generator, dtype=torch.float64)
+    sizes = (sides * share).round().clamp(min=min_side).minimum(sides)
+    corners = (
+        torch.rand(*shape, 3, generator=generator, dtype=torch.float64) * (sides - sizes + 1)
+    ).floor()
+    return torch.cat([corners, sizes], dim=-1).long()
 
 
 @dataclass
@@ -75,16 +81,18 @@ class NonLinearIntensity:
         points = torch.cat([zero, c, one], dim=1)  # (n, 4, 2)
         weights = torch.cat([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t**2 * (1 - t), t**3], dim=2)
         curve = weights @ points  # (n, BEZIER_POINTS, 2)
-        xs, ys = curve[..., 0].float().to(x.device), curve[..., 1].float().to(x.device)
-        ys = torch.where(params["decreasing"][selected].to(x.device)[:, None], ys.flip(1), ys)
+        xs, ys = curve[..., 0], curve[..., 1]
+        ys = torch.where(params["decreasing"][selected][:, None], ys.flip(1), ys)
+        # The curve read at evenly spaced intensities, once per scan: a voxel then falls
+        # between two known entries of this table, with no search among the curve's points.
+        grid = np.linspace(0, 1, TABLE_POINTS)
+        rows = [np.interp(grid, xs[k].numpy(), ys[k].numpy()) for k in range(len(selected))]
+        table = torch.from_numpy(np.stack(rows)).float().to(x.device)
         for k, b in enumerate(selected):
-            flat = x[b].reshape(1, -1).clamp(0, 1)
-            right = torch.searchsorted(xs[k : k + 1].contiguous(), flat).clamp(1, BEZIER_POINTS - 1)
-            left = right - 1
-            x0, x1 = xs[k][left], xs[k][right]
-            y0, y1 = ys[k][left], ys[k][right]
-            share = ((flat - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
-            x[b] = (y0 + share * (y1 - y0)).reshape(x[b].shape)
+            position = x[b].reshape(1, -1).clamp(0, 1) * (TABLE_POINTS - 1)
+            left = position.long().clamp(max=TABLE_POINTS - 2)
+            low, high = table[k][left], table[k][left + 1]
+            x[b] = (low + (position - left) * (high - low)).reshape(x[b].shape)
         return x
 
 
@@ -102,12 +110,7 @@ class LocalShuffle:
 
     def sample_params(self, batch_size: int, generator: torch.Generator) -> Params:
         keep = _keep(batch_size, self.p, generator)
-        boxes = torch.tensor(
-            [
-                [_box(self.volume, generator, 0.02, 0.1, min_side=2) for _ in range(self.n_blocks)]
-                for _ in range(batch_size)
-            ]
-        )
+        boxes = _boxes(self.volume, (batch_size, self.n_blocks), generator, 0.02, 0.1, 2)
         seeds = torch.randint(0, 2**62, (batch_size,), generator=generator)
         return {"keep": keep, "boxes": boxes, "seed": seeds}
 
@@ -142,12 +145,7 @@ class Painting:
         keep = _keep(batch_size, self.p, generator)
         inpaint = torch.rand(batch_size, generator=generator) < self.inpaint_share
         counts = torch.randint(1, self.max_boxes + 1, (batch_size,), generator=generator)
-        boxes = torch.tensor(
-            [
-                [_box(self.volume, generator, 0.15, 0.4) for _ in range(self.max_boxes)]
-                for _ in range(batch_size)
-            ]
-        )
+        boxes = _boxes(self.volume, (batch_size, self.max_boxes), generator, 0.15, 0.4)
         seed = torch.randint(0, 2**62, (1,), generator=generator)
         return {"keep": keep, "inpaint": inpaint, "counts": counts, "boxes": boxes, "seed": seed}
 

@@ -19,8 +19,9 @@ class AgeHead(nn.Module):
 class GenesisDecoder(nn.Module):
     """Model Genesis: a light decoder from the backbone's feature map back to the scan.
 
-    1x1 projection to ``width`` channels, three (trilinear x2 upsampling, conv-BN-ReLU)
-    stages halving the width, a 1-channel output conv, then a final resize to the input grid.
+    1x1 projection to ``width`` channels, three (transposed-convolution x2 upsampling, BN,
+    ReLU) stages halving the width, as Model Genesis's 3D U-Net upsamples, a 1-channel
+    output conv, then a final resize to the input grid.
     """
 
     def __init__(self, num_features: int, width: int = 64) -> None:
@@ -30,8 +31,7 @@ class GenesisDecoder(nn.Module):
         channels = width
         for _ in range(3):
             stages += [
-                nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
-                nn.Conv3d(channels, channels // 2, 3, padding=1, bias=False),
+                nn.ConvTranspose3d(channels, channels // 2, 2, stride=2, bias=False),
                 nn.BatchNorm3d(channels // 2),
                 nn.ReLU(inplace=True),
             ]
