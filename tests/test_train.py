@@ -622,11 +622,16 @@ def test_channels_last_on_the_cpu_trains_the_same_network(
     for run in runs.values():  # saved contiguous whatever the layout (portable)
         save_file(run["model"], tmp_path / "model.safetensors")
         save_file(run["extras"], tmp_path / "extras.safetensors")
+    # Rounding, not 1e-6: torch's CPU BatchNorm backward in channels-last 3D loses more
+    # to cancellation (a relative error of 1e-3 to 4e-3 against float64 where the
+    # contiguous kernel has 8e-5, for inputs whose mean is 30x their spread), and Adam's
+    # first steps, about lr * sign(gradient), carry that into the losses (Model Genesis's
+    # decoder: 1.8e-4 relative after 2 epochs). A layout mix-up moves them by 1e-1.
     for name in ("train_loss", "val_loss"):
         np.testing.assert_allclose(
             [row[name] for row in runs[True]["history"]],
             [row[name] for row in runs[False]["history"]],
-            rtol=1e-4,
+            rtol=1e-3,
         )
 
 
