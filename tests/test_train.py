@@ -51,6 +51,38 @@ def test_resumed_run_ends_with_identical_weights(toy_cohort, tmp_path, method):
     )
 
 
+def test_resume_with_other_settings_is_refused_and_with_moved_data_goes_on(toy_cohort, tmp_path):
+    """`--resume` with a setting that made the first epochs changed (here the learning rate
+    and sigma) would mix two runs in one: refused, naming both, before anything is written.
+    The data staged elsewhere (another path, the same scans) and more epochs go on."""
+    keys = pretrain_keys(toy_cohort, tmp_path / "run", epochs=3, method="yaware", sigma=5.0)
+    config = write_config(tmp_path / "pre.yaml", **keys)
+    done = run_cli("pretrain", "--config", str(config), "--stop-after-epochs", "1")
+    assert done.returncode == 0, done.stderr
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()}
+    changed = write_config(tmp_path / "changed.yaml", **keys | {"lr": 1e-2, "sigma": 2.0})
+    done = run_cli("pretrain", "--config", str(changed), "--resume")
+    assert done.returncode == 2
+    last = tmp_path / "run" / "last.pt"
+    assert (
+        f"{last} was written with lr=0.001, sigma=5.0 but the config now says lr=0.01, "
+        "sigma=2.0; use another out_dir, or drop --resume"
+    ) in done.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir()} == before
+    staged = tmp_path / "staged"
+    shutil.copytree(toy_cohort, staged)
+    files = {
+        k: v.replace(str(toy_cohort), str(staged))
+        for k, v in keys.items()
+        if k.endswith(("_data", "_table"))
+    }
+    moved = write_config(tmp_path / "moved.yaml", **keys | files | {"epochs": 4})
+    done = run_cli("pretrain", "--config", str(moved), "--resume")
+    assert done.returncode == 0, done.stderr
+    history = read_checkpoint(last)["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+
+
 def test_cli_pretrain_then_extract(toy_cohort, tmp_path):
     config = write_config(tmp_path / "pre.yaml", **pretrain_keys(toy_cohort, tmp_path / "run"))
     done = run_cli("pretrain", "--config", str(config))

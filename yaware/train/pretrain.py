@@ -30,6 +30,7 @@ from yaware.checkpoint import portable_state_dict, read_checkpoint, save_checkpo
 from yaware.config import PretrainConfig, as_list, to_dict
 from yaware.data import ScanDataset
 from yaware.errors import CheckpointError, ConfigError, DataError
+from yaware.experiments import UNREAD_SETTINGS
 from yaware.grid import check_fits_encoder
 from yaware.io import make_folder, publish, write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
@@ -278,6 +279,10 @@ def pretrain(
     check_fits_encoder(cfg.encoder, shape, as_list(cfg.train_data)[0])
     if len(train_set) < 2:
         raise DataError(f"{cfg.train_table}: at least 2 training scans are needed")
+    last = out / "last.pt"
+    kept = read_checkpoint(last) if resume and last.is_file() else None
+    if kept is not None:
+        _check_resumable(last, kept, cfg)
     if main:
         make_folder(out)
         write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
@@ -308,9 +313,8 @@ def pretrain(
     network = _wrap(_Network(cfg.method, model, extras), cfg, device)
     objective = _Objective(cfg, network, device, _label_stats(train_set), layout, amp)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "partial": None, "history": [], "best": None}
-    last = out / "last.pt"
-    if resume and last.is_file():
-        state = _restore(last, cfg, model, extras, optimizer, scheduler, policy, corruption)
+    if kept is not None:
+        state = _restore(kept, model, extras, optimizer, scheduler, policy, corruption)
         log.info("resuming %s at epoch %d step %d", last, state["epoch"], state["step"])
     meta = {
         "encoder": cfg.encoder,
@@ -451,9 +455,49 @@ def _validate(
     return distributed.mean_over_ranks(total / count, device) if count else None
 
 
+# What a resumed run may change: where and how fast it runs, how long it trains, and where
+# its files are (data staged on another disk for each attempt). Every other setting made
+# the weights of the first epochs, so a change would mix two runs in one.
+MAY_CHANGE_ON_RESUME = frozenset(
+    {
+        "out_dir",
+        "epochs",
+        "num_workers",
+        "device",
+        "memory_efficient",
+        "compile",
+        "train_data",
+        "train_table",
+        "val_data",
+        "val_table",
+        "train_split",
+        "val_split",
+    }
+)
+
+
+def _check_resumable(path: Path, checkpoint: dict[str, Any], cfg: PretrainConfig) -> None:
+    """Refuse to resume a run made with other settings, naming each one."""
+    recorded = checkpoint.get("meta", {}).get("config", {})
+    current = to_dict(cfg)
+    unread = {*UNREAD_SETTINGS[cfg.method], *(("sigma",) if cfg.method != "yaware" else ())}
+    changed = [
+        key
+        for key in current
+        if key not in MAY_CHANGE_ON_RESUME and key not in unread and key in recorded
+        if recorded[key] != current[key]
+    ]
+    if changed:
+        was = ", ".join(f"{key}={recorded[key]!r}" for key in changed)
+        now = ", ".join(f"{key}={current[key]!r}" for key in changed)
+        raise CheckpointError(
+            f"{path} was written with {was} but the config now says {now}; use another "
+            "out_dir, or drop --resume to train again from the start"
+        )
+
+
 def _restore(
-    path: Path,
-    cfg: PretrainConfig,
+    checkpoint: dict[str, Any],
     model: nn.Module,
     extras: nn.ModuleDict,
     optimizer,
@@ -461,14 +505,6 @@ def _restore(
     policy,
     corruption: GenesisCorruption | None,
 ) -> dict[str, Any]:
-    checkpoint = read_checkpoint(path)
-    recorded = checkpoint.get("meta", {}).get("config", {})
-    for key in ("encoder", "method", "augmentation", "batch_size"):
-        if key in recorded and recorded[key] != getattr(cfg, key):
-            raise CheckpointError(
-                f"{path} was written with {key}={recorded[key]!r} but the config now says "
-                f"{getattr(cfg, key)!r}; use another out_dir or drop --resume"
-            )
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
