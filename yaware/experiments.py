@@ -37,16 +37,17 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-# Pretraining settings a method's training never reads: SimCLR's NT-Xent takes no label
-# and no kernel (its job still checks that the label column is there), Age supervision no
-# temperature or kernel, Model Genesis none of the three, nor the augmentation: it learns
-# from its own corruptions. They are kept out of that method's recorded params: a new
-# kernel retrains the y-Aware experiments only.
+# Pretraining settings a method's training never reads: only y-Aware reads sigma; SimCLR's
+# NT-Xent takes no label and no kernel (its job still checks that the label column is
+# there), Age supervision no temperature or kernel, Model Genesis none of the three, nor
+# the augmentation: it learns from its own corruptions. They are kept out of that method's
+# recorded params (a new kernel retrains the y-Aware experiments only) and out of what a
+# resumed run must keep.
 UNREAD_SETTINGS = {
-    "simclr": ("kernel", "label"),
+    "simclr": ("sigma", "kernel", "label"),
     "yaware": (),
-    "age_supervision": ("kernel", "temperature"),
-    "model_genesis": ("kernel", "temperature", "label", "augmentation"),
+    "age_supervision": ("sigma", "kernel", "temperature"),
+    "model_genesis": ("sigma", "kernel", "temperature", "label", "augmentation"),
 }
 
 

@@ -480,12 +480,11 @@ def _check_resumable(path: Path, checkpoint: dict[str, Any], cfg: PretrainConfig
     """Refuse to resume a run made with other settings, naming each one."""
     recorded = checkpoint.get("meta", {}).get("config", {})
     current = to_dict(cfg)
-    unread = {*UNREAD_SETTINGS[cfg.method], *(("sigma",) if cfg.method != "yaware" else ())}
+    ignored = MAY_CHANGE_ON_RESUME | set(UNREAD_SETTINGS[cfg.method])
     changed = [
         key
         for key in current
-        if key not in MAY_CHANGE_ON_RESUME and key not in unread and key in recorded
-        if recorded[key] != current[key]
+        if key not in ignored and key in recorded and recorded[key] != current[key]
     ]
     if changed:
         was = ", ".join(f"{key}={recorded[key]!r}" for key in changed)
