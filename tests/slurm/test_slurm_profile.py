@@ -3,6 +3,8 @@
 One workflow run through `--profile slurm` (the repository's own slurm/config.yaml), during
 which the pretraining job is cancelled with `scancel`; it must be retried by the profile and
 resume from its checkpoint. Its outputs are compared with a local run of the same config.
+Then, in a copy of that run, features jobs bundled into one Slurm job with the README's
+grouping options, compared with the same features made alone and made locally.
 Select with `-m slurm`; needs root (the script installs Debian's slurm and munge packages).
 """
 
@@ -36,6 +38,18 @@ EXPERIMENT = TINY_EXPERIMENT
 CONFIG = tiny_pretraining_config(epochs=EPOCHS, lr=1.0e-3)
 TARGET = f"results/pretrain/{EXPERIMENT}/best.pt"
 FEATURES = f"results/features/{EXPERIMENT}/bhb.npy"
+RANDOM_FEATURES = "results/features/random_tinycnn_seed0/bhb.npy"
+# The README's options for bundling features jobs, two per Slurm job here.
+BUNDLED = (
+    "--groups",
+    "features=features_batch",
+    "--group-components",
+    "features_batch=2",
+    "--set-resource-scopes",
+    "gpu=local",
+    "--resources",
+    "gpu=1",
+)
 RUN_LIMIT_S = 900  # the plugin can wait forever on a broken cluster: never let it
 
 
@@ -53,19 +67,22 @@ def cluster():
 
 def _job_ids(workdir: Path, rule: str = "pretrain") -> list[int]:
     """Slurm job ids of a rule, from the profile's per-job log files."""
-    folder = workdir / f"results/logs/slurm/rule_{rule}"
-    return sorted(int(p.stem) for p in folder.rglob("*.log") if p.stem.isdigit())
+    return _slurm_job_ids(workdir / f"results/logs/slurm/rule_{rule}")
 
 
 def _sacct(job: int) -> dict[str, str]:
+    fields = ("state", "alloc", "requested", "timelimit")
     done = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-j", str(job), "-o", "State,AllocTRES,ReqTRES"],
+        ["sacct", "-X", "-n", "-P", "-j", str(job), "-o", "State,AllocTRES,ReqTRES,Timelimit"],
         capture_output=True,
         text=True,
         check=True,
     )
-    state, alloc, requested = done.stdout.strip().splitlines()[0].split("|")
-    return {"state": state, "alloc": alloc, "requested": requested}
+    return dict(zip(fields, done.stdout.strip().splitlines()[0].split("|"), strict=True))
+
+
+def _slurm_job_ids(folder: Path) -> list[int]:
+    return sorted(int(p.stem) for p in folder.rglob("*.log") if p.stem.isdigit())
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +193,55 @@ def test_several_nodes_start_one_torchrun_per_node_meeting_at_the_first(cluster)
     assert command[-4:] == ["pretrain", "--config", "run.yaml", "--resume"]
     with pytest.raises(ValueError, match="evenly"):
         pretrain_command("run.yaml", gpus=3, nodes=2, env=env)
+
+
+@pytest.fixture(scope="module")
+def bundled_run(slurm_run, local_run, tmp_path_factory):
+    """A copy of the Slurm run whose two features jobs (one remade) run as one Slurm job,
+    and a copy of the local run that makes the second of them locally."""
+    workdir = tmp_path_factory.mktemp("bundled") / "run"
+    shutil.copytree(slurm_run[0], workdir, symlinks=True)
+    made_alone = (workdir / FEATURES).read_bytes()
+    (workdir / FEATURES).unlink()
+    done = snakemake(
+        workdir,
+        "--profile",
+        str(REPO / "slurm"),
+        "--cores",
+        "8",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        FEATURES,
+        RANDOM_FEATURES,
+        *BUNDLED,  # after the targets, which its lists would otherwise take in
+        timeout=RUN_LIMIT_S,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    local = tmp_path_factory.mktemp("local-copy") / "run"
+    shutil.copytree(local_run, local, symlinks=True)
+    made_locally = snakemake(local, "--cores", "2", RANDOM_FEATURES)
+    assert made_locally.returncode == 0, made_locally.stderr[-3000:]
+    return workdir, made_alone, (local / RANDOM_FEATURES).read_bytes()
+
+
+def test_bundled_features_jobs_run_as_one_slurm_job_on_one_gpu(slurm_run, bundled_run):
+    workdir = bundled_run[0]
+    # The plugin names the folder after the group and its jobs' rule.
+    (group_job,) = _slurm_job_ids(workdir / "results/logs/slurm/group_features_batch_features")
+    # No features job of its own: the one in rule_features is the earlier run's.
+    assert _job_ids(workdir, "features") == _job_ids(slurm_run[0], "features")
+    accounting = _sacct(group_job)
+    assert accounting["state"] == "COMPLETED", accounting
+    # gpu scoped local with a pool of 1: the two jobs run one after the other inside the
+    # Slurm job, which asks for one GPU, one job's CPUs and memory, and both runtimes.
+    assert "gres/gpu=1" in accounting["alloc"], accounting
+    assert "cpu=4," in accounting["alloc"], accounting  # cpus_per_gpu: 4
+    assert "mem=8000M" in accounting["alloc"], accounting
+    assert accounting["timelimit"] == "08:00:00", accounting  # 2 x 240 min
+
+
+def test_bundled_features_equal_those_made_alone_and_locally(bundled_run):
+    workdir, made_alone, made_locally = bundled_run
+    assert (workdir / FEATURES).read_bytes() == made_alone
+    assert (workdir / RANDOM_FEATURES).read_bytes() == made_locally
+    assert not np.array_equal(np.load(workdir / FEATURES), np.load(workdir / RANDOM_FEATURES))
