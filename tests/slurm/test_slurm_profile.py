@@ -51,6 +51,8 @@ BUNDLED = (
     "gpu=1",
 )
 RUN_LIMIT_S = 900  # the plugin can wait forever on a broken cluster: never let it
+ON_SLURM = ("--profile", str(REPO / "slurm"), "--cores", "8")
+ON_SLURM += ("--slurm-init-seconds-before-status-checks", "2")
 
 
 @pytest.fixture(scope="module")
@@ -89,18 +91,8 @@ def _slurm_job_ids(folder: Path) -> list[int]:
 def slurm_run(cluster, tmp_path_factory):
     """The workflow through the profile, its pretraining job cancelled after a few epochs."""
     workdir = make_workdir(tmp_path_factory.mktemp("slurm"), CONFIG)
-    args = (
-        "--profile",
-        str(REPO / "slurm"),
-        "--cores",
-        "8",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        TARGET,
-        FEATURES,
-    )
     with open(workdir / "snakemake.out", "w") as log:
-        process = start_snakemake(workdir, *args, output=log)
+        process = start_snakemake(workdir, *ON_SLURM, TARGET, FEATURES, output=log)
     try:
         metrics = workdir / f"results/pretrain/{EXPERIMENT}/metrics.csv"
 
@@ -203,19 +195,8 @@ def bundled_run(slurm_run, local_run, tmp_path_factory):
     shutil.copytree(slurm_run[0], workdir, symlinks=True)
     made_alone = (workdir / FEATURES).read_bytes()
     (workdir / FEATURES).unlink()
-    done = snakemake(
-        workdir,
-        "--profile",
-        str(REPO / "slurm"),
-        "--cores",
-        "8",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        FEATURES,
-        RANDOM_FEATURES,
-        *BUNDLED,  # after the targets, which its lists would otherwise take in
-        timeout=RUN_LIMIT_S,
-    )
+    # BUNDLED after the targets, which its lists would otherwise take in
+    done = snakemake(workdir, *ON_SLURM, FEATURES, RANDOM_FEATURES, *BUNDLED, timeout=RUN_LIMIT_S)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     local = tmp_path_factory.mktemp("local-copy") / "run"
     shutil.copytree(local_run, local, symlinks=True)
