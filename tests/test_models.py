@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,18 +107,63 @@ def test_arbitrary_pickles_are_refused_unless_trusted(tmp_path):
     assert "model" in read_checkpoint(path, trust=True)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
+# Files that are no checkpoint, as users meet them: a Git LFS pointer cloned without LFS,
+# a login page saved under the checkpoint's name, random or text bytes, torch.save's old
+# format cut short. Each is named as unreadable, trusted or not: no --trust-checkpoint hint,
+# which would only tell the user to trust a file that cannot load either way.
+NOT_CHECKPOINTS = {
+    "lfs_pointer": (
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a21\nsize 47000000\n",
+        "git lfs pull",
+    ),
+    "login_page": (b"<!DOCTYPE html>\n<html><body>Sign in</body></html>", "web page"),
+    "random_bytes": (
+        bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8)),
+        "corrupted",
+    ),
+    "text": (b"hello world, not weights", "corrupted"),
+    "text_n": (b"not a checkpoint at all", "corrupted"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_CHECKPOINTS))
+@pytest.mark.parametrize("trust", [False, True])
+def test_files_that_are_no_checkpoint_are_named_as_such(tmp_path, kind, trust):
+    content, says = NOT_CHECKPOINTS[kind]
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="cannot be read") as refused:
+        read_checkpoint(path, trust=trust)
+    assert str(path) in str(refused.value) and says in str(refused.value)
+    assert "--trust-checkpoint" not in str(refused.value)
+
+
+@pytest.mark.parametrize("content", [b"", None, "legacy"])
 def test_unreadable_checkpoints(tmp_path, content):
     path = tmp_path / "bad.pt"
     if content is None:  # truncated
         save_checkpoint(path, {"model": build_model("tinycnn").state_dict()})
         path.write_bytes(path.read_bytes()[:1000])
+    elif content == "legacy":  # torch.save's format before zip, truncated
+        torch.save(build_model("tinycnn").state_dict(), path, _use_new_zipfile_serialization=False)
+        path.write_bytes(path.read_bytes()[:30])
     else:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=str(path)):
         read_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_an_old_protocol_pickle_is_refused_as_untrusted_and_read_when_trusted(tmp_path):
+    """torch.save(..., pickle_protocol=1), old format: the safe reader lacks its opcodes."""
+    path = tmp_path / "old.pt"
+    weights = build_model("tinycnn").state_dict()
+    torch.save(weights, path, _use_new_zipfile_serialization=False, pickle_protocol=1)
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        read_checkpoint(path)
+    loaded = read_checkpoint(path, trust=True)
+    assert all(torch.equal(loaded[key], value) for key, value in weights.items())
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

@@ -250,6 +250,20 @@ def test_extract_reads_safetensors_whatever_the_file_is_named(tmp_path, name):
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_extract_names_a_git_lfs_pointer_and_writes_nothing(tmp_path):
+    """A checkpoint cloned without Git LFS is a small text file: named as such, with the
+    fix, trusted or not (before: 'holds Python objects ... pass --trust-checkpoint')."""
+    pointer = tmp_path / "released.pth"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:9f2c\nsize 47\n")
+    scans = np.random.default_rng(5).random((3, 1, 24, 28, 24), dtype=np.float32)
+    for extra in ((), ("--trust-checkpoint",)):
+        refused = _extract(pointer, scans, tmp_path, *extra)
+        assert refused.returncode == 2, refused.stderr
+        assert f"checkpoint {pointer} cannot be read: it is a Git LFS pointer" in refused.stderr
+        assert "git lfs pull" in refused.stderr and "Traceback" not in refused.stderr
+        assert not (tmp_path / "f.npy").exists()
+
+
 def test_extract_reads_a_torchscript_archive_only_when_trusted(tmp_path):
     source = _trained_looking_tinycnn()
     scans = np.random.default_rng(4).random((3, 1, 24, 28, 24), dtype=np.float32)

@@ -13,6 +13,7 @@ archive carries code and is read only when trusted, for its state dict.
 import logging
 import os
 import pickle
+import pickletools
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,17 +81,60 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"checkpoint {path} holds Python objects beyond tensors and plain containers, "
-            "and loading it could run code. Refused. If you trust its source, pass "
-            f"--trust-checkpoint (trust=True). Detail: {str(err).splitlines()[0]}"
-        ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read: it is truncated, corrupted or not a torch "
-            f"checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}). Re-download or "
-            "re-create it."
-        ) from err
+        # The weights-only reader refuses a class ("Unsupported global") or an opcode it
+        # lacks (an old pickle protocol): a whole pickle it would not run. Anything else
+        # (random bytes, a text file) is not a pickle at all, and trusting it cannot help.
+        if "Unsupported global" in str(err) or _starts_with_a_whole_pickle(path):
+            raise CheckpointError(
+                f"checkpoint {path} holds Python objects beyond tensors and plain "
+                "containers (or is a pickle of a protocol torch's safe reader lacks), and "
+                "loading it could run code. Refused. If you trust its source, pass "
+                f"--trust-checkpoint (trust=True). Detail: {_detail(err)}"
+            ) from err
+        raise _unreadable(path, err) from err
+    except Exception as err:  # torch.load's many ways of failing on a foreign file
+        raise _unreadable(path, err) from err
+
+
+def _detail(err: Exception) -> str:
+    """The line of ``err``'s message that says what went wrong (torch's weights-only
+    errors open with a paragraph on torch.load's defaults)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("Unsupported", "WeightsUnpickler error: Unsupported")):
+            return line.removeprefix("WeightsUnpickler error: ").split(". Please use")[0]
+    return lines[0] if lines else type(err).__name__
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    with open(path, "rb") as handle:
+        head = handle.read(64).lstrip().lower()
+    if head.startswith(b"version https://git-lfs"):
+        what = (
+            "it is a Git LFS pointer, a small text file standing for the weights, not the "
+            "weights themselves. Fetch them with `git lfs pull` in the repository it came "
+            "from, or download the file itself"
+        )
+    elif head.startswith((b"<!doctype html", b"<html", b"<?xml", b"{")):
+        what = (
+            "it is a web page or a JSON/XML text, not a checkpoint: the download failed or "
+            "asked for a login. Download it again"
+        )
+    else:
+        what = "it is truncated, corrupted or not a torch checkpoint. Re-download or re-create it"
+    return CheckpointError(
+        f"checkpoint {path} cannot be read: {what} ({type(err).__name__}: {_detail(err)})."
+    )
+
+
+def _starts_with_a_whole_pickle(path: Path) -> bool:
+    """Whether ``path`` opens with a complete pickle (read as opcodes, nothing run):
+    what torch.save wrote before its zip format (it holds several, one after another)."""
+    with open(path, "rb") as handle:
+        try:
+            return any(op.name == "STOP" for op, _, _ in pickletools.genops(handle))
+        except Exception:  # pickletools' errors on bytes that are no pickle: ValueError and more
+            return False
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yaware.augment import POLICIES, build_policy
-from yaware.errors import ConfigError, DataError
+from yaware.checkpoint import read_checkpoint
+from yaware.errors import CheckpointError, ConfigError, DataError
 from yaware.evaluate import probe_age_and_site
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.splits import SplitSettings, evaluation_split, pretrain_split
@@ -249,3 +250,26 @@ def test_the_site_probe_leaves_out_scans_of_no_known_site(tmp_path):
     assert result["site_chance"] == pytest.approx(1 / 3)  # three sites, no "n/a" class
     assert result["site_balanced_accuracy"] > 0.9
     assert result["n_train"] == 45 and result["n_val"] == 15
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    content=st.one_of(
+        st.binary(min_size=1, max_size=400),
+        st.text(min_size=1, max_size=200).map(str.encode),
+        # a pickle stream's first opcodes, then anything
+        st.binary(max_size=200).map(lambda tail: b"\x80\x02" + tail),
+    ),
+    trust=st.booleans(),
+)
+def test_any_bytes_that_are_no_checkpoint_give_an_error_naming_the_file(
+    tmp_path_factory, content, trust
+):
+    """Whatever a file named .pt holds, reading it ends in a CheckpointError that names it
+    (before: a KeyError or struct.error from inside torch.load for some bytes)."""
+    path = tmp_path_factory.mktemp("bytes") / "model.pt"
+    path.write_bytes(content)
+    try:
+        read_checkpoint(path, trust=trust)
+    except CheckpointError as err:
+        assert str(path) in str(err)
