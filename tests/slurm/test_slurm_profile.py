@@ -3,8 +3,9 @@
 One workflow run through `--profile slurm` (the repository's own slurm/config.yaml), during
 which the pretraining job is cancelled with `scancel`; it must be retried by the profile and
 resume from its checkpoint. Its outputs are compared with a local run of the same config.
-Then, in a copy of that run, features jobs bundled into one Slurm job with the README's
-grouping options, compared with the same features made alone and made locally.
+Then, in copies of that run, features jobs bundled into one Slurm job with the README's
+grouping options, compared with the same features made alone and made locally; and a
+bundle in which one job fails, which must keep what its other job made.
 Select with `-m slurm`; needs root (the script installs Debian's slurm and munge packages).
 """
 
@@ -49,6 +50,7 @@ BUNDLED = (
     "gpu=local",
     "--resources",
     "gpu=1",
+    "--keep-incomplete",
 )
 RUN_LIMIT_S = 900  # the plugin can wait forever on a broken cluster: never let it
 ON_SLURM = ("--profile", str(REPO / "slurm"), "--cores", "8")
@@ -226,3 +228,47 @@ def test_bundled_features_equal_those_made_alone_and_locally(bundled_run):
     assert (workdir / FEATURES).read_bytes() == made_alone
     assert (workdir / RANDOM_FEATURES).read_bytes() == made_locally
     assert not np.array_equal(np.load(workdir / FEATURES), np.load(workdir / RANDOM_FEATURES))
+
+
+@pytest.fixture(scope="module")
+def failed_bundle(slurm_run, tmp_path_factory):
+    """A copy of the Slurm run whose pretrained checkpoint became a Git LFS pointer: in the
+    bundle, the random encoder's features job succeeds and the pretrained one's fails.
+    Then the checkpoint comes back and the same command runs again."""
+    workdir = tmp_path_factory.mktemp("failed-bundle") / "run"
+    shutil.copytree(slurm_run[0], workdir, symlinks=True)
+    (workdir / FEATURES).unlink()
+    best = workdir / TARGET
+    weights, stat = best.read_bytes(), best.stat()
+    best.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:9f2c\nsize 47\n")
+    os.utime(best, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    command = (*ON_SLURM, FEATURES, RANDOM_FEATURES, *BUNDLED, "--retries", "0")
+    failed = snakemake(workdir, *command, timeout=RUN_LIMIT_S)
+    after_failure = {
+        "returncode": failed.returncode,
+        "features": (workdir / FEATURES).exists(),
+        "random": (workdir / RANDOM_FEATURES).read_bytes()
+        if (workdir / RANDOM_FEATURES).exists()
+        else None,
+        "log": (workdir / f"results/logs/features/{EXPERIMENT}/bhb.log").read_text(),
+    }
+    random_made_at = (
+        (workdir / RANDOM_FEATURES).stat().st_mtime_ns if after_failure["random"] else None
+    )
+    best.write_bytes(weights)
+    os.utime(best, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = snakemake(workdir, *command, timeout=RUN_LIMIT_S)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    return workdir, after_failure, random_made_at, again.stdout + again.stderr
+
+
+def test_a_failed_job_in_a_bundle_keeps_what_the_bundle_made(failed_bundle, bundled_run):
+    workdir, after_failure, random_made_at, _ = failed_bundle
+    assert after_failure["returncode"] != 0
+    assert "Git LFS pointer" in after_failure["log"] and not after_failure["features"]
+    # --keep-incomplete: Snakemake would otherwise delete the finished job's output of a
+    # failed group. It ran first in the bundle (the jobs go in the order of their names).
+    assert after_failure["random"] == bundled_run[2], "the random encoder's features are gone"
+    # The rerun makes only the failed job: the kept features are not made again.
+    assert (workdir / RANDOM_FEATURES).stat().st_mtime_ns == random_made_at
+    assert (workdir / FEATURES).read_bytes() == bundled_run[1]
