@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import pickletools
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,9 @@ CLASSIFIER_PREFIXES = ("classifier.",)
 MIN_MATCH_FRACTION = 0.9
 # Prefixes that wrappers add to every key: DataParallel/DDP and torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# The weights-only reader refusing a named class or function (a file cut short inside
+# the name makes it refuse "GLOBAL ." instead).
+REFUSED_CLASS = re.compile(r"Unsupported global: GLOBAL [A-Za-z_][\w.]*[A-Za-z0-9_] ")
 
 
 def portable_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -84,7 +88,8 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
         # The weights-only reader refuses a class ("Unsupported global") or an opcode it
         # lacks (an old pickle protocol): a whole pickle it would not run. Anything else
         # (random bytes, a text file) is not a pickle at all, and trusting it cannot help.
-        if "Unsupported global" in str(err) or _starts_with_a_whole_pickle(path):
+        refused_opcode = "Unsupported operand" in str(err) and _starts_with_a_whole_pickle(path)
+        if REFUSED_CLASS.search(str(err)) or refused_opcode:
             raise CheckpointError(
                 f"checkpoint {path} holds Python objects beyond tensors and plain "
                 "containers (or is a pickle of a protocol torch's safe reader lacks), and "
@@ -102,8 +107,9 @@ def _detail(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     for line in lines:
         if line.startswith(("Unsupported", "WeightsUnpickler error: Unsupported")):
-            return line.removeprefix("WeightsUnpickler error: ").split(". Please use")[0]
-    return lines[0] if lines else type(err).__name__
+            line = line.removeprefix("WeightsUnpickler error: ").split(". Please use")[0]
+            return f"{type(err).__name__}: {line}"
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 def _unreadable(path: Path, err: Exception) -> CheckpointError:
@@ -122,9 +128,7 @@ def _unreadable(path: Path, err: Exception) -> CheckpointError:
         )
     else:
         what = "it is truncated, corrupted or not a torch checkpoint. Re-download or re-create it"
-    return CheckpointError(
-        f"checkpoint {path} cannot be read: {what} ({type(err).__name__}: {_detail(err)})."
-    )
+    return CheckpointError(f"checkpoint {path} cannot be read: {what} ({_detail(err)}).")
 
 
 def _starts_with_a_whole_pickle(path: Path) -> bool:
