@@ -237,7 +237,10 @@ def _layout_hint(root: Path, subject: str, session: str) -> str:
         return f"{hint}, but there is {folder}: write the ids as the folders do"
     sessions = sorted(p.name for p in subject_dir.glob("ses-*") if p.is_dir())
     if not session and sessions:
-        return f"; the subject has session folders {sessions}: add a 'session' column"
+        return (
+            f"; the subject has session folders {sessions}: "
+            "add a 'session' column (BIDS: 'session_id')"
+        )
     if session and not (subject_dir / _entities(subject, session, None)[1]).is_dir():
         if sessions:
             return f"; the subject's session folders are {sessions}: check the 'session' column"

@@ -11,6 +11,9 @@ import pandas as pd
 from yaware.errors import DataError
 
 ID_COLUMN = "participant_id"
+# BIDS names a table's session column ``session_id`` (sessions.tsv, and the tables merged
+# from them); this package's tables, like BHB-10K's, name it ``session``.
+SESSION_COLUMN, BIDS_SESSION_COLUMN = "session", "session_id"
 MISSING = "n/a"  # how :func:`as_text` writes a missing value
 
 _NA_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "None"]
@@ -37,7 +40,11 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             columns = pd.read_csv(path, sep=sep, nrows=0).columns
             # Identifiers are text, kept verbatim: an id like "nan" or "NA" is not missing.
-            verbatim = [c for c in columns if str(c).strip() in (ID_COLUMN, "session", "run")]
+            verbatim = [
+                c
+                for c in columns
+                if str(c).strip() in (ID_COLUMN, SESSION_COLUMN, BIDS_SESSION_COLUMN, "run")
+            ]
             table = pd.read_csv(
                 path,
                 sep=sep,
@@ -68,6 +75,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     repeated = table.columns[table.columns.duplicated()].unique().tolist()
     if repeated:
         raise DataError(f"{path}: columns {repeated} appear more than once; keep one of each")
+    if BIDS_SESSION_COLUMN in table and SESSION_COLUMN not in table:
+        table = table.rename(columns={BIDS_SESSION_COLUMN: SESSION_COLUMN})
     return table
 
 

@@ -131,7 +131,48 @@ def test_the_same_scan_under_two_spellings_is_a_duplicate(bids_run):
 def test_a_subject_with_session_folders_asks_for_a_session_column(bids_run):
     qc = pd.read_csv(bids_run / "results/qc/bids/qc.tsv", sep="\t", dtype=str)
     reason = qc.loc[qc["participant_id"] == "sub-90", "reason"].iloc[0]
-    assert "session folders ['ses-1']" in reason and "add a 'session' column" in reason
+    assert "session folders ['ses-1']" in reason
+    assert "add a 'session' column (BIDS: 'session_id')" in reason
+
+
+def test_bids_session_id_column_names_the_sessions(tmp_path):
+    """A table with BIDS's ``session_id`` column (as in sessions.tsv, and tables merged from
+    them) is read as the session column: each scan is found in its ses- folder, the sessions
+    stay as written ("01", not 1), and a subject's sessions stay on one side of the split.
+    Before, every scan was looked for outside its session folder and excluded."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(8)
+    rows = []
+    for i in range(16):
+        for session in ("01", "02"):
+            anat = root / f"sub-{i:02d}" / f"ses-{session}" / "anat"
+            (anat / "mri").mkdir(parents=True)
+            image = anat / "mri" / f"mwp1sub-{i:02d}_ses-{session}_T1w.nii"
+            nib.save(nib.Nifti1Image(_brain(rng), _affine()), image)
+            _report(anat / "report" / f"cat_sub-{i:02d}_ses-{session}_T1w.xml", 2.0, 2.1)
+            # Half the rows write the session with BIDS's ses- prefix.
+            label = f"ses-{session}" if i % 2 else session
+            rows.append({"participant_id": f"sub-{i:02d}", "session_id": label, "age": 30 + i})
+    table = pd.DataFrame(rows)
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    config = _pretraining_cohorts(root, {"long": tmp_path / "participants.tsv"})
+    config["splits"] = {"val_fraction": 0.25}
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(workdir, "--cores", "2", "results/splits/long/split.tsv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = pd.read_csv(workdir / "results/qc/long/qc.tsv", sep="\t", dtype=str)
+    assert list(qc["qc"]) == ["1"] * len(table), qc["reason"].tolist()
+    assert list(qc["session"]) == list(table["session_id"])
+    for subject, session, path in zip(qc["participant_id"], qc["session"], qc["path"], strict=True):
+        bare = session.removeprefix("ses-")
+        assert path.endswith(f"{subject}/ses-{bare}/anat/mri/mwp1{subject}_ses-{bare}_T1w.nii")
+    converted = pd.read_csv(workdir / "results/data/long/participants.tsv", sep="\t", dtype=str)
+    assert list(converted["session"]) == list(table["session_id"])
+    assert np.load(workdir / "results/data/long/data.npy").shape == (len(table), 1, *SHAPE)
+    split = pd.read_csv(workdir / "results/splits/long/split.tsv", sep="\t", dtype=str)
+    sides = split.groupby("participant_id")["split"].nunique()
+    assert len(split) == len(table) and (sides == 1).all()
+    assert set(split["split"]) == {"train", "val"}
 
 
 def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path):
