@@ -77,6 +77,11 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{path}: columns {repeated} appear more than once; keep one of each")
     if BIDS_SESSION_COLUMN in table and SESSION_COLUMN not in table:
         table = table.rename(columns={BIDS_SESSION_COLUMN: SESSION_COLUMN})
+    # BIDS writes a missing value "n/a": in a session or run column it means none (a
+    # subject without sessions beside others with them). Its "/" can be in no BIDS label.
+    for column in (SESSION_COLUMN, "run"):
+        if column in table:
+            table[column] = table[column].replace({"n/a": "", "N/A": ""})
     return table
 
 

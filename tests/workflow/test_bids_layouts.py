@@ -206,6 +206,55 @@ def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path)
     assert not (workdir / "results/data/eu/data.npy").exists()
 
 
+def test_bids_n_a_in_session_and_run_columns_means_none(tmp_path):
+    """BIDS writes a missing value "n/a". A table with subjects scanned in sessions and
+    subjects without (sessionless layout), "n/a" in their session and in every run: each
+    scan is found where CAT12 wrote it. Before, "n/a" was taken as a session label (refused
+    as unsafe, for its "/") and as a run (mwp1sub-01_ses-1_run-n/a_T1w.nii looked for)."""
+    root = tmp_path / "cat12"
+    rng = np.random.default_rng(9)
+    rows = []
+    for i in range(8):
+        subject = f"{i:02d}"
+        if i % 2:
+            anat = root / f"sub-{subject}" / "ses-1" / "anat"
+            (anat / "mri").mkdir(parents=True)
+            nib.save(
+                nib.Nifti1Image(_brain(rng), _affine()),
+                anat / "mri" / f"mwp1sub-{subject}_ses-1_T1w.nii",
+            )
+            _report(anat / "report" / f"cat_sub-{subject}_ses-1_T1w.xml", 2.0, 2.1)
+        else:
+            _write_sessionless(root, subject, _brain(rng))
+        session = "1" if i % 2 else ("n/a" if i % 4 else "N/A")
+        rows.append({"participant_id": f"sub-{subject}", "session": session, "run": "n/a"})
+    table = pd.DataFrame(rows).assign(age=40.0)
+    table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    workdir = make_workdir(
+        tmp_path / "work", _pretraining_cohorts(root, {"mixed": tmp_path / "participants.tsv"})
+    )
+    done = snakemake(workdir, "--cores", "2", "results/data/mixed/data.npy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = read_as_text(workdir / "results/qc/mixed/qc.tsv")
+    assert list(qc["qc"]) == ["1"] * len(table), qc["reason"].tolist()
+    for i, path in enumerate(qc["path"]):
+        subject = f"sub-{i:02d}"
+        where = (
+            f"{subject}/ses-1/anat/mri/mwp1{subject}_ses-1"
+            if i % 2
+            else f"{subject}/anat/mri/mwp1{subject}"
+        )
+        assert path.endswith(f"{where}_T1w.nii"), path
+    converted = read_as_text(workdir / "results/data/mixed/participants.tsv")
+    assert list(converted["session"]) == ["", "1"] * 4 and set(converted["run"]) == {""}
+    assert np.load(workdir / "results/data/mixed/data.npy").shape == (len(table), 1, *SHAPE)
+
+
+def read_as_text(path):
+    """A table the workflow wrote, every cell as text, empty cells as ''."""
+    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+
+
 def test_table_headers_from_a_spreadsheet_are_read_or_named_with_the_fix(tmp_path):
     """Headers padded with spaces (" participant_id", "age ") are read as their names; a
     header in another case ("Age") stops the config check, before any job, with the rename
