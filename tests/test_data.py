@@ -63,8 +63,10 @@ def test_row_count_mismatch_names_both_files(tmp_path):
         ([20, None, 30, np.inf, 32], r"2 missing or non-numeric values, e.g. rows \[1, 3\]"),
         (["20", "30,5", "31", "32", "33"], r"'30,5' has a decimal comma, write 30.5\. Fix"),
         (["20", "030Y", "31", "32", "33"], r"'030Y' is a DICOM age string, write 30 \(years"),
+        (["20", "26-30", "31", "32", "33"], r"'26-30' is a range .* or the middle, 28, if"),
+        (["20", "89+", "31", "32", "33"], r"'89\+' is only a lower bound \(a de-identified"),
     ],
-    ids=["text", "missing_and_inf", "decimal_comma", "dicom_age"],
+    ids=["text", "missing_and_inf", "decimal_comma", "dicom_age", "age_bin", "capped_age"],
 )
 def test_bad_labels_name_the_rows(tmp_path, ages, message):
     table = pd.DataFrame({"participant_id": list("abcde"), "age": ages})

@@ -150,7 +150,7 @@ def not_a_number(value: object) -> str:
 
 def _number_hint(value: object) -> str:
     """How to write ``value`` as a number, where it is one in another notation; else ""."""
-    return _decimal_comma(value) or _dicom_age(value)
+    return _decimal_comma(value) or _dicom_age(value) or _binned(value)
 
 
 def _decimal_comma(value: object) -> str:
@@ -174,6 +174,25 @@ def _dicom_age(value: object) -> str:
         return ""
     years = int(match[1]) * _DICOM_AGE_DAYS[match[2].upper()] / 365.25
     return f"{text!r} is a DICOM age string, write {years:.4g} (years)"
+
+
+def _binned(value: object) -> str:
+    """Why an age bin is no number, for "26-30" (HCP's open-access tables bin ages) or
+    "89+" (how BIDS and HIPAA de-identify ages of 89 and over), else ""."""
+    text = str(value).strip()
+    bounds = re.fullmatch(r"(\d+(?:\.\d+)?)\s*[-\u2013]\s*(\d+(?:\.\d+)?)", text)
+    if bounds and float(bounds[1]) < float(bounds[2]):
+        middle = (float(bounds[1]) + float(bounds[2])) / 2
+        return (
+            f"{text!r} is a range (a bin, as in HCP's open-access table): write the exact "
+            f"value, or the middle, {middle:g}, if the bin's width is precise enough for you"
+        )
+    if re.fullmatch(r"\d+(?:\.\d+)?\s*\+", text):
+        return (
+            f"{text!r} is only a lower bound (a de-identified age, as BIDS writes 89+): "
+            "write the exact value, or leave the scan out"
+        )
+    return ""
 
 
 def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndarray:

@@ -176,15 +176,16 @@ def test_bids_session_id_column_names_the_sessions(tmp_path):
 
 
 def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path):
-    """Ages as a European spreadsheet writes them, and as DICOM headers do ("045Y", "006M"):
-    every scan is excluded with the value and the fix, and the conversion says why none
-    passed instead of only that none did."""
+    """Ages as a European spreadsheet writes them, as DICOM headers do ("045Y", "006M"), and
+    binned or capped as open-access tables do ("26-30", "89+"): every scan is excluded
+    with the value and the fix, and the conversion says why none passed instead of only that
+    none did."""
     root = tmp_path / "cat12"
     rng = np.random.default_rng(5)
-    ids = [f"{i:02d}" for i in range(8)]
+    ids = [f"{i:02d}" for i in range(10)]
     for subject in ids:
         _write_sessionless(root, subject, _brain(rng))
-    ages = [f"{40 + i},5" for i in range(5)] + ["", "045Y", "006M"]
+    ages = [f"{40 + i},5" for i in range(5)] + ["", "045Y", "006M", "26-30", "89+"]
     table = pd.DataFrame({"participant_id": ids, "age": ages})
     table.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
     config = _pretraining_cohorts(root, {"eu": tmp_path / "participants.tsv"})
@@ -199,9 +200,13 @@ def test_a_table_with_decimal_commas_stops_the_conversion_with_the_fix(tmp_path)
         "age is missing",
         dicom.format("045Y", 45),
         dicom.format("006M", 0.5),
+        "age is not a number: '26-30' is a range (a bin, as in HCP's open-access table): "
+        "write the exact value, or the middle, 28, if the bin's width is precise enough for you",
+        "age is not a number: '89+' is only a lower bound (a de-identified age, as BIDS writes "
+        "89+): write the exact value, or leave the scan out",
     ]
     log = (workdir / "results/logs/convert/eu.log").read_text()
-    assert f"none of its 8 scans passed QC (1 x {comma.format(40)}; " in log
+    assert f"none of its 10 scans passed QC (1 x {comma.format(40)}; " in log
     assert "Traceback" not in log
     assert not (workdir / "results/data/eu/data.npy").exists()
 
