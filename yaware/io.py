@@ -4,9 +4,11 @@ A process killed half way leaves at most a ``.tmp`` file, never a target that lo
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,15 +97,39 @@ def _output_error(target: Path, err: Exception) -> OutputError:
     if problem := output_path_problem(target):
         return OutputError(problem)
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    folder = _existing_parent(target.parent)
+    code = getattr(err, "errno", None)
+    if code == errno.EROFS:
+        why = (
+            f"{folder} is on a read-only file system (mounted read-only): write the outputs "
+            "on a writable one"
+        )
+    elif code in (errno.EACCES, errno.EPERM):
+        why = (
+            f"you may not write in {folder} ({_owner_and_mode(folder)}): ask for write access "
+            "there, or write the outputs elsewhere"
+        )
+    else:
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e9:.1f} GB free there"
+        except OSError:
+            free = "free space unknown"
+        why = (
+            f"{free}. If the disk is full or over quota, free space or write the outputs elsewhere"
+        )
+    return OutputError(f"writing {target} failed ({detail}); {why}. Nothing partial was left.")
+
+
+def _owner_and_mode(folder: Path) -> str:
+    """``folder``'s owner and mode, as ``owner root, mode drwxr-xr-x``."""
     try:
-        free = f"{shutil.disk_usage(_existing_parent(target)).free / 1e9:.1f} GB free there"
-    except OSError:
-        free = "free space unknown"
-    return OutputError(
-        f"writing {target} failed ({detail}); {free}. If the disk is full or over quota, "
-        "free space or write the outputs elsewhere; if the folder is read-only, check its "
-        "permissions. Nothing partial was left."
-    )
+        mode = stat.filemode(folder.stat().st_mode)
+        owner = folder.owner()
+    except KeyError:  # a user id with no name here (a container, NFS)
+        owner = str(folder.stat().st_uid)
+    except (OSError, NotImplementedError):
+        return "permissions unknown"
+    return f"owner {owner}, mode {mode}"
 
 
 def _existing_parent(path: Path) -> Path:

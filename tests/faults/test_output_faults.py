@@ -5,12 +5,15 @@ with SIGXFSZ ignored), so every write past the limit fails with EFBIG, as it fai
 ENOSPC on a full disk or EDQUOT over a cluster quota.
 """
 
+import os
 import resource
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +153,85 @@ def test_a_conversion_that_cannot_reserve_its_array_stops_before_writing(tmp_pat
     assert f"writing results/data/bhb/data.npy failed ({FAILURES[failure]})" in log, log
     assert "Traceback" not in log
     assert listing.read_text().split() == []  # no array, no temporary file
+
+
+def _extract_args(folder, out) -> list[str]:
+    np.save(folder / "x.npy", np.zeros((2, 1, 8, 8, 8), np.float32))
+    save_checkpoint(folder / "c.pt", {"model": build_model("tinycnn").state_dict()})
+    return [
+        *("extract", "--checkpoint", str(folder / "c.pt"), "--encoder", "tinycnn"),
+        *("--data", str(folder / "x.npy"), "--out", str(out)),
+    ]
+
+
+def test_a_read_only_output_folder_is_named_as_such(toy_cohort, tmp_path):
+    """A real read-only mount (a bind mount remounted read-only, in a user and mount
+    namespace): `extract` and `pretrain` say the folder is on a read-only file system, not
+    that the disk may be full, and write nothing there."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    out = tmp_path / "out"
+    out.mkdir()
+    extract = [sys.executable, "-m", "yaware.cli", *_extract_args(tmp_path, out / "f.npy")]
+    config = write_config(tmp_path / "pre.yaml", **pretrain_keys(toy_cohort, out / "run", epochs=1))
+    pretrain = [sys.executable, "-m", "yaware.cli", "pretrain", "--config", str(config)]
+    script = (
+        f"mount --bind {out} {out} && mount -o remount,ro,bind {out} || exit 99; "
+        f"{shlex.join(extract)} 2> {tmp_path / 'extract.err'}; echo $? > {tmp_path / 'rc'}; "
+        f"{shlex.join(pretrain)} 2> {tmp_path / 'pretrain.err'}; echo $? >> {tmp_path / 'rc'}"
+    )
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode == 99 or "unshare failed" in done.stderr:
+        pytest.skip(f"no user namespaces with bind mounts here: {done.stderr[-300:]}")
+    assert (tmp_path / "rc").read_text().split() == ["2", "2"], done.stderr
+    for name, target in (("extract", out / "f.npy"), ("pretrain", out / "run")):
+        stderr = (tmp_path / f"{name}.err").read_text()
+        assert f"writing {target} failed ([Errno 30] Read-only file system" in stderr, stderr
+        assert f"{out} is on a read-only file system (mounted read-only)" in stderr
+        assert "disk is full" not in stderr and "Traceback" not in stderr
+    assert list(out.iterdir()) == []
+
+
+def test_a_folder_the_user_may_not_write_in_is_named_with_its_owner(tmp_path):
+    """`extract` run as another user (nobody, by setpriv) into a folder of root's: the error
+    names the folder, its owner and mode, not a full disk."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    # A folder every user can read (pytest's own is its owner's only).
+    shared = Path(tempfile.mkdtemp(prefix="yaware-perm-"))
+    try:
+        shared.chmod(0o755)
+        out = shared / "out"
+        out.mkdir(mode=0o755)
+        owner = out.owner()
+        args = _extract_args(shared, out / "f.npy")
+        environment = os.environ | {"HOME": str(shared), "TMPDIR": str(shared)}
+        probe = subprocess.run(
+            [*nobody, sys.executable, "-c", "import yaware.cli"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=environment,
+        )
+        if probe.returncode != 0:
+            pytest.skip(f"another user cannot run this checkout here: {probe.stderr[-300:]}")
+        done = subprocess.run(
+            [*nobody, sys.executable, "-m", "yaware.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=environment,
+        )
+        if owner == "nobody":
+            pytest.skip("the tests run as nobody")
+        assert done.returncode == 2, done.stderr
+        assert f"writing {out / 'f.npy'} failed ([Errno 13] Permission denied" in done.stderr
+        assert (
+            f"you may not write in {out} (owner {owner}, mode drwxr-xr-x): ask for write "
+            "access there, or write the outputs elsewhere. Nothing partial was left."
+        ) in done.stderr
+        assert "Traceback" not in done.stderr and list(out.iterdir()) == []
+    finally:
+        shutil.rmtree(shared)
