@@ -102,6 +102,16 @@ def faulty_run(tmp_path_factory):
     # the conversion scales by TIV.
     _write_scan(root, "notiv", _brain(rng))
     _report(root / "sub-notiv/ses-1/anat/report/cat_sub-notiv_ses-1_T1w.xml", 2.0, 2.1, tiv=None)
+    # A report without its quality marks (cut short, or another tool's XML under its
+    # name), and one that is no XML at all.
+    _write_scan(root, "nomarks", _brain(rng))
+    (root / "sub-nomarks/ses-1/anat/report/cat_sub-nomarks_ses-1_T1w.xml").write_text(
+        "<?xml version='1.0'?><S><subjectmeasures><vol_TIV>1500</vol_TIV></subjectmeasures></S>"
+    )
+    _write_scan(root, "badxml", _brain(rng))
+    (root / "sub-badxml/ses-1/anat/report/cat_sub-badxml_ses-1_T1w.xml").write_text(
+        "<?xml version='1.0'?><S><qualityratings><NCR>2.0</NC"
+    )
     # int16 storage with a scaling slope, as some converters write maps: read as floats.
     scaled = nib.Nifti1Image(np.round(_brain(rng) * 1000).astype(np.int16), _affine())
     scaled.header.set_slope_inter(0.001, 0.0)
@@ -153,6 +163,8 @@ def faulty_run(tmp_path_factory):
         "bbox",
         "agetypo",
         "notiv",
+        "nomarks",
+        "badxml",
         "intscaled",
         "linked",
         "dangling",
@@ -213,6 +225,8 @@ EXPECTED = {
     "good3": "age is missing",
     "agetypo": "age 450 is not a plausible age in years (0 to 120): a typo, or another unit?",
     "notiv": "no TIV in the table or the report (needed for TIV scaling)",
+    "nomarks": "report lacks NCR or IQR marks",
+    "badxml": "unreadable report cat_sub-badxml_ses-1_T1w.xml (",
     "../evil": "unsafe participant_id",
 }
 
