@@ -78,10 +78,34 @@ def build_cohorts(config):
             check_task(name, spec)
         elif name in (config["pretraining"]["cohorts"] or [name]):
             check_pretraining_label(name, spec, config)
+        check_cat12_root(name, spec)
         cohorts[name] = {**spec, "task": spec.get("task"), "synthetic": False}
     if not cohorts:
         raise ValueError("no cohort: set synthetic.cohorts or cohorts in the config")
     return cohorts
+
+
+def check_cat12_root(name, spec):
+    """A real cohort's CAT12 folder holds its subjects' folders, unless the table points
+    at every map: a root set one level off (derivatives/ for derivatives/cat12/, or a
+    subject's folder) would otherwise exclude every scan after QC read the table."""
+    from yaware.cat12 import root_problem
+    from yaware.errors import DataError
+    from yaware.participants import read_table
+
+    problem = root_problem(spec["cat12_root"])
+    if not problem:
+        return
+    try:
+        paths = read_table(spec["participants"]).get("path")
+    except DataError:
+        paths = None  # the table's own checks name what is wrong with it
+    if (
+        paths is None
+        or paths.isna().any()
+        or (paths.astype(str).str.strip() == "").any()
+    ):
+        raise ValueError(f"cohorts.{name}.cat12_root: {problem}")
 
 
 def check_task(name, spec):

@@ -289,3 +289,58 @@ def write_report(path: str | os.PathLike, values: dict[str, float]) -> None:
     ET.indent(root)
     text = b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root) + b"\n"
     write_atomic(path, lambda handle: handle.write(text))
+
+
+# How far below a cat12_root without subjects to look for the folder meant, and how many
+# folders to open at most (a root set to a large share must not stall the config check).
+_SEARCH_DEPTH, _SEARCH_FOLDERS = 3, 500
+
+
+def root_problem(root: str | os.PathLike) -> str:
+    """Why ``root`` cannot be a cohort's CAT12 derivatives folder, naming the folder meant
+    where one above or below it holds the subjects; "" when it holds a ``sub-*`` folder."""
+    root = Path(root)
+    if _holds_subjects(root):
+        return ""
+    subject = next((p for p in (root, *root.parents) if p.name.startswith("sub-")), None)
+    if subject is not None:
+        return (
+            f"{root} is inside the subject folder {subject.name}: set cat12_root: {subject.parent}"
+        )
+    below = _subjects_below(root)
+    if below is not None:
+        return f"{root} holds no sub-* folder, but {below} does: set cat12_root: {below}"
+    return (
+        f"{root} holds no sub-* folder; point cat12_root at the folder that holds them (or "
+        "give every row of the table a path)"
+    )
+
+
+def _holds_subjects(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(e.name.startswith("sub-") and e.is_dir() for e in entries)
+    except OSError:
+        return False
+
+
+def _subjects_below(root: Path) -> Path | None:
+    """The first folder under ``root``, breadth first, that holds a ``sub-*`` folder."""
+    level, opened = [root], 0
+    for _ in range(_SEARCH_DEPTH):
+        below = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as entries:
+                    names = sorted(e.name for e in entries if e.is_dir() and e.name[0] != ".")
+            except OSError:
+                continue
+            for name in names:
+                opened += 1
+                if _holds_subjects(folder / name):
+                    return folder / name
+                if opened >= _SEARCH_FOLDERS:
+                    return None
+                below.append(folder / name)
+        level = below
+    return None

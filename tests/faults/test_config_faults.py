@@ -201,7 +201,7 @@ def test_paths_under_the_home_folder_may_be_written_with_a_tilde(tmp_path, monke
     """`~/data/...`, as a user writes it in a shell. Python and Snakemake take `~` as a
     folder's name, so the config check refused the cohort and the checkpoint as missing."""
     home = tmp_path / "home"
-    (home / "data/cat12").mkdir(parents=True)
+    (home / "data/cat12/sub-01").mkdir(parents=True)
     (home / "data/participants.tsv").write_text("participant_id\tage\nsub-01\t40\n")
     (home / "models").mkdir()
     (home / "models/old.pth").touch()
@@ -224,7 +224,7 @@ def test_a_kernel_label_that_a_pretraining_table_lacks_is_named_before_any_job(t
     another column, absent or missing for a scan, stopped every pretraining job after QC and
     the conversion. The config check names the column, the scan and the setting to change."""
     cohort = tmp_path / "mine"
-    (cohort / "cat12").mkdir(parents=True)
+    (cohort / "sub-01").mkdir(parents=True)
     participants = cohort / "participants.tsv"
     participants.write_text(
         "participant_id\tage\tbmi\nsub-01\t40\t22.5\nsub-02\t51\tn/a\nsub-03\t63\t27.1\n"
@@ -303,3 +303,34 @@ def test_an_infinite_qc_threshold_turns_its_check_off(tmp_path):
     assert with_marks.str.contains("NCR|IQR").any()  # the planted failures are there
     without = reasons({"ncr_max": math.inf, "iqr_max": math.inf})
     assert not without.str.contains("NCR|IQR").any()
+
+
+def test_a_cat12_root_one_level_off_is_named_with_the_folder_meant(tmp_path):
+    """cat12_root set to the folder above the subjects (derivatives/ for derivatives/cat12/)
+    or to a subject's folder: the config check names the folder that holds the subjects,
+    before any job (before: QC excluded every scan, `no mwp1 map`, then the conversion
+    stopped). A table whose every row has a path needs no subjects' folders."""
+    derivatives = tmp_path / "derivatives"
+    (derivatives / "cat12-12.8_vbm" / "sub-01" / "ses-1" / "anat").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    table = tmp_path / "participants.tsv"
+    table.write_text("participant_id\tsession\tage\nsub-01\t1\t40\n")
+    meant = derivatives / "cat12-12.8_vbm"
+    cases = {
+        derivatives: f"{derivatives} holds no sub-* folder, but {meant} does: set cat12_root: "
+        f"{meant}",
+        meant / "sub-01" / "ses-1": f"{meant / 'sub-01' / 'ses-1'} is inside the subject "
+        f"folder sub-01: set cat12_root: {meant}",
+        tmp_path / "empty": f"{tmp_path / 'empty'} holds no sub-* folder; point cat12_root at "
+        "the folder that holds them (or give every row of the table a path)",
+    }
+    for root, message in cases.items():
+        mine = {"role": "pretrain", "participants": str(table), "cat12_root": str(root)}
+        workdir = make_workdir(tmp_path / "work", _config({}, {}) | {"cohorts": {"mine": mine}})
+        done = snakemake(workdir, "-n", "results/qc/mine/metrics.tsv")
+        output = done.stdout + done.stderr
+        assert done.returncode != 0 and "Job stats" not in output
+        assert f"cohorts.mine.cat12_root: {message}" in output, output[-2000:]
+    # Every row with a path: the root's folders are not needed.
+    table.write_text(f"participant_id\tsession\tage\tpath\nsub-01\t1\t40\t{meant}/x.nii\n")
+    assert planned_jobs(workdir, "results/qc/mine/metrics.tsv") == {"qc_metrics": 1}

@@ -512,7 +512,7 @@ def test_paper_config_plans_over_placeholder_tables(tmp_path):
             task = cohort["task"]
             rows[task["label"]] = [task["positive"][0], task["negative"][0]]
         rows.to_csv(table, sep="\t", index=False)
-        (tmp_path / cohort["cat12_root"]).mkdir()
+        (tmp_path / cohort["cat12_root"] / f"sub-{name}1").mkdir(parents=True)
     workdir = make_workdir(tmp_path, config)
     plan = planned_jobs(workdir)
     assert plan["pretrain"] == 4 and plan["qc_metrics"] == plan["qc"] == 4
