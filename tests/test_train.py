@@ -112,6 +112,20 @@ def test_cli_pretrain_then_extract(toy_cohort, tmp_path):
     )
     assert not np.allclose(features[0], features[1])
     assert "was trained on" not in done.stderr  # the grid it was trained on
+    # Another encoder asked for than the checkpoint records: named, with the fix, before
+    # any tensor is compared (it said only that the shapes differ).
+    out.unlink()
+    done = run_cli(
+        "extract",
+        *("--checkpoint", str(tmp_path / "run" / "last.pt"), "--encoder", "resnet18"),
+        *("--data", str(toy_cohort / "val.npy"), "--out", str(out)),
+    )
+    assert done.returncode == 2 and not out.exists()
+    assert (
+        f"{tmp_path / 'run' / 'last.pt'} holds a 'tinycnn' encoder, not the 'resnet18' asked "
+        "for: ask for tinycnn (or for none: the recorded one is used)"
+    ) in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_an_encoder_used_on_another_grid_is_warned_about(toy_cohort, tmp_path):

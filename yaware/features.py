@@ -16,6 +16,7 @@ from yaware.checkpoint import (
     trained_shape_of,
     warn_if_trained_on_another_grid,
 )
+from yaware.errors import CheckpointError
 from yaware.grid import check_fits_encoder
 from yaware.models import build_model
 
@@ -26,6 +27,12 @@ def load_encoder(
     """An encoder with the checkpoint's backbone weights; the name defaults to the recorded
     one, else densenet121 (the released checkpoint records none)."""
     checkpoint = read_checkpoint(checkpoint_path, trust=trust)
+    recorded = encoder_name_of(checkpoint, default="")
+    if encoder and recorded and encoder != recorded:
+        raise CheckpointError(
+            f"{checkpoint_path} holds a {recorded!r} encoder, not the {encoder!r} asked for: "
+            f"ask for {recorded} (or for none: the recorded one is used)"
+        )
     name = encoder or encoder_name_of(checkpoint)
     model = build_model(name, "encoder")
     model.trained_on = (str(checkpoint_path), trained_shape_of(checkpoint))
