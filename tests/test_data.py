@@ -195,9 +195,14 @@ def test_a_broken_table_stops_pretraining_with_the_file_and_line(tmp_path, case)
     assert not any((tmp_path / "run").glob("*.pt"))
 
 
-def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path):
+# UTF-8 with its byte-order mark, and UTF-16 with its mark (a spreadsheet's "Unicode Text"
+# export: little-endian on Windows), with Windows line ends.
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be"])
+def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path, encoding):
     _write(tmp_path, n=2)
-    (tmp_path / "p.tsv").write_bytes(b"\xef\xbb\xbfparticipant_id\tage\r\ns0\t20\r\ns1\t21.5\r\n")
+    text = "participant_id\tage\r\ns0\t20\r\ns1\t21.5\r\n"
+    mark = "\ufeff" if encoding == "utf-16-be" else ""  # that codec writes none itself
+    (tmp_path / "p.tsv").write_bytes((mark + text).encode(encoding))
     ds = ScanDataset(tmp_path / "x.npy", tmp_path / "p.tsv", label="age")
     assert list(ds.table["participant_id"]) == ["s0", "s1"]
     assert [ds[i][1] for i in range(2)] == [20.0, 21.5]

@@ -34,11 +34,12 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"table {path} does not exist; check the path")
     sep = "," if path.suffix == ".csv" else "\t"
+    encoding = _encoding(path)
     try:
         with warnings.catch_warnings():
             # A row longer than the header: pandas would silently shift the columns.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            columns = pd.read_csv(path, sep=sep, nrows=0).columns
+            columns = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding).columns
             # Identifiers are text, kept verbatim: an id like "nan" or "NA" is not missing.
             verbatim = [
                 c
@@ -48,6 +49,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             table = pd.read_csv(
                 path,
                 sep=sep,
+                encoding=encoding,
                 index_col=False,
                 dtype=dict.fromkeys(verbatim, str),
                 keep_default_na=False,
@@ -83,6 +85,14 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         if column in table:
             table[column] = table[column].replace({"n/a": "", "N/A": ""})
     return table
+
+
+def _encoding(path: Path) -> str:
+    """UTF-16 for a file that opens with its byte-order mark (a spreadsheet's "Unicode
+    Text"), else UTF-8 (pandas skips UTF-8's own mark)."""
+    with path.open("rb") as file:
+        start = file.read(2)
+    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
 
 
 def missing_column(table: pd.DataFrame, column: str, source: str, fix: str) -> DataError:
