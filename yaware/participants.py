@@ -33,6 +33,12 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"table {path} does not exist; check the path")
+    if _is_workbook(path):
+        raise DataError(
+            f"{path} is a spreadsheet workbook, not a text table: export it as tab-separated "
+            "text (participants.tsv; 'Save As... Text (Tab delimited)', or "
+            "pandas.read_excel(path).to_csv('participants.tsv', sep='\\t', index=False))"
+        )
     sep = "," if path.suffix == ".csv" else "\t"
     encoding = _encoding(path)
     try:
@@ -85,6 +91,15 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         if column in table:
             table[column] = table[column].replace({"n/a": "", "N/A": ""})
     return table
+
+
+# How workbooks open: a zip archive (.xlsx, .ods) or an OLE2 compound file (.xls).
+_WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+
+
+def _is_workbook(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(4) in _WORKBOOK_MAGIC
 
 
 def _encoding(path: Path) -> str:

@@ -1,6 +1,7 @@
 """Evaluation settings a cohort cannot satisfy, caught by the split stage through Snakemake."""
 
 import math
+import zipfile
 
 import pandas as pd
 import pytest
@@ -334,3 +335,57 @@ def test_a_cat12_root_one_level_off_is_named_with_the_folder_meant(tmp_path):
     # Every row with a path: the root's folders are not needed.
     table.write_text(f"participant_id\tsession\tage\tpath\nsub-01\t1\t40\t{meant}/x.nii\n")
     assert planned_jobs(workdir, "results/qc/mine/metrics.tsv") == {"qc_metrics": 1}
+
+
+def _write_xlsx(path, rows: list[list[str]]) -> None:
+    """A minimal Office Open XML workbook (one sheet of inline strings), as a spreadsheet
+    saves a table when "Save As" keeps its own format."""
+    cells = "".join(
+        f'<row r="{r}">'
+        + "".join(f'<c t="inlineStr"><is><t>{value}</t></is></c>' for value in row)
+        + "</row>"
+        for r, row in enumerate(rows, start=1)
+    )
+    main = "http://schemas.openxmlformats.org"
+    parts = {
+        "[Content_Types].xml": f'<Types xmlns="{main}/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+        'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+        'officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/'
+        'sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+        'spreadsheetml.worksheet+xml"/></Types>',
+        "_rels/.rels": f'<Relationships xmlns="{main}/package/2006/relationships">'
+        f'<Relationship Id="r1" Type="{main}/officeDocument/2006/relationships/'
+        'officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": f'<workbook xmlns="{main}/spreadsheetml/2006/main" xmlns:r="'
+        f'{main}/officeDocument/2006/relationships"><sheets><sheet name="participants" '
+        'sheetId="1" r:id="r1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="{main}/package/2006/'
+        f'relationships"><Relationship Id="r1" Type="{main}/officeDocument/2006/'
+        'relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+        "xl/worksheets/sheet1.xml": f'<worksheet xmlns="{main}/spreadsheetml/2006/main">'
+        f"<sheetData>{cells}</sheetData></worksheet>",
+    }
+    with zipfile.ZipFile(path, "w") as workbook:
+        for name, text in parts.items():
+            workbook.writestr(name, text)
+
+
+def test_a_participants_workbook_is_named_with_how_to_export_it(tmp_path):
+    """A table saved as an Excel workbook (.xlsx) and pointed at as the participants table:
+    the config check names it before any job (before: `not UTF-8 text`, with an iconv line
+    that cannot convert a zip archive)."""
+    table = tmp_path / "participants.xlsx"
+    _write_xlsx(table, [["participant_id", "age"], ["sub-01", "40"], ["sub-02", "51"]])
+    (tmp_path / "cat12" / "sub-01").mkdir(parents=True)
+    mine = {"role": "pretrain", "participants": str(table), "cat12_root": str(tmp_path / "cat12")}
+    workdir = make_workdir(tmp_path / "work", _config({}, {}) | {"cohorts": {"mine": mine}})
+    done = snakemake(workdir, "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Job stats" not in output
+    assert (
+        f"{table} is a spreadsheet workbook, not a text table: export it as tab-separated "
+        "text (participants.tsv; 'Save As... Text (Tab delimited)'"
+    ) in output, output[-2000:]
+    assert "Traceback" not in output
