@@ -10,7 +10,9 @@ or with both files in ``anat/`` itself: CAT12 writes no mri/ and report/ folders
 (``cat_io_subfolders.m``). The ``u`` prefix is brainprep's copy of the input, ``r`` CAT12's
 longitudinal realignment. A dataset without sessions drops the ``ses-<ses>`` folder and
 entity (``<root>/sub-<id>/anat/mri/mwp1sub-<id>_T1w.nii``), as CAT12 writes it next to a
-BIDS ``sub-<id>/anat/sub-<id>_T1w.nii``. Identifiers are taken with or without their BIDS
+BIDS ``sub-<id>/anat/sub-<id>_T1w.nii``. CAT12 run on one folder of BIDS-named inputs
+writes ``<root>/mri/`` and ``<root>/report/`` (a flat root: no ``sub-*`` folders), where
+each scan is looked for by the same names. Identifiers are taken with or without their BIDS
 prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``. A map whose name
 carries other BIDS entities (``_acq-mprage``, ``_rec-norm``, a run the table does not name)
 is used when it is the only one of its subject and session; its report is the one CAT12
@@ -137,7 +139,7 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
     """Search the layout for a scan's map and report (``mri/`` and ``report/`` folders or
     none, 'u' or 'r' prefix, .nii or .nii.gz)."""
     stem = _stem(subject, session, run)
-    anat = _anat(root, subject, session)
+    anat = Path(root) if flat_layout(root) else _anat(root, subject, session)
     images = [
         folder / f"mwp1{prefix}{stem}{ext}"
         for folder in _map_folders(anat)
@@ -170,9 +172,8 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
         found.problem = (
             f"no mwp1 map in {anat / 'mri'} or {anat} (looked for mwp1[u|r]{stem}.nii[.gz])"
         )
-        found.problem += _other_outputs_hint(anat, stem) or _layout_hint(
-            Path(root), subject, session
-        )
+        layout = "" if anat == Path(root) else _layout_hint(Path(root), subject, session)
+        found.problem += _other_outputs_hint(anat, stem) or layout
     return found
 
 
@@ -296,11 +297,29 @@ def write_report(path: str | os.PathLike, values: dict[str, float]) -> None:
 _SEARCH_DEPTH, _SEARCH_FOLDERS = 3, 500
 
 
+def flat_layout(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is one folder that CAT12 segmented whole (``mri/`` and ``report/``
+    beside the inputs, no ``sub-*`` folders): every scan's map is then under ``root/mri``."""
+    root = Path(root)
+    try:
+        return _flat_layout(root, root.stat().st_mtime)
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=8)
+def _flat_layout(root: Path, modified: float) -> bool:
+    """:func:`flat_layout`, once per root (``modified``, its mtime, renews it): QC asks for
+    every scan, and a flat root may hold thousands of inputs."""
+    return not _holds_subjects(root) and (root / "mri").is_dir()
+
+
 def root_problem(root: str | os.PathLike) -> str:
     """Why ``root`` cannot be a cohort's CAT12 derivatives folder, naming the folder meant
-    where one above or below it holds the subjects; "" when it holds a ``sub-*`` folder."""
+    where one above or below it holds the subjects; "" when it holds a ``sub-*`` folder,
+    or is a folder that CAT12 segmented whole."""
     root = Path(root)
-    if _holds_subjects(root):
+    if _holds_subjects(root) or flat_layout(root):
         return ""
     subject = next((p for p in (root, *root.parents) if p.name.startswith("sub-")), None)
     if subject is not None:

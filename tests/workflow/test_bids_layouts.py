@@ -260,6 +260,45 @@ def read_as_text(path):
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
+def test_a_folder_cat12_segmented_whole_is_read_by_its_bids_names(tmp_path):
+    """CAT12 run on one folder of BIDS-named T1w files writes <root>/mri/ and
+    <root>/report/, no sub-* folders: each scan is found there by its name (with or
+    without session, the 'u' prefix, .nii.gz, other entities). A scan that is not there
+    is excluded without a hint about subject folders the layout does not have. Before,
+    the config check refused the root (no sub-* folder), and QC excluded every scan."""
+    root = tmp_path / "T1w"
+    rng = np.random.default_rng(10)
+    names = {
+        "01": ("1", "sub-01_ses-1_T1w", ".nii"),
+        "02": ("", "sub-02_T1w", ".nii.gz"),
+        "03": ("1", "usub-03_ses-1_T1w", ".nii"),
+        "04": ("2", "sub-04_ses-2_acq-mprage_T1w", ".nii"),
+    }
+    for subject, (_, stem, ext) in names.items():
+        (root / "mri").mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(_brain(rng), _affine()), root / "mri" / f"mwp1{stem}{ext}")
+        _report(root / "report" / f"cat_{stem}.xml", 2.0, 2.0 + int(subject) / 10)
+        (root / f"{stem}.nii").touch()  # CAT12's input, beside its outputs
+    rows = [{"participant_id": s, "session": ses, "age": 40.0} for s, (ses, _, _) in names.items()]
+    rows.append({"participant_id": "05", "session": "1", "age": 40.0})  # not segmented
+    pd.DataFrame(rows).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    workdir = make_workdir(
+        tmp_path / "work", _pretraining_cohorts(root, {"flat": tmp_path / "participants.tsv"})
+    )
+    done = snakemake(workdir, "--cores", "2", "results/data/flat/data.npy")
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = read_as_text(workdir / "results/qc/flat/qc.tsv")
+    assert list(qc["qc"]) == ["1", "1", "1", "1", "0"], qc["reason"].tolist()
+    for subject, (_, stem, ext) in names.items():
+        row = qc[qc["participant_id"] == subject].iloc[0]
+        assert row["path"] == str(root / "mri" / f"mwp1{stem}{ext}")
+        assert float(row["IQR"]) == 2.0 + int(subject) / 10  # its own report
+    assert qc["reason"].iloc[4] == (
+        f"no mwp1 map in {root / 'mri'} or {root} (looked for mwp1[u|r]sub-05_ses-1_T1w.nii[.gz])"
+    )
+    assert np.load(workdir / "results/data/flat/data.npy").shape == (4, 1, *SHAPE)
+
+
 def test_table_headers_from_a_spreadsheet_are_read_or_named_with_the_fix(tmp_path):
     """Headers padded with spaces (" participant_id", "age ") are read as their names; a
     header in another case ("Age") stops the config check, before any job, with the rename
