@@ -29,7 +29,8 @@ BHB10K = [
 
 
 def write_placeholder_cohorts(folder: str | os.PathLike) -> dict[str, dict]:
-    """Participants tables of BHB-10K's sizes (no images) and the matching ``cohorts:``."""
+    """Participants tables of BHB-10K's sizes, an empty folder per subject (no images) and
+    the matching ``cohorts:``."""
     folder = Path(folder)
     cohorts = {}
     for name, subjects, sessions, age in BHB10K:
@@ -40,7 +41,8 @@ def write_placeholder_cohorts(folder: str | os.PathLike) -> dict[str, dict]:
             ses.append(str(1 + k // subjects))
         table = pd.DataFrame({"participant_id": ids, "session": ses, "age": float(age), "sex": "F"})
         save_table(folder / name / "participants.tsv", table)
-        make_folder(folder / name / "cat12")
+        for subject in dict.fromkeys(ids):
+            make_folder(folder / name / "cat12" / f"sub-{subject}")
         cohorts[name] = {
             "role": "pretrain",
             "participants": str(folder / name / "participants.tsv"),
