@@ -51,6 +51,44 @@ def test_resumed_run_ends_with_identical_weights(toy_cohort, tmp_path, method):
     )
 
 
+def test_a_categorical_kernel_takes_text_categories_pooled_over_cohorts(toy_cohort, tmp_path):
+    """The README's product kernel on (age, sex), with sex written M/F as tables write it
+    (it stopped: `column 'sex' has ... non-numeric values`). Two pooled cohorts, one with
+    only its males and in lower case: trained on text, the run ends with the weights of the
+    same run on sex coded 0/1, so a category has one code in both cohorts."""
+    train = pd.read_csv(toy_cohort / "train.tsv", sep="\t", dtype={"session": str})
+    males = np.flatnonzero(train["sex"] == "M")
+    assert 0 < len(males) < len(train)
+    scans = np.load(toy_cohort / "train.npy")
+    np.save(tmp_path / "males.npy", scans[males])
+    tables = {
+        "text": (train, train.iloc[males].assign(sex="m")),
+        "codes": (
+            train.assign(sex=(train["sex"] == "M").astype(int)),
+            train.iloc[males].assign(sex=1),
+        ),
+    }
+    runs = {}
+    for name, (everyone, only_males) in tables.items():
+        paths = [tmp_path / f"{name}-all.tsv", tmp_path / f"{name}-males.tsv"]
+        everyone.to_csv(paths[0], sep="\t", index=False)
+        only_males.to_csv(paths[1], sep="\t", index=False)
+        keys = pretrain_keys(toy_cohort, tmp_path / name, epochs=1, method="yaware")
+        keys |= {
+            "train_data": [str(toy_cohort / "train.npy"), str(tmp_path / "males.npy")],
+            "train_table": [str(p) for p in paths],
+            "label": ["age", "sex"],
+            "kernel": ["gaussian", "categorical"],
+            "sigma": [5.0, 1.0],
+        }
+        done = run_cli("pretrain", "--config", str(write_config(tmp_path / f"{name}.yaml", **keys)))
+        assert done.returncode == 0, done.stderr
+        runs[name] = read_checkpoint(tmp_path / name / "last.pt")
+    for key, value in runs["codes"]["model"].items():
+        assert torch.equal(value, runs["text"]["model"][key]), key
+    assert runs["text"]["history"][0]["train_loss"] == runs["codes"]["history"][0]["train_loss"]
+
+
 def test_resume_with_other_settings_is_refused_and_with_moved_data_goes_on(toy_cohort, tmp_path):
     """`--resume` with a setting that made the first epochs changed (here the learning rate
     and sigma) would mix two runs in one: refused, naming both, before anything is written.

@@ -6,7 +6,7 @@ returned as float32.
 """
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,12 @@ from torch.utils.data import Dataset, Sampler
 
 from yaware.arrays import NpyArray
 from yaware.errors import DataError
-from yaware.participants import ID_COLUMN, check_label_column, read_table
+from yaware.participants import (
+    ID_COLUMN,
+    check_category_column,
+    check_label_column,
+    read_table,
+)
 
 
 class ScanDataset(Dataset):
@@ -23,9 +28,11 @@ class ScanDataset(Dataset):
     Args:
         array: path of the (N, C, X, Y, Z) ``.npy``.
         table: path of the participants table, one row per array row, same order.
-        label: column(s) used as label (numeric); None for no label.
+        label: column(s) used as label (numeric, but see ``categories``); None for none.
         indices: subset of rows to expose (e.g. a split); all rows by default.
         labels: labels computed by the caller, one per table row (overrides ``label``).
+        categories: codes of the categories of label columns that a categorical kernel
+            reads (any values: text too), from :func:`yaware.participants.category_codes`.
 
     Scans come out as float32. With ``compact`` set (the engine does so on a GPU), rows of
     a float16 array stay float16: half the bytes through the loader's workers, pinned
@@ -44,6 +51,7 @@ class ScanDataset(Dataset):
         label: str | Sequence[str] | None = None,
         indices: Sequence[int] | None = None,
         labels: np.ndarray | None = None,
+        categories: Mapping[str, dict[str, int]] | None = None,
     ) -> None:
         self.compact = False
         self.array = NpyArray(array)
@@ -66,10 +74,15 @@ class ScanDataset(Dataset):
             self.labels = np.asarray(labels)
         elif label is None:
             self.labels = np.zeros(len(self.table))
-        elif isinstance(label, str):
-            self.labels = check_label_column(self.table, label, source)
         else:
-            self.labels = np.stack([check_label_column(self.table, c, source) for c in label], 1)
+            columns = [label] if isinstance(label, str) else list(label)
+            values = [
+                check_category_column(self.table, c, source, categories[c])
+                if categories and c in categories
+                else check_label_column(self.table, c, source)
+                for c in columns
+            ]
+            self.labels = values[0] if isinstance(label, str) else np.stack(values, 1)
         self.indices = np.arange(len(self.array)) if indices is None else np.asarray(indices)
 
     def _named(self, row: int) -> str:

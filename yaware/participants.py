@@ -3,6 +3,7 @@
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,48 @@ def check_label_column(table: pd.DataFrame, column: str, source: str) -> np.ndar
             + "Fix or drop those rows."
         )
     return values
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """A categorical label's values as comparable text: a number as its float (``1``,
+    ``1.0`` and ``"1"`` are one category), text stripped and without case (``M`` and
+    ``m``); a missing value, or a NaN or infinite number, is None."""
+
+    def one(value: object) -> str | None:
+        if value is None or value is pd.NA:
+            return None
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return str(value).strip().casefold() or None
+        return repr(number) if np.isfinite(number) else None
+
+    return values.map(one).astype(object)
+
+
+def category_codes(columns: Sequence[pd.Series]) -> dict[str, int]:
+    """One code per category seen in any of ``columns`` (every table pooled in a run, so a
+    category has the same code in each), in sorted order."""
+    seen = set()
+    for values in columns:
+        seen.update(v for v in category_text(values) if isinstance(v, str))
+    return {category: code for code, category in enumerate(sorted(seen))}
+
+
+def check_category_column(
+    table: pd.DataFrame, column: str, source: str, codes: dict[str, int]
+) -> np.ndarray:
+    """A categorical label as the float64 codes of ``codes``; raises DataError naming the
+    rows without a value."""
+    if column not in table.columns:
+        raise missing_column(table, column, source, "set the label to one of them")
+    text = category_text(table[column])
+    bad = np.flatnonzero(text.isna().to_numpy())
+    if len(bad):
+        ids = table[ID_COLUMN].iloc[bad[:5]].tolist() if ID_COLUMN in table else bad[:5].tolist()
+        raise DataError(
+            f"{source}: column {column!r} (a categorical kernel's label) has {len(bad)} "
+            f"missing values, e.g. rows {bad[:5].tolist()} (participants {ids}). Fix or drop "
+            "those rows."
+        )
+    return text.map(codes).to_numpy(dtype=np.float64)

@@ -37,6 +37,7 @@ from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
 from yaware.models.base import Backbone3D
 from yaware.models.heads import AgeHead, GenesisDecoder
+from yaware.participants import category_codes, read_table
 from yaware.train.common import (
     Interrupted,
     StopRequest,
@@ -105,17 +106,17 @@ def _datasets(cfg: PretrainConfig) -> tuple[Dataset, Dataset | None, tuple[int, 
     val_splits = as_list(cfg.val_split, len(arrays))
     if len(train_splits) != len(arrays) or len(val_splits) != len(arrays):
         raise ConfigError("train_split and val_split need one table per training array")
+    every_table = [*tables, *([cfg.val_table] if cfg.val_data and cfg.val_table else [])]
+    labels = {"label": cfg.label, "categories": _category_codes(cfg, every_table)}
     train_parts, val_parts = [], []
     for array, table, train_split, val_split in zip(
         arrays, tables, train_splits, val_splits, strict=True
     ):
-        train_parts.append(_subset(ScanDataset(array, table, label=cfg.label), train_split, table))
+        train_parts.append(_subset(ScanDataset(array, table, **labels), train_split, table))
         if val_split and not cfg.val_data:
-            val_parts.append(_subset(ScanDataset(array, table, label=cfg.label), val_split, table))
+            val_parts.append(_subset(ScanDataset(array, table, **labels), val_split, table))
     if cfg.val_data:
-        val_parts = [
-            _subset(ScanDataset(cfg.val_data, cfg.val_table or "", label=cfg.label), None, "")
-        ]
+        val_parts = [_subset(ScanDataset(cfg.val_data, cfg.val_table or "", **labels), None, "")]
     shapes = {part.shape for part in train_parts + val_parts}
     if len(shapes) != 1:
         raise ConfigError(
@@ -125,6 +126,18 @@ def _datasets(cfg: PretrainConfig) -> tuple[Dataset, Dataset | None, tuple[int, 
     train = train_parts[0] if len(train_parts) == 1 else ConcatDataset(train_parts)
     val = (val_parts[0] if len(val_parts) == 1 else ConcatDataset(val_parts)) if val_parts else None
     return train, val, shapes.pop()
+
+
+def _category_codes(cfg: PretrainConfig, tables: list[str]) -> dict[str, dict[str, int]]:
+    """Codes of the categories of each label column a categorical kernel reads (``M`` and
+    ``F`` for sex), pooled over every table, so a category has one code in all of them."""
+    columns = as_list(cfg.label)
+    kernels = as_list(cfg.kernel, len(columns))
+    categorical = [c for c, k in zip(columns, kernels, strict=False) if k == "categorical"]
+    if not categorical:
+        return {}
+    frames = [read_table(table) for table in tables]
+    return {c: category_codes([f[c] for f in frames if c in f]) for c in categorical}
 
 
 def _subset(dataset: ScanDataset, split: str | None, source: str) -> ScanDataset:
