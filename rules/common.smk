@@ -257,6 +257,11 @@ def external_models(config):
 
 
 EXTERNAL = external_models(config)
+if not EXPERIMENTS and not EXTERNAL:
+    raise ValueError(
+        "pretraining.methods is empty and there are no external_models: no encoder to "
+        "evaluate; name a method, or the checkpoint of one made elsewhere"
+    )
 
 
 def check_grid_fits_encoders(config):
@@ -480,10 +485,11 @@ def data_outputs():
 def evaluation_outputs():
     if not EVALUATION_COHORTS:
         return expand("results/probes/{model}/age_site.json", model=MODELS)
-    figures = [
-        "results/figures/fig1_auc_vs_n_target.png",
-        "results/figures/fig3_sigma.png",
-    ]
+    figures = ["results/figures/fig1_auc_vs_n_target.png"]
+    if {"yaware", "simclr"} & {e.method for e in EXPERIMENTS.values()}:
+        figures.append(
+            "results/figures/fig3_sigma.png"
+        )  # AUC and age MAE against sigma
     if umap_models():
         figures.append("results/figures/fig2_umap.png")
     return [*figures, "results/tables/summary.md"]

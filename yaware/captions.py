@@ -9,6 +9,8 @@ def describe_pretraining(pretraining: dict) -> str:
     only where y-Aware runs), e.g. "tinycnn, cutout, 15 epochs, seeds [0, 1], temperature
     0.1, y-Aware: gaussian kernel on age"."""
     p = pretraining
+    if not p["methods"]:
+        return "none (models made elsewhere only)"
     parts = [
         p["encoder"],
         p["augmentation"],

@@ -182,6 +182,45 @@ def test_an_external_model_named_like_a_workflow_model_is_refused(tmp_path):
     assert "external_models.pca: the workflow already names a model 'pca'" in output
 
 
+def test_models_made_elsewhere_are_evaluated_without_pretraining_any(tmp_path):
+    """`pretraining.methods: {}` with an external model: the released checkpoint probed
+    and fine-tuned on a cohort beside the floors and training from scratch, no encoder
+    pretrained (the schema refused an empty methods). The sigma figure, with no sigma to
+    plot, is not drawn; the summary says what was pretrained. With no external model
+    either, the config check says there is nothing to evaluate."""
+    external = _checkpoints_made_elsewhere(tmp_path / "elsewhere")
+    synthetic = TINY["synthetic"] | {
+        "cohorts": {
+            "bhb": TINY["synthetic"]["cohorts"]["bhb"],
+            "adni": TINY["synthetic"]["cohorts"]["adni"],
+        }
+    }
+    config = TINY | {
+        "synthetic": synthetic,
+        "pretraining": TINY["pretraining"] | {"methods": {}},
+        "external_models": {"released": external["released"]},
+    }
+    workdir = make_workdir(tmp_path / "work", config)
+    done = snakemake(workdir, "--cores", "2")
+    assert done.returncode == 0, done.stderr[-4000:]
+    linear = pd.read_csv(workdir / "results/tables/linear_probe.csv")
+    assert set(linear["model"]) == {"released", "random_tinycnn_seed0", "pca"}
+    finetune = pd.read_csv(workdir / "results/tables/finetune.csv")
+    assert set(finetune["init"]) == {"released", "scratch"}
+    assert not (workdir / "results/pretrain").exists()
+    figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
+    assert figures == ["fig1_auc_vs_n_target.png"]
+    summary = (workdir / "results/tables/summary.md").read_text()
+    assert "Pretraining: none (models made elsewhere only);" in summary
+    make_workdir(workdir, config | {"external_models": {}})
+    done = snakemake(workdir, "-n")
+    assert done.returncode != 0
+    assert (
+        "pretraining.methods is empty and there are no external_models: no encoder to "
+        "evaluate; name a method, or the checkpoint of one made elsewhere"
+    ) in done.stdout + done.stderr
+
+
 def test_summary_is_mean_and_spread_of_the_tidy_table(run):
     linear = pd.read_csv(run / "results/tables/linear_probe.csv")
     summary = pd.read_csv(run / "results/tables/summary.csv")
