@@ -3,6 +3,11 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# Snakemake names no line of a YAML error in the config; this does.
+from yaware.config_file import check_yaml
+
+check_yaml("config/config.yaml")
+
 
 configfile: "config/config.yaml"
 

@@ -2,6 +2,7 @@
 
 import math
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -389,3 +390,34 @@ def test_a_participants_workbook_is_named_with_how_to_export_it(tmp_path):
         "text (participants.tsv; 'Save As... Text (Tab delimited)'"
     ) in output, output[-2000:]
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("  epochs: 15", "\tepochs: 15"),
+            "found character '\\t' that cannot start any token; YAML indents with spaces, "
+            "never tabs",
+        ),
+        (("  seeds: [0, 1]", "  seeds: [0, 1"), "expected ',' or ']', but got"),
+    ],
+    ids=["tab", "unclosed_bracket"],
+)
+def test_a_yaml_error_in_the_config_is_named_by_line(tmp_path, edit, message):
+    """A tab or an unclosed bracket in config/config.yaml, as a hand edit leaves them:
+    the line and column, before any job (Snakemake said only that the file is not valid
+    JSON or YAML)."""
+    text = (Path(__file__).parents[2] / "config/config.yaml").read_text()
+    assert edit[0] in text
+    lines = text.splitlines()
+    line = next(i for i, t in enumerate(lines) if t.startswith(edit[0])) + 1
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(text.replace(edit[0], edit[1], 1))
+    done = snakemake(tmp_path, "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Job stats" not in output
+    # A tab is found where it stands; an unclosed bracket where the next key begins.
+    where = f"line {line}, column 1" if "\t" in edit[1] else f"line {line + 1}, column "
+    assert f"config/config.yaml, {where}" in output, output[-2000:]
+    assert message in output
