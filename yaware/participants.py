@@ -34,14 +34,18 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"table {path} does not exist; check the path")
-    if _is_workbook(path):
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head in _WORKBOOK_MAGIC:
         raise DataError(
             f"{path} is a spreadsheet workbook, not a text table: export it as tab-separated "
             "text (participants.tsv; 'Save As... Text (Tab delimited)', or "
             "pandas.read_excel(path).to_csv('participants.tsv', sep='\\t', index=False))"
         )
     sep = "," if path.suffix == ".csv" else "\t"
-    encoding = _encoding(path)
+    # UTF-16 for a file that opens with its byte-order mark (a spreadsheet's "Unicode
+    # Text"), else UTF-8 (pandas skips UTF-8's own mark).
+    encoding = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
     try:
         with warnings.catch_warnings():
             # A row longer than the header: pandas would silently shift the columns.
@@ -96,19 +100,6 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 # How workbooks open: a zip archive (.xlsx, .ods) or an OLE2 compound file (.xls).
 _WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
-
-
-def _is_workbook(path: Path) -> bool:
-    with path.open("rb") as file:
-        return file.read(4) in _WORKBOOK_MAGIC
-
-
-def _encoding(path: Path) -> str:
-    """UTF-16 for a file that opens with its byte-order mark (a spreadsheet's "Unicode
-    Text"), else UTF-8 (pandas skips UTF-8's own mark)."""
-    with path.open("rb") as file:
-        start = file.read(2)
-    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
 
 
 def missing_column(table: pd.DataFrame, column: str, source: str, fix: str) -> DataError:
