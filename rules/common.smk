@@ -454,6 +454,15 @@ def draw_settings(wildcards):
     return order_free(values | {"n_target": n_targets_of(wildcards.cohort)})
 
 
+def brain_age_gap_of(wildcards):
+    """The brain-age gap a synthetic cohort's scans read: its diagnosis's, none for healthy
+    controls. Another disease's gap then resimulates no cohort without that disease (and
+    so retrains nothing pretrained on healthy scans)."""
+    diagnosis = config["synthetic"]["cohorts"][wildcards.synthetic].get("diagnosis")
+    gaps = config["synthetic"]["brain_age_gap"]
+    return order_free({diagnosis: gaps[diagnosis]} if diagnosis in gaps else {})
+
+
 def cohort_keys(*keys):
     """A data stage's params: the keys of its cohort it reads. A cohort's task or own
     N_target list then reruns no QC or conversion, and its N_target list no split."""

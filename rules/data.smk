@@ -19,7 +19,7 @@ rule synth_cohort:
         spec=lambda wc: order_free(config["synthetic"]["cohorts"][wc.synthetic]),
         voxel_mm=config["synthetic"]["voxel_mm"],
         seed=config["synthetic"]["seed"],
-        brain_age_gap=order_free(config["synthetic"]["brain_age_gap"]),
+        brain_age_gap=brain_age_gap_of,
         code=code_version("synth_cohort"),
     script:
         "../workflow_scripts/synth_cohort.py"

@@ -205,6 +205,17 @@ def test_only_what_changed_reruns(tiny_run, tmp_path):
     data_stages = {"qc", "convert", "split", "draws", "shared_scans", "data"}
     measured = {"qc_metrics", *data_stages}
     assert plan_with({"qc": {"corr_voxel_mm": 12.0}}) == measured
+    # A disease's brain-age gap: the simulation of the cohorts with that disease and what
+    # follows; another disease's gap changes no cohort here.
+    gaps = {"alzheimer": 12.0, "schizophrenia": 5.5, "bipolar": 1.5}
+    assert counts_with({"synthetic": {"brain_age_gap": gaps}}) == {
+        "synth_cohort": 1,
+        **{rule: 1 for rule in ("qc_metrics", "qc", "convert", "split", "draws")},
+        "shared_scans": 1,
+        "data": 1,
+    }
+    gaps = {"alzheimer": 10.0, "schizophrenia": 8.0, "bipolar": 1.5}
+    assert counts_with({"synthetic": {"brain_age_gap": gaps}}) == {}
     # The simulation's settings: everything of that cohort (a pretraining one: no draws).
     bhb = TINY["synthetic"]["cohorts"]["bhb"] | {"n_sites": 4}
     everything = {"synth_cohort", *measured} - {"draws"}
