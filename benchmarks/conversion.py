@@ -21,20 +21,20 @@ from benchmarks.common import machine, markdown_table
 CHILD = """
 import json, sys, time
 from yaware.convert import ConversionSettings, convert_cohort
-metrics, participants, out, voxel, threads = sys.argv[1:6]
+metrics, passed, participants, out, voxel, threads = sys.argv[1:7]
 start = time.perf_counter()
 settings = ConversionSettings(voxel_mm=float(voxel), threads=int(threads))
-convert_cohort(metrics, participants, out, float(voxel), settings)
+convert_cohort(metrics, passed, participants, out, float(voxel), settings)
 seconds = time.perf_counter() - start
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 print(json.dumps({"seconds": seconds, "peak_mb": int(status["VmHWM"].split()[0]) / 1024}))
 """
 
 
-def prepare(folder: Path, n: int, voxel_mm: float) -> tuple[Path, Path, list[Path]]:
+def prepare(folder: Path, n: int, voxel_mm: float) -> tuple[Path, Path, Path, list[Path]]:
     from yaware.grid import cat12_grid
     from yaware.io import save_table
-    from yaware.qc import measure_cohort
+    from yaware.qc import QCThresholds, apply_thresholds, measure_cohort, passed_scans
     from yaware.synth import CohortSpec, SimulationSettings, write_cohort
 
     spec = CohortSpec("bench", n_subjects=n, second_session_rate=0.0, qc_failure_rate=0.0)
@@ -42,8 +42,9 @@ def prepare(folder: Path, n: int, voxel_mm: float) -> tuple[Path, Path, list[Pat
     participants = folder / "participants.tsv"
     metrics = measure_cohort(participants, folder / "cat12", cat12_grid(voxel_mm), threads=2)
     save_table(folder / "metrics.tsv", metrics)
+    save_table(folder / "passed.tsv", passed_scans(apply_thresholds(metrics, QCThresholds())))
     files = [Path(p) for p in metrics["path"]]
-    return folder / "metrics.tsv", participants, files
+    return folder / "metrics.tsv", folder / "passed.tsv", participants, files
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             folder = Path(tmp) / f"n{n}"
-            metrics, participants, files = prepare(folder, n, args.voxel_mm)
+            metrics, passed, participants, files = prepare(folder, n, args.voxel_mm)
             megabytes = sum(f.stat().st_size for f in files) / 1e6
             start = time.perf_counter()
             for f in files:
@@ -69,6 +70,7 @@ def main() -> None:
                     "-c",
                     CHILD,
                     str(metrics),
+                    str(passed),
                     str(participants),
                     str(folder / "out"),
                     str(args.voxel_mm),

@@ -12,11 +12,9 @@ from yaware.experiments import (
     experiments,
     random_encoder_name,
 )
-from yaware.errors import DataError
 from yaware.fingerprint import code_fingerprint
 from yaware.finite import check_finite_numbers
 from yaware.grid import cat12_grid, check_fits_encoder
-from yaware.qc import QCThresholds, thresholds_pass_list_digest
 from yaware.rule_params import SPEED_ONLY, job_settings, order_free
 
 validate(config, schema="../config/schema.yaml")
@@ -476,28 +474,6 @@ def cohort_keys(*keys):
 
 def get_participants(wildcards):
     return COHORTS[wildcards.cohort]["participants"]
-
-
-def qc_metrics_table(wildcards):
-    """The conversion's metrics, through the checkpoint qc_metrics: once they are
-    measured, Snakemake evaluates the conversion's params (``pass_list``) again."""
-    return checkpoints.qc_metrics.get(cohort=wildcards.cohort).output.metrics
-
-
-def pass_list(wildcards):
-    """The conversion's QC param: the digest of the pass list that the thresholds give on
-    the cohort's metrics, not the thresholds. A threshold that excludes no other scan then
-    reruns no conversion, and nothing after it, in the same command. None until the
-    metrics are measured (or while unreadable: the conversion names the fault)."""
-    metrics = Path(f"results/qc/{wildcards.cohort}/metrics.tsv")
-    if not metrics.is_file():
-        return None
-    thresholds = QCThresholds(**{key: config["qc"][key] for key in QC_THRESHOLDS})
-    require_tiv = config["conversion"]["tiv_scaling"]
-    try:
-        return thresholds_pass_list_digest(metrics, thresholds, require_tiv)
-    except (DataError, OSError, ValueError, KeyError):
-        return None
 
 
 def data_outputs():

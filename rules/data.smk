@@ -26,12 +26,10 @@ rule synth_cohort:
 
 
 # QC in two jobs: the metrics read every map (the costly part), the thresholds then only
-# read the metrics. The conversion applies the thresholds to the metrics itself, and its
-# param is the digest of the pass list they give (pass_list in common.smk), not the
-# thresholds: a new threshold that excludes no other scan reruns only `qc`, in one
-# command. qc_metrics is a checkpoint, so that the digest is taken again once the metrics
-# are measured.
-checkpoint qc_metrics:
+# read the metrics. The conversion reads the pass list, which is byte-identical when a new
+# threshold excludes no other scan: run `--until qc` after changing one, and the next run
+# reconverts only the cohorts whose pass list changed (Snakemake's checksum of inputs).
+rule qc_metrics:
     input:
         participants=get_participants,
     output:
@@ -86,7 +84,8 @@ rule qc:
 
 rule convert:
     input:
-        metrics=qc_metrics_table,
+        metrics="results/qc/{cohort}/metrics.tsv",
+        passed="results/qc/{cohort}/passed.tsv",
         participants=get_participants,
     output:
         data="results/data/{cohort}/data.npy",
@@ -105,7 +104,6 @@ rule convert:
     params:
         cohort=cohort_keys("voxel_mm"),
         settings=job_settings(config["conversion"]),
-        pass_list=pass_list,
         code=code_version("convert"),
     script:
         "../workflow_scripts/convert.py"

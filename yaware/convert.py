@@ -11,6 +11,7 @@ that looks finished, and a rerun writes the same bytes.
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,13 +25,7 @@ from yaware.errors import DataError
 from yaware.grid import Grid, cat12_grid
 from yaware.io import atomic_path, make_folder, save_json, save_table
 from yaware.participants import ID_COLUMN, read_table
-from yaware.qc import (
-    QCThresholds,
-    apply_thresholds,
-    load_map,
-    pass_list_digest,
-    passed_scans,
-)
+from yaware.qc import load_map
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +67,40 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+REDO_QC_THRESHOLDS = "rerun the QC thresholds (snakemake --forcerun qc)"
+
+
+def passed_rows(
+    passed: pd.DataFrame, metrics: pd.DataFrame, source: str | os.PathLike
+) -> np.ndarray:
+    """The metrics rows that ``passed`` names, after checking that they name the same
+    scans there (a pass list from another QC run, or edited, would convert other maps)."""
+    rows = pd.to_numeric(passed["row"], errors="coerce")
+    if rows.isna().any() or not rows.between(0, len(metrics) - 1).all():
+        raise DataError(
+            f"{source}: its rows are not rows of the cohort's {len(metrics)} QC metrics; "
+            f"{REDO_QC_THRESHOLDS}"
+        )
+    rows = rows.astype(int).to_numpy()
+    keys = ["participant_id", "session", "run"]
+    listed = passed[keys].fillna("").astype(str).to_numpy()
+    measured = metrics.iloc[rows][keys].fillna("").astype(str).to_numpy()
+    wrong = np.flatnonzero((listed != measured).any(axis=1))
+    if len(wrong):
+        first = wrong[0]
+        raise DataError(
+            f"{source}: row {rows[first]} names {_scan_name(listed[first])} where the QC "
+            f"metrics have {_scan_name(measured[first])} (the pass list of another QC run, "
+            f"or edited); {REDO_QC_THRESHOLDS}"
+        )
+    return rows
+
+
+def _scan_name(ids: Sequence[str]) -> str:
+    subject, session, run = ids
+    return subject + (f" ses-{session}" if session else "") + (f" run-{run}" if run else "")
+
+
 def prepare_scan(
     path: str, tiv: float, source: Grid, target: Grid, settings: ConversionSettings
 ) -> np.ndarray:
@@ -92,19 +121,16 @@ def prepare_scan(
 
 def convert_cohort(
     metrics_table: str | os.PathLike,
+    passed_table: str | os.PathLike,
     participants: str | os.PathLike,
     out_dir: str | os.PathLike,
     source_voxel_mm: float,
     settings: ConversionSettings,
-    thresholds: QCThresholds | None = None,
-    expected_pass_list: str | None = None,
 ) -> pd.DataFrame:
     """Write the cohort's array, aligned table and manifest; returns the aligned table.
 
     ``metrics_table`` (QC's measurements: each scan's path and TIV) and ``participants``
-    have a row per scan; the scans converted are those that pass ``thresholds`` (and have
-    a TIV when ``settings.tiv_scaling`` needs one), as QC's pass list names them.
-    ``expected_pass_list``: that list's digest when the workflow planned the job, checked.
+    have a row per scan; ``passed_table`` names the rows that pass QC.
     """
     metrics = read_table(metrics_table)
     table = read_table(participants)
@@ -113,15 +139,7 @@ def convert_cohort(
             f"{metrics_table} has {len(metrics)} rows but {participants} has {len(table)}; "
             "rerun QC (snakemake --forcerun qc_metrics)"
         )
-    passed = passed_scans(
-        apply_thresholds(metrics, thresholds or QCThresholds(), settings.tiv_scaling)
-    )
-    if expected_pass_list is not None and pass_list_digest(passed) != expected_pass_list:
-        raise DataError(
-            f"{metrics_table}: its scans that pass QC changed after the workflow planned "
-            "this conversion (the metrics were rewritten meanwhile); run the workflow again"
-        )
-    passing = passed["row"].to_numpy()
+    passing = passed_rows(read_table(passed_table), metrics, passed_table)
     if len(passing) == 0:
         problems = metrics["problem"].dropna().astype(str).value_counts()
         # A scan without a problem failed a threshold (or lacked the TIV its scaling needs).
@@ -130,7 +148,7 @@ def convert_cohort(
         counts = sorted(((n, reason) for reason, n in counts if n), key=lambda c: -c[0])
         shown = "; ".join(f"{n} x {reason}" for n, reason in counts[:3])
         raise DataError(
-            f"{Path(metrics_table).with_name('qc.tsv')}: none of its {len(metrics)} scans passed "
+            f"{Path(passed_table).with_name('qc.tsv')}: none of its {len(metrics)} scans passed "
             f"QC ({shown}{'; ...' if len(counts) > 3 else ''}); see its 'reason' column"
         )
     source, target = cat12_grid(source_voxel_mm), cat12_grid(settings.voxel_mm)

@@ -159,15 +159,10 @@ def save_npy(target: str | os.PathLike, array: np.ndarray) -> None:
     write_atomic(target, lambda handle: np.save(handle, array))
 
 
-def table_bytes(table: pd.DataFrame, target: str | os.PathLike) -> bytes:
-    """The bytes ``save_table`` writes: TSV for a ``.tsv`` name, CSV for anything else."""
-    sep = "\t" if str(target).endswith(".tsv") else ","
-    return table.to_csv(sep=sep, index=False).encode()
-
-
 def save_table(target: str | os.PathLike, table: pd.DataFrame) -> None:
     """Write a table as TSV (``.tsv``) or CSV (anything else), atomically."""
-    write_atomic(target, lambda handle: handle.write(table_bytes(table, target)))
+    sep = "\t" if str(target).endswith(".tsv") else ","
+    write_atomic(target, lambda handle: handle.write(table.to_csv(sep=sep, index=False).encode()))
 
 
 def save_json(target: str | os.PathLike, obj: Any) -> None:

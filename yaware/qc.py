@@ -16,7 +16,6 @@ and fails a scan without a TIV when the conversion's TIV scaling needs one (so t
 reruns the thresholds, not the reading of every map).
 """
 
-import hashlib
 import logging
 import math
 import os
@@ -32,7 +31,6 @@ import pandas as pd
 from yaware.cat12 import find_scan, read_report, report_for
 from yaware.errors import DataError
 from yaware.grid import Grid, box_text, cat12_grid
-from yaware.io import table_bytes
 from yaware.participants import ID_COLUMN, missing_column, not_a_number, read_table
 
 log = logging.getLogger(__name__)
@@ -354,21 +352,6 @@ def passed_scans(qc: pd.DataFrame) -> pd.DataFrame:
     excludes no other scan leaves it byte-identical."""
     passed = qc.loc[qc["qc"] == 1, PASSED_COLUMNS[1:]]
     return passed.rename_axis("row").reset_index()[PASSED_COLUMNS]
-
-
-def pass_list_digest(passed: pd.DataFrame) -> str:
-    """SHA-256 of a pass list as ``passed.tsv`` holds it."""
-    return hashlib.sha256(table_bytes(passed, "passed.tsv")).hexdigest()
-
-
-def thresholds_pass_list_digest(
-    metrics_table: str | os.PathLike, thresholds: QCThresholds, require_tiv: bool = False
-) -> str:
-    """The digest of the pass list that ``thresholds`` give on a metrics table: what the
-    conversion depends on, where the thresholds themselves would rerun it for a change
-    that excludes no other scan."""
-    qc = apply_thresholds(read_table(metrics_table), thresholds, require_tiv)
-    return pass_list_digest(passed_scans(qc))
 
 
 def plot_qc(

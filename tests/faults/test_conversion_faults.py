@@ -7,14 +7,9 @@ import signal
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import pytest
 
 from tests.workflow.helpers import make_workdir, snakemake, start_snakemake, wait_until
 from tests.workflow.test_cat12_faults import VOXEL_MM, _affine, _brain, _write_scan
-from yaware.convert import ConversionSettings, convert_cohort
-from yaware.errors import DataError
-from yaware.participants import read_table
-from yaware.qc import QCThresholds, apply_thresholds, passed_scans, thresholds_pass_list_digest
 
 COHORT = {
     "synthetic": {
@@ -111,32 +106,23 @@ def test_a_map_that_changes_between_qc_and_conversion_is_named(tmp_path):
     assert not (workdir / DATA).exists() or not any((workdir / DATA).iterdir())
 
 
-def test_metrics_rewritten_after_the_conversion_was_planned_stop_it(tmp_path, monkeypatch):
-    """The workflow plans a conversion with the digest of the pass list its thresholds give
-    on the metrics (the job's param); the job applies them to the metrics again. Metrics
-    rewritten in between would convert other scans than were planned: the job stops."""
+def test_a_pass_list_that_names_other_scans_stops_the_conversion(tmp_path):
+    """passed.tsv names each passing scan by its row in the metrics and by its ids: a list
+    edited by hand, or copied from another QC run, would convert other maps than it names."""
     workdir = make_workdir(tmp_path, SMALL_COHORT)
-    metrics_path = workdir / "results/qc/bhb/metrics.tsv"
-    done = snakemake(workdir, "--cores", "2", str(metrics_path.relative_to(workdir)))
-    assert done.returncode == 0, done.stderr[-2000:]
-    participants = workdir / "results/synth/bhb/participants.tsv"
-    monkeypatch.chdir(workdir)  # the metrics name each map from the working directory
-    settings = ConversionSettings(voxel_mm=6.0)
-    planned = thresholds_pass_list_digest(metrics_path, QCThresholds(), require_tiv=True)
-    metrics = pd.read_csv(metrics_path, sep="\t", dtype=str, keep_default_na=False)
-    passing = passed_scans(apply_thresholds(read_table(metrics_path), QCThresholds(), True))
-    failed = int(passing["row"].iloc[1])
-    metrics.loc[failed, "NCR"] = "5.5"  # now over the default 4.5
-    metrics.to_csv(metrics_path, sep="\t", index=False)
-    out = tmp_path / "out"
-    with pytest.raises(DataError) as stopped:
-        convert_cohort(metrics_path, participants, out, 6.0, settings, QCThresholds(), planned)
-    assert str(metrics_path) in str(stopped.value) and "run the workflow again" in str(
-        stopped.value
-    )
-    assert not (out / "data.npy").exists()
-    # As measured now, it converts, without the scan the rewrite failed.
-    now = thresholds_pass_list_digest(metrics_path, QCThresholds(), require_tiv=True)
-    table = convert_cohort(metrics_path, participants, out, 6.0, settings, QCThresholds(), now)
-    assert metrics.loc[failed, "participant_id"] not in set(table["participant_id"])
-    assert len(table) == len(passing) - 1 == len(np.load(out / "data.npy", mmap_mode="r"))
+    passed_path = workdir / "results/qc/bhb/passed.tsv"
+    assert snakemake(workdir, "--cores", "2", str(passed_path.relative_to(workdir))).returncode == 0
+    passed = pd.read_csv(passed_path, sep="\t", dtype=str, keep_default_na=False)
+    assert len(passed) > 3 and passed["row"].astype(int).is_monotonic_increasing
+    edited = passed.copy()
+    edited.loc[2, "row"] = passed.loc[3, "row"]  # names scan 2, points at scan 3's row
+    edited.to_csv(passed_path, sep="\t", index=False)
+    done = snakemake(workdir, "--cores", "2", f"{DATA}/data.npy")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/convert/bhb.log").read_text()
+    named = f"{passed.loc[2, 'participant_id']} ses-{passed.loc[2, 'session']}"
+    measured = f"{passed.loc[3, 'participant_id']} ses-{passed.loc[3, 'session']}"
+    row = passed.loc[3, "row"]
+    assert f"passed.tsv: row {row} names {named} where the QC metrics have {measured}" in log
+    assert "snakemake --forcerun qc" in log and "Traceback" not in log
+    assert not (workdir / DATA / "data.npy").exists()
