@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.workflow.helpers import (
     REPO,
@@ -230,45 +231,80 @@ def test_bundled_features_equal_those_made_alone_and_locally(bundled_run):
     assert not np.array_equal(np.load(workdir / FEATURES), np.load(workdir / RANDOM_FEATURES))
 
 
+# The pretrained weights again, as an external model: a second features job of them.
+EXTERNAL = "weights_copy"
+EXTERNAL_FEATURES = f"results/features/{EXTERNAL}/bhb.npy"
+
+
 @pytest.fixture(scope="module")
 def failed_bundle(slurm_run, tmp_path_factory):
-    """A copy of the Slurm run whose pretrained checkpoint became a Git LFS pointer: in the
-    bundle, the random encoder's features job succeeds and the pretrained one's fails.
-    Then the checkpoint comes back and the same command runs again."""
+    """A copy of the Slurm run whose pretrained checkpoint became a Git LFS pointer, after
+    a copy of the weights went in as an external model: in the bundle, the copy's features
+    job succeeds and the pointer's fails. Then the checkpoint comes back and the same
+    command runs again.
+
+    The bundle runs its jobs one at a time. Snakemake's default (ILP) scheduler breaks the
+    tie between two features jobs at random (the order varied between runs), so the run
+    asks for the greedy one, which takes the job with the larger inputs first: the copy's
+    5 MB of weights before the pointer's 70 bytes."""
     workdir = tmp_path_factory.mktemp("failed-bundle") / "run"
     shutil.copytree(slurm_run[0], workdir, symlinks=True)
     (workdir / FEATURES).unlink()
     best = workdir / TARGET
     weights, stat = best.read_bytes(), best.stat()
+    (workdir / "models").mkdir()
+    (workdir / "models" / "copy.pt").write_bytes(weights)
+    external = workdir / "external.yaml"
+    external.write_text(
+        yaml.safe_dump({"external_models": {EXTERNAL: {"checkpoint": "models/copy.pt"}}})
+    )
     best.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:9f2c\nsize 47\n")
     os.utime(best, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    command = (*ON_SLURM, FEATURES, RANDOM_FEATURES, *BUNDLED, "--retries", "0")
+    command = (
+        *ON_SLURM,
+        FEATURES,
+        EXTERNAL_FEATURES,
+        *BUNDLED,
+        "--retries",
+        "0",
+        "--scheduler",
+        "greedy",
+        "--configfile",
+        str(external),
+    )
     failed = snakemake(workdir, *command, timeout=RUN_LIMIT_S)
     after_failure = {
         "returncode": failed.returncode,
         "features": (workdir / FEATURES).exists(),
-        "random": (workdir / RANDOM_FEATURES).read_bytes()
-        if (workdir / RANDOM_FEATURES).exists()
+        "copy": (workdir / EXTERNAL_FEATURES).read_bytes()
+        if (workdir / EXTERNAL_FEATURES).exists()
         else None,
         "log": (workdir / f"results/logs/features/{EXPERIMENT}/bhb.log").read_text(),
+        "bundle_log": "\n".join(
+            path.read_text()
+            for path in (workdir / "results/logs/slurm").glob("group_features_batch*/*.log")
+        ),
     }
-    random_made_at = (
-        (workdir / RANDOM_FEATURES).stat().st_mtime_ns if after_failure["random"] else None
+    copy_made_at = (
+        (workdir / EXTERNAL_FEATURES).stat().st_mtime_ns if after_failure["copy"] else None
     )
     best.write_bytes(weights)
     os.utime(best, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     again = snakemake(workdir, *command, timeout=RUN_LIMIT_S)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
-    return workdir, after_failure, random_made_at
+    return workdir, after_failure, copy_made_at
 
 
 def test_a_failed_job_in_a_bundle_keeps_what_the_bundle_made(failed_bundle, bundled_run):
-    workdir, after_failure, random_made_at = failed_bundle
+    workdir, after_failure, copy_made_at = failed_bundle
     assert after_failure["returncode"] != 0
     assert "Git LFS pointer" in after_failure["log"] and not after_failure["features"]
+    # The copy's job ran first and finished inside the bundle that then failed.
+    assert f"model={EXTERNAL}" in after_failure["bundle_log"]
+    assert "Finished jobid" in after_failure["bundle_log"]
     # --keep-incomplete: Snakemake would otherwise delete the finished job's output of a
-    # failed group. It ran first in the bundle (the jobs go in the order of their names).
-    assert after_failure["random"] == bundled_run[2], "the random encoder's features are gone"
+    # failed group. The same weights give the same features as the job made alone.
+    assert after_failure["copy"] == bundled_run[1], "the copy's features are gone"
     # The rerun makes only the failed job: the kept features are not made again.
-    assert (workdir / RANDOM_FEATURES).stat().st_mtime_ns == random_made_at
+    assert (workdir / EXTERNAL_FEATURES).stat().st_mtime_ns == copy_made_at
     assert (workdir / FEATURES).read_bytes() == bundled_run[1]
