@@ -414,14 +414,25 @@ def finetune_inputs(wildcards):
 
 
 def finetune_inits():
-    """How the tables name each fine-tuning start: method, sigma and label."""
+    """How the tables name each fine-tuning start: method, sigma, pretraining seed and
+    label."""
     inits = {
-        name: {"method": e.method, "sigma": e.sigma, "label": f"fine-tuned {e.label}"}
+        name: {
+            "method": e.method,
+            "sigma": e.sigma,
+            "seed": e.seed,
+            "label": f"fine-tuned {e.label}",
+        }
         for name, e in EXPERIMENTS.items()
     }
     for name, spec in EXTERNAL.items():
         label = f"fine-tuned {spec['label']}"
-        inits[name] = {"method": "external", "sigma": None, "label": label}
+        inits[name] = {
+            "method": "external",
+            "sigma": None,
+            "seed": None,
+            "label": label,
+        }
     return inits
 
 

@@ -110,6 +110,11 @@ rule tables:
             category="Results",
         ),
         markdown="results/tables/summary.md",
+        comparisons=report(
+            "results/tables/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Results",
+        ),
     log:
         "results/logs/tables.log",
     conda:

@@ -1,8 +1,7 @@
 """Snakemake script: linear probes of one model on one evaluation cohort's task."""
 
-from yaware.evaluate import probe_task
+from yaware.evaluate import EXTERNAL_COLUMNS, probe_task
 from yaware.io import save_table
-from yaware.tables import EXTERNAL_COLUMNS
 from yaware.workflow import run_logged
 
 COLUMNS = ["cohort", "task", "n_target", "repeat", "n_test", "auc", "balanced_accuracy", "C"]

@@ -6,18 +6,20 @@ from pathlib import Path
 import pandas as pd
 
 from yaware.captions import describe_pretraining
+from yaware.comparisons import paired_differences, with_q_values
+from yaware.evaluate import EXTERNAL_COLUMNS
 from yaware.io import save_table
 from yaware.tables import (
-    EXTERNAL_COLUMNS,
     gather_json,
     gather_linear,
     markdown,
+    markdown_table,
     summarise,
     with_paper,
 )
 from yaware.workflow import run_logged
 
-SCRATCH = {"method": "scratch", "sigma": None, "label": "Fully supervised"}
+SCRATCH = {"method": "scratch", "sigma": None, "seed": None, "label": "Fully supervised"}
 
 
 def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
@@ -34,6 +36,7 @@ def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
                 "init_kind": "pretrained" if init in inits else "scratch",
                 "method": start["method"],
                 "sigma": start["sigma"],
+                "seed": start["seed"],
                 "label": start["label"],
                 "cohort": cohort,
                 "task": tasks[cohort],
@@ -47,6 +50,7 @@ def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
         "init_kind",
         "method",
         "sigma",
+        "seed",
         "label",
         "cohort",
         "task",
@@ -61,6 +65,21 @@ def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def compare(linear: pd.DataFrame, finetune: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """Each label minus each baseline's, paired on draw and seed, in every evaluation."""
+    evaluations = [(linear, "auc", "linear probe"), (finetune, "auc", "fine-tuning")]
+    evaluations += [  # splits.external_sites
+        (frame, "external_auc", f"{name}, external sites")
+        for frame, _, name in evaluations[:2]
+        if "external_auc" in frame
+    ]
+    tables = [
+        paired_differences(frame, value, settings["baselines"], name, settings["confidence"])
+        for frame, value, name in evaluations
+    ]
+    return with_q_values(pd.concat(tables, ignore_index=True))
+
+
 def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, config: dict) -> None:
     names = list(models)
     # results/probes/<model>/linear/<cohort>.csv
@@ -70,6 +89,8 @@ def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, co
     save_table(outputs["linear"], linear)
     save_table(outputs["age_site"], age_site)
     save_table(outputs["finetune"], finetune)
+    comparisons = compare(linear, finetune, config["comparisons"])
+    save_table(outputs["comparisons"], comparisons)
     keys = ["label", "method", "kind", "task", "n_target"]
     probe = with_paper(summarise(linear, keys, "auc")).assign(evaluation="linear probe")
     tuned = summarise(finetune.rename(columns={"init_kind": "kind"}), keys, "auc").assign(
@@ -104,13 +125,26 @@ def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, co
         "spread over draws (and seeds). paper_auc: the published value on real data, where "
         "task and N_target match.\n\n## Age and site probes (pretraining validation set; "
         "mean and sd over seeds; site chance level = 1 / number of sites)\n\n"
-        # A spread over one seed is undefined: a blank cell, as in the AUC table, not "nan".
-        + age.astype(object)
-        .where(age.notna(), None)
-        .to_markdown(index=False, floatfmt=".3f", missingval="")
+        + markdown_table(age)
         + "\n\n## AUC by method, task and N_target"
     )
-    markdown(summary, outputs["markdown"], "Results", note)
+    settings = config["comparisons"]
+    paired = (
+        "## Paired differences against the baselines\n\n"
+        f"Each label's AUC minus a baseline's ({', '.join(settings['baselines'])}) on the "
+        "same draws and pretraining seeds (results/tables/comparisons.csv). p_better: the "
+        "fraction of pairs where the label scores higher. The "
+        f"{settings['confidence']:.0%} interval and p-value are a t over the per-seed means "
+        "(the pretrainings are the independent runs; the draws share one test set): none "
+        "with one seed, and none includes the test set's own sampling error. q_value: "
+        "Benjamini-Hochberg over every tested row.\n\n"
+        + (
+            markdown_table(comparisons)
+            if len(comparisons)
+            else "None of these baselines was evaluated in this run: set comparisons.baselines."
+        )
+    )
+    markdown(summary, outputs["markdown"], "Results", note, tail=paired)
 
 
 run_logged(

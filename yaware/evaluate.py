@@ -15,6 +15,10 @@ from yaware.labels import binary_labels
 from yaware.participants import MISSING, as_text, read_table, row_positions
 from yaware.probes import age_probe, linear_probe, site_probe
 
+# With splits.external_sites, probes and fine-tuned models are also scored on the sites
+# held out whole: these columns follow the internal test's in both tidy tables.
+EXTERNAL_COLUMNS = ["n_external", "external_auc", "external_balanced_accuracy"]
+
 
 def probe_task(
     features: str | os.PathLike,

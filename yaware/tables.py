@@ -98,11 +98,6 @@ PAPER_METHOD = {
 }
 
 
-# With splits.external_sites, probes and fine-tuned models are also scored on the sites
-# held out whole: these columns follow the internal test's in both tidy tables.
-EXTERNAL_COLUMNS = ["n_external", "external_auc", "external_balanced_accuracy"]
-
-
 def gather_linear(files: Sequence[tuple[str, str]], models: Mapping[str, Mapping]) -> pd.DataFrame:
     """Concatenate the probe tables, each a (model, path) pair, with the model's description
     columns."""
@@ -137,8 +132,20 @@ def with_paper(summary: pd.DataFrame, method_column: str = "method") -> pd.DataF
     return summary.assign(paper_auc=pd.Series(values, index=summary.index, dtype=float))
 
 
-def markdown(frame: pd.DataFrame, path: str | os.PathLike, title: str, note: str) -> None:
-    """A Markdown table with mean +- sd cells."""
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as Markdown; an undefined value (a spread over one seed) is a blank cell, as
+    in the AUC table, not "nan"."""
+    return (
+        frame.astype(object)
+        .where(frame.notna(), None)
+        .to_markdown(index=False, floatfmt=".3f", missingval="")
+    )
+
+
+def markdown(
+    frame: pd.DataFrame, path: str | os.PathLike, title: str, note: str, tail: str = ""
+) -> None:
+    """A Markdown table with mean +- sd cells, after ``note`` and before ``tail``."""
     lines = [f"# {title}", "", note, ""]
     columns = list(frame.columns)
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -148,5 +155,5 @@ def markdown(frame: pd.DataFrame, path: str | os.PathLike, title: str, note: str
             for v in row
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + (f"\n{tail}\n" if tail else "")
     write_atomic(path, lambda handle: handle.write(text.encode()))

@@ -464,3 +464,10 @@ def test_held_out_sites_are_scored_by_probes_and_fine_tuning(tiny_run, tmp_path)
     assert len(probe_rows) == len(mean)
     for row in probe_rows.itertuples():
         assert row.auc_mean == pytest.approx(mean[(row.label, row.n_target)])
+    # The paired differences on the held-out sites are those of the external AUCs.
+    comparisons = pd.read_csv(workdir / "results/tables/comparisons.csv")
+    tuned = comparisons[comparisons["evaluation"] == "fine-tuning, external sites"].iloc[0]
+    external_auc = finetune.set_index("label")["external_auc"]
+    assert (tuned["label"], tuned["baseline"]) == ("fine-tuned SimCLR", "Fully supervised")
+    expected = external_auc["fine-tuned SimCLR"] - external_auc["Fully supervised"]
+    assert tuned["diff_mean"] == pytest.approx(expected)

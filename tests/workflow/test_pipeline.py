@@ -242,6 +242,44 @@ def test_summary_is_mean_and_spread_of_the_tidy_table(run):
     assert "nan" not in cells
 
 
+def test_paired_differences_are_taken_draw_by_draw_from_the_tidy_tables(run):
+    """comparisons.csv: each label minus the baselines (default: scratch, then SimCLR), on
+    the same draws; recomputed here from linear_probe.csv and finetune.csv."""
+    comparisons = pd.read_csv(run / "results/tables/comparisons.csv")
+    linear = pd.read_csv(run / "results/tables/linear_probe.csv")
+
+    def draws(label):
+        rows = linear[
+            (linear["label"] == label)
+            & (linear["task"] == "SCZ vs CTL")
+            & (linear["n_target"] == 10)
+        ]
+        return rows.set_index("repeat")["auc"]
+
+    row = comparisons[
+        (comparisons["evaluation"] == "linear probe")
+        & (comparisons["label"] == "y-Aware (sigma=5)")
+        & (comparisons["task"] == "SCZ vs CTL")
+        & (comparisons["n_target"] == 10)
+    ].iloc[0]
+    diff = draws("y-Aware (sigma=5)") - draws("SimCLR")
+    assert row["baseline"] == "SimCLR"
+    assert (row["n_pairs"], row["n_seeds"]) == (2, 1)
+    assert row["diff_mean"] == pytest.approx(diff.mean())
+    assert row["p_better"] == pytest.approx(((diff > 0) + 0.5 * (diff == 0)).mean())
+    assert np.isnan(row["ci_low"])  # one pretraining seed: no interval
+    # Every label of the linear probe but the baseline, on every task and N_target.
+    probed = comparisons[comparisons["evaluation"] == "linear probe"]
+    assert len(probed) == (linear["label"].nunique() - 1) * 2 * 2
+    tuned = comparisons[comparisons["evaluation"] == "fine-tuning"]
+    pairs = set(zip(tuned["label"], tuned["baseline"], strict=True))
+    assert ("fine-tuned SimCLR", "Fully supervised") in pairs
+    assert ("Fully supervised", "fine-tuned SimCLR") not in pairs
+    markdown = (run / "results/tables/summary.md").read_text()
+    assert "## Paired differences against the baselines" in markdown
+    assert re.search(r"\| fine-tuning +\| AD vs CTL +\| +10 \| fine-tuned SimCLR +\|", markdown)
+
+
 def test_the_summary_states_the_pretraining_setup_that_made_it(run):
     """A reader of summary.md must know which run made it, the y-Aware kernel and the
     temperature included: before, a run with another kernel wrote the same note."""
