@@ -323,6 +323,21 @@ def build_models():
     return models
 
 
+def check_unique_labels(models):
+    """The tables, figures and paired differences tell models apart by label: two with one
+    label would be pooled. Only external models' labels are the user's to choose."""
+    named = {}
+    for name, spec in models.items():
+        other = named.setdefault(spec["label"], name)
+        if other != name:
+            clash = name if name in EXTERNAL else other
+            raise ValueError(
+                f"external_models.{clash}: its label {spec['label']!r} is that of "
+                f"{other if clash == name else name!r} too, and the tables and figures would "
+                "pool the two; give it another label"
+            )
+
+
 MODELS = build_models()
 NEURAL_MODELS = [name for name in MODELS if name != PCA_NAME]
 
@@ -414,8 +429,8 @@ def finetune_inputs(wildcards):
 
 
 def finetune_inits():
-    """How the tables name each fine-tuning start: method, sigma, pretraining seed and
-    label."""
+    """How the tables name each fine-tuning start (training from scratch included):
+    method, sigma, pretraining seed and label."""
     inits = {
         name: {
             "method": e.method,
@@ -433,7 +448,17 @@ def finetune_inits():
             "seed": None,
             "label": label,
         }
+    inits[SCRATCH_NAME] = {
+        "method": "scratch",
+        "sigma": None,
+        "seed": None,
+        "label": "Fully supervised",
+    }
     return inits
+
+
+# Training from scratch stands beside the probed models in the first figure.
+check_unique_labels({**MODELS, SCRATCH_NAME: finetune_inits()[SCRATCH_NAME]})
 
 
 def code_version(script):

@@ -19,21 +19,19 @@ from yaware.tables import (
 )
 from yaware.workflow import run_logged
 
-SCRATCH = {"method": "scratch", "sigma": None, "seed": None, "label": "Fully supervised"}
-
 
 def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:
-    """``inits``: method, sigma and label of each start but training from scratch."""
+    """``inits``: method, sigma, seed and label of each start, training from scratch too."""
     rows = []
     for path in paths:
         parts = Path(path).parts  # results/finetune/<init>/<cohort>/n<N>_r<R>/test_metrics.json
         init, cohort, draw = parts[-4], parts[-3], parts[-2]
         n_target, repeat = (int(v) for v in draw[1:].split("_r"))
-        start = inits.get(init, SCRATCH)
+        start = inits[init]
         rows.append(
             {
                 "init": init,
-                "init_kind": "pretrained" if init in inits else "scratch",
+                "init_kind": "scratch" if start["method"] == "scratch" else "pretrained",
                 "method": start["method"],
                 "sigma": start["sigma"],
                 "seed": start["seed"],

@@ -182,6 +182,28 @@ def test_an_external_model_named_like_a_workflow_model_is_refused(tmp_path):
     assert "external_models.pca: the workflow already names a model 'pca'" in output
 
 
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (["SimCLR"], "external_models.a: its label 'SimCLR' is that of 'simclr_cutout_tinycnn"),
+        (["Fully supervised"], "its label 'Fully supervised' is that of 'scratch' too"),
+        (["mine", "mine"], "external_models.b: its label 'mine' is that of 'a' too"),
+    ],
+)
+def test_an_external_model_labelled_like_another_model_is_refused(tmp_path, labels, expected):
+    """The tables, figures and paired differences tell models apart by label."""
+    checkpoint = tmp_path / "x.pth"
+    save_checkpoint(checkpoint, {"model": build_model("tinycnn").state_dict()})
+    external = {
+        name: {"checkpoint": str(checkpoint), "encoder": "tinycnn", "label": label}
+        for name, label in zip("ab", labels, strict=False)
+    }
+    workdir = make_workdir(tmp_path / "work", TINY | {"external_models": external})
+    done = snakemake(workdir, "-n")
+    assert done.returncode != 0
+    assert expected in done.stdout + done.stderr
+
+
 def test_models_made_elsewhere_are_evaluated_without_pretraining_any(tmp_path):
     """`pretraining.methods: {}` with an external model: the released checkpoint probed
     and fine-tuned on a cohort beside the floors and training from scratch, no encoder
