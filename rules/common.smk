@@ -323,18 +323,19 @@ def build_models():
     return models
 
 
-def check_unique_labels(models):
-    """The tables, figures and paired differences tell models apart by label: two with one
-    label would be pooled. Only external models' labels are the user's to choose."""
-    named = {}
-    for name, spec in models.items():
-        other = named.setdefault(spec["label"], name)
-        if other != name:
-            clash = name if name in EXTERNAL else other
+def check_external_labels(models):
+    """The tables, figures and paired differences tell models apart by label (a method's
+    seeds share one, and are pooled): an external model's label, the user's to choose, must
+    be no other model's."""
+    for name in EXTERNAL:
+        label = models[name]["label"]
+        others = [
+            o for o, spec in models.items() if o != name and spec["label"] == label
+        ]
+        if others:
             raise ValueError(
-                f"external_models.{clash}: its label {spec['label']!r} is that of "
-                f"{other if clash == name else name!r} too, and the tables and figures would "
-                "pool the two; give it another label"
+                f"external_models.{name}: its label {label!r} is that of {others[0]!r} too, "
+                "and the tables and figures would pool the two; give it another label"
             )
 
 
@@ -458,7 +459,7 @@ def finetune_inits():
 
 
 # Training from scratch stands beside the probed models in the first figure.
-check_unique_labels({**MODELS, SCRATCH_NAME: finetune_inits()[SCRATCH_NAME]})
+check_external_labels({**MODELS, SCRATCH_NAME: finetune_inits()[SCRATCH_NAME]})
 
 
 def code_version(script):

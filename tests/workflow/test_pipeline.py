@@ -187,7 +187,7 @@ def test_an_external_model_named_like_a_workflow_model_is_refused(tmp_path):
     [
         (["SimCLR"], "external_models.a: its label 'SimCLR' is that of 'simclr_cutout_tinycnn"),
         (["Fully supervised"], "its label 'Fully supervised' is that of 'scratch' too"),
-        (["mine", "mine"], "external_models.b: its label 'mine' is that of 'a' too"),
+        (["mine", "mine"], "external_models.a: its label 'mine' is that of 'b' too"),
     ],
 )
 def test_an_external_model_labelled_like_another_model_is_refused(tmp_path, labels, expected):
@@ -202,6 +202,18 @@ def test_an_external_model_labelled_like_another_model_is_refused(tmp_path, labe
     done = snakemake(workdir, "-n")
     assert done.returncode != 0
     assert expected in done.stdout + done.stderr
+
+
+def test_the_seeds_of_a_method_share_its_label_beside_an_external_model(tmp_path):
+    """Two seeds of SimCLR are one label, pooled in the tables: no clash."""
+    checkpoint = tmp_path / "x.pth"
+    save_checkpoint(checkpoint, {"model": build_model("tinycnn").state_dict()})
+    external = {"a": {"checkpoint": str(checkpoint), "encoder": "tinycnn", "label": "mine"}}
+    pretraining = TINY["pretraining"] | {"seeds": [0, 1]}
+    config = TINY | {"pretraining": pretraining, "external_models": external}
+    done = snakemake(make_workdir(tmp_path / "work", config), "-n")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "simclr_cutout_tinycnn_seed1" in done.stdout
 
 
 def test_models_made_elsewhere_are_evaluated_without_pretraining_any(tmp_path):
