@@ -278,7 +278,7 @@ def test_summary_is_mean_and_spread_of_the_tidy_table(run):
 
 def test_paired_differences_are_taken_draw_by_draw_from_the_tidy_tables(run):
     """comparisons.csv: each label minus the baselines (default: scratch, then SimCLR), on
-    the same draws; recomputed here from linear_probe.csv and finetune.csv."""
+    the same draws; a row recomputed here from linear_probe.csv."""
     comparisons = pd.read_csv(run / "results/tables/comparisons.csv")
     linear = pd.read_csv(run / "results/tables/linear_probe.csv")
 
