@@ -53,10 +53,16 @@ def build_cohorts(config):
         }
     for name, spec in config["cohorts"].items():
         # "~/data/..." as a shell would read it; Snakemake and Python take "~" literally.
+        if ("cat12_root" in spec) == ("array" in spec):
+            raise ValueError(
+                f"cohorts.{name}: set one of cat12_root (a CAT12 derivatives folder) and "
+                "array (a .npy of maps, one per row of the participants table)"
+            )
+        source = "array" if "array" in spec else "cat12_root"
         spec = {
             **spec,
             "participants": os.path.expanduser(spec["participants"]),
-            "cat12_root": os.path.expanduser(spec["cat12_root"]),
+            source: os.path.expanduser(spec[source]),
         }
         if name in cohorts:
             raise ValueError(f"cohort {name!r} is both synthetic and real: rename one")
@@ -69,7 +75,7 @@ def build_cohorts(config):
                 f"cohorts.{name}.participants: {spec['participants']} is not a file; point "
                 "it at the cohort's participants table (participants.tsv)"
             )
-        if not Path(spec["cat12_root"]).is_dir():
+        if source == "cat12_root" and not Path(spec["cat12_root"]).is_dir():
             raise ValueError(
                 f"cohorts.{name}.cat12_root: {spec['cat12_root']} is not a folder; point it "
                 "at the CAT12 derivatives, the folder that holds the sub-* folders"
@@ -78,11 +84,36 @@ def build_cohorts(config):
             check_task(name, spec)
         elif name in (config["pretraining"]["cohorts"] or [name]):
             check_pretraining_label(name, spec, config)
-        check_cat12_root(name, spec)
+        if source == "array":
+            check_array(name, spec)
+        else:
+            check_cat12_root(name, spec)
         cohorts[name] = {**spec, "task": spec.get("task"), "synthetic": False}
     if not cohorts:
         raise ValueError("no cohort: set synthetic.cohorts or cohorts in the config")
     return cohorts
+
+
+def check_array(name, spec):
+    """An array cohort's maps against its grid and its table, before any job: reads the
+    array's header only."""
+    from yaware.errors import DataError
+    from yaware.participants import read_table
+    from yaware.qc import open_map_array
+
+    if not Path(spec["array"]).is_file():
+        raise ValueError(
+            f"cohorts.{name}.array: {spec['array']} is not a file; point it at the .npy of "
+            "the cohort's maps"
+        )
+    try:
+        rows = len(read_table(spec["participants"]))
+    except DataError:
+        rows = None  # the table's own checks name what is wrong with it
+    try:
+        open_map_array(spec["array"], cat12_grid(spec["voxel_mm"]), rows)
+    except DataError as err:
+        raise ValueError(f"cohorts.{name}.array: {err}") from None
 
 
 def check_cat12_root(name, spec):
@@ -511,6 +542,11 @@ def cohort_keys(*keys):
 
 def get_participants(wildcards):
     return COHORTS[wildcards.cohort]["participants"]
+
+
+def get_array(wildcards):
+    """An array cohort's maps; none for a CAT12 cohort, whose maps QC finds."""
+    return COHORTS[wildcards.cohort].get("array") or []
 
 
 def data_outputs():

@@ -32,6 +32,7 @@ rule synth_cohort:
 rule qc_metrics:
     input:
         participants=get_participants,
+        array=get_array,
     output:
         metrics="results/qc/{cohort}/metrics.tsv",
     log:
@@ -87,6 +88,7 @@ rule convert:
         metrics="results/qc/{cohort}/metrics.tsv",
         passed="results/qc/{cohort}/passed.tsv",
         participants=get_participants,
+        array=get_array,
     output:
         data="results/data/{cohort}/data.npy",
         participants="results/data/{cohort}/participants.tsv",

@@ -10,6 +10,7 @@ def main(
     metrics: str,
     passed: str,
     participants: str,
+    array: str | None,
     data: str,
     cohort: dict,
     settings: dict,
@@ -21,7 +22,8 @@ def main(
         tiv_scaling=settings["tiv_scaling"],
         threads=threads,
     )
-    convert_cohort(metrics, passed, participants, Path(data).parent, cohort["voxel_mm"], conversion)
+    out = Path(data).parent
+    convert_cohort(metrics, passed, participants, out, cohort["voxel_mm"], conversion, array)
 
 
 run_logged(
@@ -30,6 +32,7 @@ run_logged(
     snakemake.input.metrics,
     snakemake.input.passed,
     snakemake.input.participants,
+    snakemake.input.array or None,  # a path, or none for a CAT12 cohort
     snakemake.output.data,
     snakemake.params.cohort,
     snakemake.params.settings,

@@ -4,12 +4,13 @@ import logging
 
 from yaware.grid import cat12_grid
 from yaware.io import save_table
-from yaware.qc import measure_cohort
+from yaware.qc import measure_array_cohort, measure_cohort
 from yaware.workflow import run_logged
 
 
 def main(
     participants: str,
+    array: str | None,
     metrics_path: str,
     name: str,
     cohort: dict,
@@ -18,9 +19,10 @@ def main(
     threads: int,
 ) -> None:
     required = [label] if cohort["role"] == "pretrain" else []
-    metrics = measure_cohort(
+    # An array cohort's maps are an input (its one file); a CAT12 cohort's are found by QC.
+    metrics = (measure_array_cohort if array else measure_cohort)(
         participants,
-        cohort["cat12_root"],
+        array or cohort["cat12_root"],
         cat12_grid(cohort["voxel_mm"]),
         settings["corr_voxel_mm"],
         required,
@@ -36,6 +38,7 @@ run_logged(
     snakemake.log[0],
     main,
     snakemake.input.participants,
+    snakemake.input.array or None,  # a path, or none for a CAT12 cohort
     snakemake.output.metrics,
     snakemake.wildcards.cohort,
     snakemake.params.cohort,

@@ -25,7 +25,7 @@ from yaware.errors import DataError
 from yaware.grid import Grid, cat12_grid
 from yaware.io import atomic_path, make_folder, save_json, save_table
 from yaware.participants import ID_COLUMN, read_table
-from yaware.qc import load_map
+from yaware.qc import check_values, load_map, open_map_array
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,37 @@ def prepare_scan(
         data = load_map(path, source)
     except DataError as err:  # it passed QC: the file changed or went since
         raise DataError(f"{path}: {err}; {CHANGED_SINCE_QC}") from err
+    return _finish(data, path, tiv, source, target, settings)
+
+
+def prepare_row(
+    maps: np.ndarray,
+    row: int,
+    path: str,
+    tiv: float,
+    source: Grid,
+    target: Grid,
+    settings: ConversionSettings,
+) -> np.ndarray:
+    """Map ``row`` of an array cohort's ``maps`` (see ``qc.open_map_array``), as
+    ``prepare_scan`` makes a NIfTI map."""
+    data = np.asarray(maps[row], dtype=np.float32)
+    try:
+        check_values(data)
+    except DataError as err:
+        raise DataError(f"{path}, map {row}: {err}; {CHANGED_SINCE_QC}") from err
+    return _finish(data, f"{path}, map {row}", tiv, source, target, settings)
+
+
+def _finish(
+    data: np.ndarray,
+    path: str,
+    tiv: float,
+    source: Grid,
+    target: Grid,
+    settings: ConversionSettings,
+) -> np.ndarray:
+    """A checked map TIV-scaled, resampled and cast; ``path`` names it in an error."""
     if settings.tiv_scaling:
         data = data * np.float32(TIV_REFERENCE_ML / tiv)
     data = resample(data, source, target)
@@ -126,11 +157,13 @@ def convert_cohort(
     out_dir: str | os.PathLike,
     source_voxel_mm: float,
     settings: ConversionSettings,
+    array: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Write the cohort's array, aligned table and manifest; returns the aligned table.
 
     ``metrics_table`` (QC's measurements: each scan's path and TIV) and ``participants``
-    have a row per scan; ``passed_table`` names the rows that pass QC.
+    have a row per scan; ``passed_table`` names the rows that pass QC. ``array``: an array
+    cohort's maps (``qc.open_map_array``), map i for row i, read instead of each path.
     """
     metrics = read_table(metrics_table)
     table = read_table(participants)
@@ -152,6 +185,7 @@ def convert_cohort(
             f"QC ({shown}{'; ...' if len(counts) > 3 else ''}); see its 'reason' column"
         )
     source, target = cat12_grid(source_voxel_mm), cat12_grid(settings.voxel_mm)
+    maps = None if array is None else open_map_array(array, source, len(metrics))
     out = Path(out_dir)
     make_folder(out)
     shape = (len(passing), 1, *target.shape)
@@ -163,7 +197,12 @@ def convert_cohort(
 
         def write(k: int) -> str:
             row = metrics.iloc[passing[k]]
-            writer.write(k, prepare_scan(row["path"], float(row["tiv"]), source, target, settings))
+            tiv = float(row["tiv"])
+            if maps is not None:  # the map's own bytes, as a file's for a NIfTI map
+                m = passing[k]
+                writer.write(k, prepare_row(maps, m, row["path"], tiv, source, target, settings))
+                return hashlib.sha256(np.ascontiguousarray(maps[m]).tobytes()).hexdigest()
+            writer.write(k, prepare_scan(row["path"], tiv, source, target, settings))
             try:
                 return sha256(row["path"])
             except OSError as err:
@@ -198,6 +237,7 @@ def convert_cohort(
                     "participant_id": aligned[ID_COLUMN].iloc[k],
                     "session": aligned["session"].iloc[k],
                     "path": metrics["path"].iloc[i],
+                    **({} if maps is None else {"map": int(i)}),
                     "sha256": checksums[k],
                 }
                 for k, i in enumerate(passing)

@@ -134,12 +134,17 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
         raise DataError(f"voxel size {tuple(map(float, zooms))} mm, expected {grid.voxel_mm} mm")
     if not np.allclose(image.affine, grid.affine, atol=1e-2):
         raise DataError("affine is not the template space's (not normalised to MNI by CAT12?)")
+    check_values(data)
+    return data
+
+
+def check_values(data: np.ndarray) -> None:
+    """Raises DataError for NaN or infinite voxels, or a map of zeros only."""
     finite = np.isfinite(data)
     if not finite.all():
         raise DataError(f"{int((~finite).sum())} voxels are NaN or infinite")
     if not data.any():
         raise DataError("all voxels are zero")
-    return data
 
 
 def coarse_map(data: np.ndarray, factor: int) -> np.ndarray:
@@ -152,22 +157,17 @@ def coarse_map(data: np.ndarray, factor: int) -> np.ndarray:
     return blocks.mean(axis=(1, 3, 5))
 
 
-def measure_cohort(
-    participants: str | os.PathLike,
-    cat12_root: str | os.PathLike,
-    grid: Grid,
-    corr_voxel_mm: float = 6.0,
-    required_columns: Sequence[str] = (),
-    threads: int = 1,
-) -> pd.DataFrame:
-    """Metrics of a cohort, one row per row of ``participants`` (in its order): the marks,
-    TIV and corr_mean of each scan, or the problem that makes it unusable."""
+def _checked_rows(
+    participants: str | os.PathLike, required_columns: Sequence[str]
+) -> tuple[pd.DataFrame, list[_Scan], pd.DataFrame]:
+    """The table's rows with ids as text, a scan record per row holding the problems of its
+    row (unsafe or duplicated id, a required value missing or implausible), and each row's
+    (subject, session, run) without BIDS prefixes."""
     table = read_table(participants)
     source = str(participants)
     for column in (ID_COLUMN, *required_columns):
         if column not in table.columns:
             raise missing_column(table, column, source, "add it")
-    has_path = "path" in table.columns
     # No session column: a dataset without sessions (sub-<id>/anat/...).
     rows = table.assign(
         participant_id=table[ID_COLUMN].astype(str).str.strip(),
@@ -201,6 +201,22 @@ def measure_cohort(
                     f"age {float(value):g} is not a plausible age in years (0 to {MAX_AGE_YEARS}):"
                     " a typo, or another unit?"
                 )
+    return rows, scans, scan_keys
+
+
+def measure_cohort(
+    participants: str | os.PathLike,
+    cat12_root: str | os.PathLike,
+    grid: Grid,
+    corr_voxel_mm: float = 6.0,
+    required_columns: Sequence[str] = (),
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Metrics of a cohort, one row per row of ``participants`` (in its order): the marks,
+    TIV and corr_mean of each scan, or the problem that makes it unusable."""
+    source = str(participants)
+    rows, scans, scan_keys = _checked_rows(participants, required_columns)
+    has_path = "path" in rows.columns
     factor = max(1, round(corr_voxel_mm / grid.voxel_mm))
     base = Path(participants).parent
 
@@ -246,6 +262,89 @@ def measure_cohort(
     return _metrics(rows, scans, corr)
 
 
+# CAT12's usual output grids, to name the one an array's maps are on.
+CAT12_VOXEL_MM = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 9.0)
+
+
+def open_map_array(path: str | os.PathLike, grid: Grid, n_rows: int | None = None) -> np.ndarray:
+    """The maps of an array cohort, memory-mapped as (N, X, Y, Z): a (N, 1, X, Y, Z) or
+    (N, X, Y, Z) .npy on ``grid``, with ``n_rows`` maps (one per row of its table)."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as err:  # numpy raises several types for a broken or foreign file
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: not a readable .npy array ({detail})") from err
+    if array.ndim == 5 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 4:
+        raise DataError(
+            f"{path}: shape {array.shape}; expected maps as (N, 1, X, Y, Z) or (N, X, Y, Z)"
+        )
+    if array.shape[1:] != grid.shape:
+        on = [v for v in CAT12_VOXEL_MM if cat12_grid(v).shape == array.shape[1:]]
+        hint = f"; they are on CAT12's {on[0]:g} mm grid: set the cohort's voxel_mm: {on[0]:g}"
+        raise DataError(
+            f"{path}: maps of shape {array.shape[1:]}, not the shape of CAT12's "
+            f"{grid.voxel_mm:g} mm grid {grid.shape}" + (hint if on else "")
+        )
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise DataError(f"{path}: dtype {array.dtype}; the maps must be real numbers")
+    if n_rows is not None and len(array) != n_rows:
+        raise DataError(
+            f"{path} holds {len(array)} maps but its participants table has {n_rows} rows; "
+            "row i of the table must describe map i"
+        )
+    return array
+
+
+def measure_array_cohort(
+    participants: str | os.PathLike,
+    array_path: str | os.PathLike,
+    grid: Grid,
+    corr_voxel_mm: float = 6.0,
+    required_columns: Sequence[str] = (),
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Metrics of a cohort given as one array of maps, as the original repository takes
+    them (``data.npy`` and its table): row i of the table describes map i. The NCR, ICR and
+    IQR marks and the TIV come from the table's columns of those names where it has them
+    (as brainprep's qc.tsv); a table without NCR and IQR columns has no marks, and the
+    thresholds on them do not apply. Each map is checked, and its corr_mean measured, as a
+    CAT12 cohort's."""
+    rows, scans, _ = _checked_rows(participants, required_columns)
+    array = open_map_array(array_path, grid, len(rows))
+    has_marks = {"NCR", "IQR"} <= set(rows.columns)
+    marks = {
+        column: pd.to_numeric(rows[column], errors="coerce").to_numpy(float)
+        for column in ("NCR", "ICR", "IQR")
+        if column in rows
+    }
+    no_tiv = np.full(len(rows), math.nan)
+    tiv = pd.to_numeric(rows["tiv"], errors="coerce").to_numpy(float) if "tiv" in rows else no_tiv
+    factor = max(1, round(corr_voxel_mm / grid.voxel_mm))
+
+    def check(i: int) -> None:
+        scan = scans[i]
+        scan.path = str(array_path)
+        if scan.reasons:
+            return
+        data = np.asarray(array[i], dtype=np.float32)
+        try:
+            check_values(data)
+        except DataError as err:
+            scan.reasons.append(f"map {i} of the array: {err}")
+            return
+        scan.coarse = coarse_map(data, factor).ravel()
+        scan.marks = {column: float(values[i]) for column, values in marks.items()}
+        scan.tiv = float(tiv[i])
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(check, range(len(scans))))
+    corr = _corr_mean([s.coarse if not s.reasons else None for s in scans])
+    no_marks = "no NCR or IQR mark in the table's columns of those names" if has_marks else None
+    return _metrics(rows, scans, corr, no_marks)
+
+
 def unlisted_subjects(cat12_root: str | os.PathLike, listed: set[str]) -> list[str]:
     """Subjects with a ``sub-<id>`` folder under the CAT12 root but no table row
     (``listed``: the table's ids without their ``sub-`` prefix)."""
@@ -287,7 +386,14 @@ def _corr_mean(maps: list[np.ndarray | None]) -> np.ndarray:
     return out
 
 
-def _metrics(rows: pd.DataFrame, scans: list[_Scan], corr: np.ndarray) -> pd.DataFrame:
+def _metrics(
+    rows: pd.DataFrame,
+    scans: list[_Scan],
+    corr: np.ndarray,
+    no_marks: str | None = "report lacks NCR or IQR marks",
+) -> pd.DataFrame:
+    """``no_marks``: the problem of a scan without its NCR or IQR mark (None: the cohort has
+    no marks, and their thresholds do not apply)."""
     records = []
     readable = int(np.isfinite(corr).sum()) or 1
     for i, scan in enumerate(scans):
@@ -295,8 +401,8 @@ def _metrics(rows: pd.DataFrame, scans: list[_Scan], corr: np.ndarray) -> pd.Dat
         ncr, iqr = marks.get("NCR", math.nan), marks.get("IQR", math.nan)
         problems = list(scan.reasons)
         if not problems:
-            if not np.isfinite(ncr) or not np.isfinite(iqr):
-                problems.append("report lacks NCR or IQR marks")
+            if no_marks and not (np.isfinite(ncr) and np.isfinite(iqr)):
+                problems.append(no_marks)
             if np.isnan(corr[i]):
                 problems.append(
                     "no corr_mean: it compares a map with the cohort's other readable maps, "

@@ -1,0 +1,162 @@
+"""Cohorts given as one array of maps and its table (the original repository's data.npy),
+through Snakemake: QC of each map, the conversion, and the config check's faults."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.workflow.helpers import make_workdir, planned_jobs, snakemake
+
+SOURCE = {
+    "synthetic": {
+        "voxel_mm": 6.0,
+        "seed": 2,
+        "cohorts": {
+            "bhb": {"role": "pretrain", "n_subjects": 24, "n_sites": 2, "age_range": [20, 80]},
+            "adni": {
+                "role": "evaluate",
+                "n_subjects": 30,
+                "n_sites": 2,
+                "diagnosis": "alzheimer",
+                "age_mean": 75,
+                "age_sd": 6,
+                "age_range": [55, 95],
+            },
+        },
+    },
+    "qc": {"corr_voxel_mm": 6.0},
+    "conversion": {"voxel_mm": 6.0},
+    "splits": {"n_target": [6], "repeats": 1, "val_fraction": 0.2},
+}
+TASK = {"label": "diagnosis", "positive": ["alzheimer"], "negative": ["control"]}
+
+
+def read(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session": str})
+
+
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory):
+    """Two converted cohorts of a synthetic run, as a user of the original has them: a
+    data.npy of TIV-scaled maps and a table whose row i describes map i."""
+    root = tmp_path_factory.mktemp("arrays")
+    workdir = make_workdir(root / "source", SOURCE)
+    done = snakemake(
+        workdir, "--cores", "2", "results/data/bhb/data.npy", "results/data/adni/data.npy"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {cohort: workdir / f"results/data/{cohort}" for cohort in ("bhb", "adni")}
+
+
+def _config(cohorts: dict) -> dict:
+    # The maps are TIV-scaled already, as the original's arrays are.
+    return {**SOURCE, "synthetic": {"voxel_mm": 6.0, "cohorts": {}}, "cohorts": cohorts} | {
+        "conversion": {"voxel_mm": 6.0, "tiv_scaling": False}
+    }
+
+
+def test_an_array_cohort_is_checked_map_by_map_and_converted_row_for_row(arrays, tmp_path):
+    maps = np.load(arrays["adni"] / "data.npy")  # (N, 1, X, Y, Z)
+    table = read(arrays["adni"] / "participants.tsv")
+    broken = maps.copy()
+    broken[3, 0, 10, 10, 10] = np.nan
+    np.save(tmp_path / "adni.npy", broken[:, 0])  # (N, X, Y, Z) is read too
+    table["NCR"], table["IQR"] = 2.0, 2.0
+    table.loc[5, "NCR"] = 5.1  # brainprep's qc.tsv columns, with a poor mark
+    table.to_csv(tmp_path / "adni.tsv", sep="\t", index=False)
+    cohorts = {
+        "pre": {
+            "role": "pretrain",
+            "participants": str(arrays["bhb"] / "participants.tsv"),
+            "array": str(arrays["bhb"] / "data.npy"),
+            "voxel_mm": 6.0,
+        },
+        "eval": {
+            "role": "evaluate",
+            "participants": str(tmp_path / "adni.tsv"),
+            "array": str(tmp_path / "adni.npy"),
+            "voxel_mm": 6.0,
+            "task": TASK,
+        },
+    }
+    workdir = make_workdir(tmp_path / "work", _config(cohorts))
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    qc = read(workdir / "results/qc/eval/qc.tsv")
+    assert qc.loc[3, "reason"] == "map 3 of the array: 1 voxels are NaN or infinite"
+    assert qc.loc[5, "reason"] == "NCR 5.10 >= 4.5"
+    assert qc["qc"].sum() == len(table) - 2
+    kept = [i for i in range(len(table)) if i not in (3, 5)]
+    data = np.load(workdir / "results/data/eval/data.npy")
+    np.testing.assert_array_equal(data, maps[kept])  # same grid, no scaling: the same values
+    aligned = read(workdir / "results/data/eval/participants.tsv")
+    assert aligned["participant_id"].tolist() == table["participant_id"].iloc[kept].tolist()
+    manifest = json.loads((workdir / "results/data/eval/manifest.json").read_text())
+    assert [source["map"] for source in manifest["sources"]] == kept
+    # Without mark columns (the bhb table) the thresholds on marks do not apply.
+    pre = read(workdir / "results/qc/pre/qc.tsv")
+    assert pre["qc"].all() and pre["NCR"].isna().all()
+    np.testing.assert_array_equal(
+        np.load(workdir / "results/data/pre/data.npy"), np.load(arrays["bhb"] / "data.npy")
+    )
+    split = read(workdir / "results/splits/eval/split.tsv")
+    assert set(split["split"]) == {"train", "test"}
+    # The array is the QC's input: new maps rerun its QC and what follows, not the other's.
+    broken[0, 0, 12, 12, 12] = np.inf
+    np.save(tmp_path / "adni.npy", broken[:, 0])
+    planned = planned_jobs(workdir, "data")
+    assert planned["qc_metrics"] == 1 and planned["convert"] == 1
+    # Converted alone, against the old QC, the map that turned bad stops it by name.
+    target = "results/data/eval/data.npy"
+    alone = ("--forcerun", "convert", "--allowed-rules", "convert")
+    done = snakemake(workdir, target, "--cores", "1", *alone)
+    assert done.returncode != 0
+    assert "adni.npy, map 0: 1 voxels are NaN or infinite; the map passed QC" in done.stderr
+    # Snakemake removed the old output before the job; the job leaves no half-written one.
+    assert not any((workdir / "results/data/eval").glob("*data.npy*"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("rows", "holds {n} maps but its participants table has {m} rows; row i of the table"),
+        (
+            "grid",
+            "not the shape of CAT12's 3 mm grid (61, 73, 61); they are on CAT12's 6 mm "
+            "grid: set the cohort's voxel_mm: 6",
+        ),
+        ("both", "cohorts.eval: set one of cat12_root (a CAT12 derivatives folder) and array"),
+        ("missing", "cohorts.eval.array: nowhere.npy is not a file"),
+        ("not npy", "not a readable .npy array"),
+    ],
+)
+def test_an_array_cohort_that_does_not_fit_is_named_before_any_job(
+    arrays, tmp_path, fault, expected
+):
+    table = read(arrays["adni"] / "participants.tsv")
+    expected = expected.format(n=len(table), m=len(table) - 1)
+    if fault == "rows":
+        table = table.iloc[:-1]
+    table.to_csv(tmp_path / "adni.tsv", sep="\t", index=False)
+    spec = {
+        "role": "evaluate",
+        "participants": str(tmp_path / "adni.tsv"),
+        "array": str(arrays["adni"] / "data.npy"),
+        "voxel_mm": 3.0 if fault == "grid" else 6.0,
+        "task": TASK,
+    }
+    if fault == "both":
+        spec["cat12_root"] = str(tmp_path)
+    if fault == "missing":
+        spec["array"] = "nowhere.npy"
+    if fault == "not npy":
+        spec["array"] = str(tmp_path / "adni.tsv")
+    workdir = make_workdir(tmp_path / "work", _config({"eval": spec}))
+    done = snakemake(workdir, "-n")
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert expected in output
+    assert "Traceback" not in output
