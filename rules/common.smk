@@ -98,7 +98,7 @@ def check_array(name, spec):
     """An array cohort's maps against its grid and its table, before any job: reads the
     array's header only."""
     from yaware.errors import DataError
-    from yaware.participants import read_table
+    from yaware.participants import ID_COLUMN, missing_column, read_table
     from yaware.qc import open_map_array
 
     if not Path(spec["array"]).is_file():
@@ -107,9 +107,18 @@ def check_array(name, spec):
             "the cohort's maps"
         )
     try:
-        rows = len(read_table(spec["participants"]))
+        table = read_table(spec["participants"])
     except DataError:
-        rows = None  # the table's own checks name what is wrong with it
+        table = None  # the table's own checks name what is wrong with it
+    if table is not None and ID_COLUMN not in table.columns:
+        # The original repository's metadata.csv has none; the splits group by subject.
+        fix = (
+            "add one, the subject of each map (the splits keep a subject's scans on one "
+            "side; number the rows if each is a subject of its own)"
+        )
+        error = missing_column(table, ID_COLUMN, spec["participants"], fix)
+        raise ValueError(f"cohorts.{name}.participants: {error}")
+    rows = None if table is None else len(table)
     try:
         open_map_array(spec["array"], cat12_grid(spec["voxel_mm"]), rows)
     except DataError as err:

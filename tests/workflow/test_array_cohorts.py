@@ -131,6 +131,7 @@ def test_an_array_cohort_is_checked_map_by_map_and_converted_row_for_row(arrays,
         ("both", "cohorts.eval: set one of cat12_root (a CAT12 derivatives folder) and array"),
         ("missing", "cohorts.eval.array: nowhere.npy is not a file"),
         ("not npy", "not a readable .npy array"),
+        ("no ids", "no 'participant_id' column; the table has ['age', 'diagnosis']: add one"),
     ],
 )
 def test_an_array_cohort_that_does_not_fit_is_named_before_any_job(
@@ -140,6 +141,8 @@ def test_an_array_cohort_that_does_not_fit_is_named_before_any_job(
     expected = expected.format(n=len(table), m=len(table) - 1)
     if fault == "rows":
         table = table.iloc[:-1]
+    if fault == "no ids":  # as the original repository's metadata.csv
+        table = table[["age", "diagnosis"]]
     table.to_csv(tmp_path / "adni.tsv", sep="\t", index=False)
     spec = {
         "role": "evaluate",
