@@ -134,7 +134,8 @@ def main(inputs: dict, outputs: dict, models: dict, tasks: dict, inits: dict, co
         "fraction of pairs where the label scores higher. The "
         f"{settings['confidence'] * 100:g} % interval and p-value are a t over the per-seed means "
         "(the pretrainings are the independent runs; the draws share one test set): none "
-        "with one seed, and none includes the test set's own sampling error. q_value: "
+        "with one seed or with equal per-seed means, and none includes the test set's own "
+        "sampling error. q_value: "
         "Benjamini-Hochberg over every tested row.\n\n"
         + (
             markdown_table(comparisons)

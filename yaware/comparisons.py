@@ -5,8 +5,8 @@ A draw's training subset and the test set are shared by every method, so pairing
 draw removes the draw-to-draw spread that dominates the summary's sd. The draws are not
 independent replicates, though: they share the test set and overlap in training scans. The
 independent units are the pretrainings, so the interval and the p-value are a Student t
-over the per-seed means of the paired differences (no interval with one seed). Neither
-includes the sampling error of the one test set.
+over the per-seed means of the paired differences (no interval with one seed, or when
+every seed's mean is the same). Neither includes the sampling error of the one test set.
 """
 
 from collections.abc import Sequence
@@ -32,6 +32,8 @@ COLUMNS = [
     "q_value",
 ]
 GROUP = ["task", "n_target"]
+# Scores (AUCs) closer than this are equal: far below any difference worth a row.
+SCORE_TOLERANCE = 1e-9
 
 
 def _scores(rows: pd.DataFrame, value: str) -> pd.Series:
@@ -66,24 +68,27 @@ def _row(pairs: pd.DataFrame, confidence: float) -> dict:
     per_seed = pairs.groupby("unit")["diff"].mean().to_numpy()
     # Each pretraining weighs the same; with as many draws per seed, this is diff.mean().
     mean = float(per_seed.mean())
+    # AUCs on a small test set take few values: a difference of rounding error is a tie.
+    won = np.where(np.abs(diff) <= SCORE_TOLERANCE, 0.5, (diff > 0).astype(float))
     row = {
         "n_pairs": len(diff),
         "n_seeds": len(per_seed),
         "diff_mean": mean,
         "diff_sd": float(diff.std(ddof=1)) if len(diff) > 1 else np.nan,
-        "p_better": float(((diff > 0) + 0.5 * (diff == 0)).mean()),
+        "p_better": float(won.mean()),
         "ci_low": np.nan,
         "ci_high": np.nan,
         "p_value": np.nan,
     }
-    if len(per_seed) > 1:
-        se = float(per_seed.std(ddof=1) / np.sqrt(len(per_seed)))
+    spread = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0
+    # Equal per-seed means (often, with discrete AUCs and two seeds) leave the t no spread
+    # to estimate: its p would be 0 from rounding error alone. No interval, no p then.
+    if spread > SCORE_TOLERANCE:
+        se = spread / np.sqrt(len(per_seed))
         df = len(per_seed) - 1
         half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
         row |= {"ci_low": mean - half, "ci_high": mean + half}
-        # Equal per-seed means: no spread to test against; the limit of the t-test.
-        no_spread = 1.0 if mean == 0 else 0.0
-        row["p_value"] = float(2 * stats.t.sf(abs(mean) / se, df)) if se > 0 else no_spread
+        row["p_value"] = float(2 * stats.t.sf(abs(mean) / se, df))
     return row
 
 
