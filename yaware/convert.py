@@ -1,4 +1,5 @@
-"""NIfTI to one array: the QC-passing scans of a cohort streamed into ``data.npy``.
+"""NIfTI to one array: the QC-passing scans of a cohort streamed into ``data.npy`` (an
+array cohort's passing rows, read through a memory map, the same way).
 
 Output in ``out_dir``: ``data.npy`` of shape (N, 1, X, Y, Z) written through a memory map
 (peak memory independent of N), ``participants.tsv`` with rows aligned to the array, and

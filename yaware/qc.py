@@ -14,6 +14,9 @@ every map and report (the costly part) into a metrics table, with the problem th
 scan unusable; ``apply_thresholds`` adds ``qc`` and ``reason`` from the thresholds alone,
 and fails a scan without a TIV when the conversion's TIV scaling needs one (so that setting
 reruns the thresholds, not the reading of every map).
+
+An array cohort (the maps as one ``.npy``, row i of the table describing map i) is measured
+by ``measure_array_cohort``: the same row and map checks, marks and TIV from the table.
 """
 
 import logging
