@@ -49,17 +49,20 @@ def _step(model: nn.Module, loss_name: str, view1, view2, ages) -> torch.Tensor:
     return loss.detach()
 
 
+def _rank_step(rank: int, world: int, loss_name: str, out: str) -> None:
+    model = nn.parallel.DistributedDataParallel(_model())
+    view1, view2, ages = _batch()
+    rows = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+    loss = _step(model, loss_name, view1[rows], view2[rows], ages[rows])
+    grads = {name: p.grad for name, p in model.module.named_parameters()}
+    torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
+
+
 def _worker(rank: int, world: int, init: str, loss_name: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    try:
-        model = nn.parallel.DistributedDataParallel(_model())
-        view1, view2, ages = _batch()
-        rows = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
-        loss = _step(model, loss_name, view1[rows], view2[rows], ages[rows])
-        grads = {name: p.grad for name, p in model.module.named_parameters()}
-        torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
+    _rank_step(rank, world, loss_name, out)  # the DDP model is freed before the group
+    distributed.shutdown()
+    assert not dist.is_initialized()
 
 
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))

@@ -10,11 +10,13 @@ from yaware.errors import YAwareError
 
 
 def _pretrain(args: argparse.Namespace) -> None:
+    from yaware import distributed
     from yaware.config import PretrainConfig, load_config
     from yaware.train.pretrain import pretrain
 
     cfg = load_config(PretrainConfig, args.config)
     print(pretrain(cfg, resume=args.resume, stop_after_epochs=args.stop_after_epochs))
+    distributed.shutdown()  # torchrun's processes: after a finished run only
 
 
 def _finetune(args: argparse.Namespace) -> None:

@@ -119,3 +119,12 @@ def all_objects(obj: Any) -> list[Any]:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group once every rank is done: each waits for the others, then
+    NCCL or gloo finishes its work before the process exits (a rank that left early could
+    abort a peer still talking to it)."""
+    if dist.is_available() and dist.is_initialized():
+        barrier()
+        dist.destroy_process_group()
