@@ -3,7 +3,8 @@ array cohort's passing rows, read through a memory map, the same way).
 
 Output in ``out_dir``: ``data.npy`` of shape (N, 1, X, Y, Z) written through a memory map
 (peak memory independent of N), ``participants.tsv`` with rows aligned to the array, and
-``manifest.json`` (shape, dtype, grid, each source file with its SHA-256, the settings).
+``manifest.json`` (shape, dtype, grid, each source file with the SHA-256 of its bytes and
+of its voxels, the settings).
 Optional TIV scaling to 1500 ml (x 1500 / TIV) and resampling to a coarser grid. The
 array is written under a temporary name and renamed last: a killed job leaves nothing
 that looks finished, and a rerun writes the same bytes.
@@ -60,6 +61,14 @@ def resample(data: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
     ).astype(np.float32)
 
 
+def voxels_sha256(data: np.ndarray) -> str:
+    """SHA-256 of a map's voxels as float32, in the grid's orientation, and of its shape: the
+    same for a map saved as .nii or .nii.gz, with another header, or as an array's row."""
+    digest = hashlib.sha256(repr(tuple(data.shape)).encode())
+    digest.update(np.ascontiguousarray(data, dtype=np.float32).data)
+    return digest.hexdigest()
+
+
 def sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -102,37 +111,26 @@ def _scan_name(ids: Sequence[str]) -> str:
     return subject + (f" ses-{session}" if session else "") + (f" run-{run}" if run else "")
 
 
-def prepare_scan(
-    path: str, tiv: float, source: Grid, target: Grid, settings: ConversionSettings
-) -> np.ndarray:
-    """One scan as it goes into the array: loaded, checked, TIV-scaled, resampled, cast."""
+def scan_voxels(path: str, source: Grid) -> np.ndarray:
+    """A NIfTI map that passed QC, loaded and checked again."""
     try:
-        data = load_map(path, source)
+        return load_map(path, source)
     except DataError as err:  # it passed QC: the file changed or went since
         raise DataError(f"{path}: {err}; {CHANGED_SINCE_QC}") from err
-    return _finish(data, path, tiv, source, target, settings)
 
 
-def prepare_row(
-    maps: np.ndarray,
-    row: int,
-    path: str,
-    tiv: float,
-    source: Grid,
-    target: Grid,
-    settings: ConversionSettings,
-) -> np.ndarray:
-    """Map ``row`` of an array cohort's ``maps`` (see ``qc.open_map_array``), as
-    ``prepare_scan`` makes a NIfTI map."""
+def row_voxels(maps: np.ndarray, row: int, path: str) -> np.ndarray:
+    """Map ``row`` of an array cohort's ``maps`` (see ``qc.open_map_array``), as float32,
+    checked again as ``scan_voxels`` checks a NIfTI map."""
     data = np.asarray(maps[row], dtype=np.float32)
     try:
         check_values(data)
     except DataError as err:
         raise DataError(f"{path}, map {row}: {err}; {CHANGED_SINCE_QC}") from err
-    return _finish(data, f"{path}, map {row}", tiv, source, target, settings)
+    return data
 
 
-def _finish(
+def prepare_voxels(
     data: np.ndarray,
     path: str,
     tiv: float,
@@ -140,7 +138,8 @@ def _finish(
     target: Grid,
     settings: ConversionSettings,
 ) -> np.ndarray:
-    """A checked map TIV-scaled, resampled and cast; ``path`` names it in an error."""
+    """A checked map as it goes into the array: TIV-scaled, resampled and cast; ``path``
+    names it in an error."""
     if settings.tiv_scaling:
         data = data * np.float32(TIV_REFERENCE_ML / tiv)
     data = resample(data, source, target)
@@ -196,18 +195,24 @@ def convert_cohort(
     with atomic_path(out / "data.npy") as tmp:
         writer = NpyRowWriter(tmp, shape, settings.dtype)
 
-        def write(k: int) -> str:
+        def write(k: int) -> tuple[str, str]:
+            """The scan's row of the array; returns the SHA-256 of its source (a NIfTI
+            file's bytes, an array row's own) and of its voxels."""
             row = metrics.iloc[passing[k]]
-            tiv = float(row["tiv"])
-            if maps is not None:  # the map's own bytes, as a file's for a NIfTI map
+            if maps is None:
+                data, name = scan_voxels(row["path"], source), row["path"]
+            else:
                 m = passing[k]
-                writer.write(k, prepare_row(maps, m, row["path"], tiv, source, target, settings))
-                return hashlib.sha256(np.ascontiguousarray(maps[m]).tobytes()).hexdigest()
-            writer.write(k, prepare_scan(row["path"], tiv, source, target, settings))
-            try:
-                return sha256(row["path"])
-            except OSError as err:
-                raise DataError(f"{row['path']}: {err.strerror}; {CHANGED_SINCE_QC}") from err
+                data, name = row_voxels(maps, m, row["path"]), f"{row['path']}, map {m}"
+            writer.write(k, prepare_voxels(data, name, float(row["tiv"]), source, target, settings))
+            if maps is not None:
+                stored = hashlib.sha256(np.ascontiguousarray(maps[m]).tobytes()).hexdigest()
+            else:
+                try:
+                    stored = sha256(row["path"])
+                except OSError as err:
+                    raise DataError(f"{name}: {err.strerror}; {CHANGED_SINCE_QC}") from err
+            return stored, voxels_sha256(data)
 
         try:
             with ThreadPoolExecutor(max(1, settings.threads)) as pool:
@@ -239,7 +244,8 @@ def convert_cohort(
                     "session": aligned["session"].iloc[k],
                     "path": metrics["path"].iloc[i],
                     **({} if maps is None else {"map": int(i)}),
-                    "sha256": checksums[k],
+                    "sha256": checksums[k][0],
+                    "voxels_sha256": checksums[k][1],
                 }
                 for k, i in enumerate(passing)
             ],

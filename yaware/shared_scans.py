@@ -1,11 +1,13 @@
-"""Scans that two cohorts, or two subjects, share: found by the hash of their map.
+"""Scans that two cohorts, or two subjects, share: found by the hash of their voxels.
 
 The probes and fine-tuning score each evaluation cohort's test (and external) scans. A map
 that is also a pretraining scan, or a training scan of its own cohort under another id,
 makes those scores optimistic: the kind of leak a cohort assembled from several studies
 brings in (a control in both the healthy pretraining set and a patient study). The
-conversion records each map's SHA-256 in ``manifest.json``; this finds byte-identical
-maps, not another session of the same subject or the same scan preprocessed again.
+conversion records the SHA-256 of each map's voxels in ``manifest.json``; this finds maps
+identical voxel for voxel, whatever holds them (a .nii or .nii.gz file with any header, or
+a row of an array cohort), not another session of the same subject or the same scan
+preprocessed again.
 """
 
 import json
@@ -13,6 +15,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -26,7 +29,9 @@ HELD_OUT = ("test", "external")
 # evaluation cohort's probes learn on its own pool ("train") only, so a copy in another
 # evaluation cohort's pool is shared, not leaked (two tasks on one study share controls).
 TRAINING = ("train", "val")
-COLUMNS = ["sha256", "cohort", "role", ID_COLUMN, "session", "split", "path", "leak"]
+KEY = "voxels_sha256"
+# "map": the row of an array cohort's array, blank for a NIfTI map.
+COLUMNS = [KEY, "cohort", "role", ID_COLUMN, "session", "split", "path", "map", "leak"]
 
 
 def scan_sides(
@@ -36,6 +41,7 @@ def scan_sides(
     a later session, which the evaluation leaves out)."""
     sources = pd.DataFrame(json.loads(Path(manifest).read_text(encoding="utf-8"))["sources"])
     sources["session"] = sources["session"].fillna("").astype(str)
+    sources["map"] = sources.get("map", pd.Series(pd.NA, index=sources.index)).astype("Int64")
     sides = read_table(split)[[ID_COLUMN, "session", "split"]]
     sides["session"] = sides["session"].fillna("").astype(str)
     sides = sides.drop_duplicates([ID_COLUMN, "session"])  # a split is by subject: runs agree
@@ -44,20 +50,26 @@ def scan_sides(
 
 
 def shared_scans(sides: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Every scan whose map is byte-identical to another's, grouped by hash; ``leak``
+    """Every scan whose voxels are identical to another's, grouped by hash; ``leak``
     marks the groups where a held-out evaluation scan meets a copy that trained what
     scores it: a pretraining scan (train or val), or one of its own cohort's pool."""
     scans = pd.concat(sides, ignore_index=True)
-    shared = scans[scans.duplicated("sha256", keep=False)].copy()
+    shared = scans[scans.duplicated(KEY, keep=False)].copy()
     shared["leak"] = False
-    for _, group in shared.groupby("sha256"):
+    for _, group in shared.groupby(KEY):
         pretraining = ((group["role"] == "pretrain") & group["split"].isin(TRAINING)).any()
         held = group[(group["role"] == "evaluate") & group["split"].isin(HELD_OUT)]
         pools = set(group.loc[group["split"] == "train", "cohort"])
         if (pretraining and len(held)) or set(held["cohort"]) & pools:
             shared.loc[group.index, "leak"] = True
-    shared = shared.sort_values(["sha256", "cohort", ID_COLUMN, "session"])
+    shared = shared.sort_values([KEY, "cohort", ID_COLUMN, "session"])
     return shared[COLUMNS].reset_index(drop=True)
+
+
+def _scan_name(scan: Any) -> str:
+    where = scan.path if pd.isna(scan.map) else f"{scan.path}, map {scan.map}"
+    session = scan.session or "-"
+    return f"{scan.cohort} {scan.participant_id} session {session} ({scan.split}: {where})"
 
 
 def check_leaks(shared: pd.DataFrame, on_leak: str) -> None:
@@ -69,22 +81,16 @@ def check_leaks(shared: pd.DataFrame, on_leak: str) -> None:
     log.info(
         "%d scans share their map with another (%d groups); %d of them in leaking groups",
         len(shared),
-        shared["sha256"].nunique(),
+        shared[KEY].nunique(),
         len(leaks),
     )
     if leaks.empty:
         return
     examples = []
-    for _, group in list(leaks.groupby("sha256", sort=False))[:3]:
-        examples.append(
-            " = ".join(
-                f"{r.cohort} {r.participant_id} session {r.session or '-'} ({r.split})"
-                for r in group.itertuples()
-            )
-            + f" [{group['path'].iloc[0]}]"
-        )
+    for _, group in list(leaks.groupby(KEY, sort=False))[:3]:
+        examples.append(" = ".join(_scan_name(scan) for scan in group.itertuples()))
     message = (
-        f"{leaks['sha256'].nunique()} held-out evaluation scans are byte-identical to "
+        f"{leaks[KEY].nunique()} held-out evaluation scans are identical voxel for voxel to "
         "pretraining scans or to their own cohort's training scans, e.g. "
         f"{'; '.join(examples)}. Their scores would be optimistic: "
         "drop the copies from one of the participants tables (a pretraining cohort must "

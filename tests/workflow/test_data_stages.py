@@ -108,6 +108,9 @@ def test_manifest_records_shape_grid_and_checksums(tiny_run):
     source = manifest["sources"][3]
     path = tiny_run / source["path"]  # relative to the workflow's working directory
     assert hashlib.sha256(path.read_bytes()).hexdigest() == source["sha256"]
+    voxels = np.asarray(nib.load(path).dataobj, dtype=np.float32)  # stored on the grid
+    digest = hashlib.sha256(repr(voxels.shape).encode() + voxels.tobytes())
+    assert digest.hexdigest() == source["voxels_sha256"]
 
 
 def test_splits_never_share_a_subject(tiny_run):

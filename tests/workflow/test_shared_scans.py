@@ -1,7 +1,10 @@
 """Held-out evaluation scans that are copies of training scans (a leak), through Snakemake."""
 
+import json
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from tests.workflow.helpers import make_workdir, snakemake
@@ -73,7 +76,7 @@ def test_evaluation_scans_inside_the_pretraining_cohort_stop_the_workflow(tmp_pa
     done = snakemake(workdir, "--cores", "2", "data")
     assert done.returncode != 0
     log = (workdir / "results/logs/checks/shared_scans.log").read_text()
-    assert "held-out evaluation scans are byte-identical to pretraining scans" in log
+    assert "held-out evaluation scans are identical voxel for voxel to pretraining scans" in log
     assert "set checks.shared_scans: warn to go on" in log and "Traceback" not in log
     assert not (workdir / "results/checks/shared_scans.tsv").exists()
 
@@ -82,7 +85,7 @@ def test_evaluation_scans_inside_the_pretraining_cohort_stop_the_workflow(tmp_pa
     done = snakemake(workdir, "--cores", "2", "data")
     assert done.returncode == 0, done.stderr[-2000:]
     assert (
-        "held-out evaluation scans are byte-identical"
+        "held-out evaluation scans are identical voxel for voxel"
         in (workdir / "results/logs/checks/shared_scans.log").read_text()
     )
     shared = pd.read_csv(workdir / "results/checks/shared_scans.tsv", sep="\t", dtype=str)
@@ -90,7 +93,9 @@ def test_evaluation_scans_inside_the_pretraining_cohort_stop_the_workflow(tmp_pa
     converted = pd.read_csv(workdir / "results/data/ad/participants.tsv", sep="\t", dtype=str)
     # Every AD scan has its copy in the healthy cohort.
     assert len(shared) == 2 * len(converted)
-    assert set(shared.groupby("sha256")["cohort"].agg(frozenset)) == {frozenset({"healthy", "ad"})}
+    assert set(shared.groupby("voxels_sha256")["cohort"].agg(frozenset)) == {
+        frozenset({"healthy", "ad"})
+    }
     held_out = set(split.loc[split["split"] == "test", "participant_id"])
     leaking = shared[(shared["leak"] == "True") & (shared["cohort"] == "ad")]
     assert set(leaking["participant_id"]) == held_out
@@ -103,9 +108,9 @@ def test_evaluation_scans_inside_the_pretraining_cohort_stop_the_workflow(tmp_pa
 
 
 def _scans(cohort: str, role: str, rows: list[tuple[str, str, str]]) -> pd.DataFrame:
-    """(participant_id, split, sha256) rows of one cohort."""
-    frame = pd.DataFrame(rows, columns=["participant_id", "split", "sha256"])
-    return frame.assign(session="1", path="m.nii", cohort=cohort, role=role)
+    """(participant_id, split, voxels_sha256) rows of one cohort."""
+    frame = pd.DataFrame(rows, columns=["participant_id", "split", "voxels_sha256"])
+    return frame.assign(session="1", path="m.nii", map=pd.NA, cohort=cohort, role=role)
 
 
 def test_which_copies_leak():
@@ -122,5 +127,63 @@ def test_which_copies_leak():
             _scans("pre", "pretrain", [("c7", "train", "f")]),
         ]
     )
-    by_hash = leaks.groupby("sha256")["leak"].all().to_dict()
+    by_hash = leaks.groupby("voxels_sha256")["leak"].all().to_dict()
     assert by_hash == {"a": True, "b": True, "c": True, "d": False, "e": False, "f": False}
+
+
+def test_copies_held_in_an_array_are_found_by_their_voxels(tmp_path):
+    """The healthy cohort as the original's data.npy and table, whose rows include every AD
+    scan's voxels: the same scans as the AD cohort's NIfTI files, held in other bytes."""
+    synth = _simulated_trees(tmp_path / "sim")
+    tables = {name: read_ids(synth / f"{name}/participants.tsv") for name in ("bhb", "adni")}
+    table = pd.concat([tables["bhb"], tables["adni"].drop(columns="diagnosis")], ignore_index=True)
+    copies = range(len(tables["bhb"]), len(table))  # the array's rows that hold AD scans
+    cohort_of = ["bhb"] * len(tables["bhb"]) + ["adni"] * len(tables["adni"])
+    maps = [
+        nib.load(
+            synth / f"{cohort}/cat12/sub-{p}/ses-{s}/anat/mri/mwp1sub-{p}_ses-{s}_T1w.nii.gz"
+        ).get_fdata()
+        for cohort, p, s in zip(cohort_of, table["participant_id"], table["session"], strict=True)
+    ]
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    np.save(folder / "healthy.npy", np.stack(maps)[:, None].astype(np.float32))
+    table.to_csv(folder / "healthy.tsv", sep="\t", index=False)
+    config = _real_cohorts(synth, folder / "unused", "error")
+    config["cohorts"]["healthy"] = {
+        "role": "pretrain",
+        "voxel_mm": VOXEL_MM,
+        "participants": str(folder / "healthy.tsv"),
+        "array": str(folder / "healthy.npy"),
+    }
+    config["conversion"]["tiv_scaling"] = False  # an array cohort's table has no TIV here
+    workdir = make_workdir(tmp_path / "run", config)
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/checks/shared_scans.log").read_text()
+    assert "held-out evaluation scans are identical voxel for voxel to pretraining" in log
+    assert f"(train: {folder / 'healthy.npy'}, map " in log and "_T1w.nii.gz)" in log
+
+    config["checks"]["shared_scans"] = "warn"
+    workdir = make_workdir(workdir, config)
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode == 0, done.stderr[-2000:]
+    shared = read_ids(workdir / "results/checks/shared_scans.tsv")
+    converted = read_ids(workdir / "results/data/ad/participants.tsv")
+    assert len(shared) == 2 * len(converted)
+    # Each AD scan is paired with the array row that holds its voxels, and no other.
+    pairs = {}
+    for _, group in shared.groupby("voxels_sha256"):
+        ad, healthy = (group[group["cohort"] == c].squeeze() for c in ("ad", "healthy"))
+        pairs[ad["participant_id"], ad["session"]] = int(healthy["map"])
+    assert pairs == {tuple(table.loc[row, ["participant_id", "session"]]): row for row in copies}
+    # The bytes differ: a hash of the files would have found none of these copies.
+    manifests = [
+        json.loads((workdir / f"results/data/{c}/manifest.json").read_text())["sources"]
+        for c in ("healthy", "ad")
+    ]
+    assert not {s["sha256"] for s in manifests[0]} & {s["sha256"] for s in manifests[1]}
+
+
+def read_ids(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session": str})
