@@ -40,6 +40,12 @@ def scan_sides(
     """One row per converted scan: its hash, ids, map and side of the split (``unused``:
     a later session, which the evaluation leaves out)."""
     sources = pd.DataFrame(json.loads(Path(manifest).read_text(encoding="utf-8"))["sources"])
+    if KEY not in sources:
+        raise DataError(
+            f"{manifest} has no {KEY} of its maps: it was written by a conversion from "
+            "before 2026-12-06 (kept by snakemake --touch?); convert the cohort again: "
+            f"snakemake --forcerun results/data/{cohort}/data.npy"
+        )
     sources["session"] = sources["session"].fillna("").astype(str)
     sources["map"] = sources.get("map", pd.Series(pd.NA, index=sources.index)).astype("Int64")
     sides = read_table(split)[[ID_COLUMN, "session", "split"]]

@@ -184,6 +184,19 @@ def test_copies_held_in_an_array_are_found_by_their_voxels(tmp_path):
     ]
     assert not {s["sha256"] for s in manifests[0]} & {s["sha256"] for s in manifests[1]}
 
+    # A manifest of an earlier conversion (kept by --touch) names the fix.
+    manifest = workdir / "results/data/ad/manifest.json"
+    earlier = json.loads(manifest.read_text())
+    earlier["sources"] = [
+        {k: v for k, v in s.items() if k != "voxels_sha256"} for s in manifests[1]
+    ]
+    manifest.write_text(json.dumps(earlier))
+    done = snakemake(workdir, "--cores", "2", "data")
+    assert done.returncode != 0
+    log = (workdir / "results/logs/checks/shared_scans.log").read_text()
+    assert f"{manifest.relative_to(workdir)} has no voxels_sha256 of its maps" in log
+    assert "snakemake --forcerun results/data/ad/data.npy" in log and "Traceback" not in log
+
 
 def read_ids(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session": str})
