@@ -3,8 +3,8 @@ array cohort's passing rows, read through a memory map, the same way).
 
 Output in ``out_dir``: ``data.npy`` of shape (N, 1, X, Y, Z) written through a memory map
 (peak memory independent of N), ``participants.tsv`` with rows aligned to the array, and
-``manifest.json`` (shape, dtype, grid, each source file with the SHA-256 of its bytes and
-of its voxels, the settings).
+``manifest.json`` (shape, dtype, grid, each source with the SHA-256 of its voxels and of a
+NIfTI file's bytes, the settings).
 Optional TIV scaling to 1500 ml (x 1500 / TIV) and resampling to a coarser grid. The
 array is written under a temporary name and renamed last: a killed job leaves nothing
 that looks finished, and a rerun writes the same bytes.
@@ -195,24 +195,22 @@ def convert_cohort(
     with atomic_path(out / "data.npy") as tmp:
         writer = NpyRowWriter(tmp, shape, settings.dtype)
 
-        def write(k: int) -> tuple[str, str]:
-            """The scan's row of the array; returns the SHA-256 of its source (a NIfTI
-            file's bytes, an array row's own) and of its voxels."""
+        def write(k: int) -> dict[str, str]:
+            """The scan's row of the array; returns the SHA-256 of its voxels and, for a
+            NIfTI map, of its file's bytes."""
             row = metrics.iloc[passing[k]]
             if maps is None:
                 data, name = scan_voxels(row["path"], source), row["path"]
+                try:
+                    hashes = {"sha256": sha256(name)}
+                except OSError as err:
+                    raise DataError(f"{name}: {err.strerror}; {CHANGED_SINCE_QC}") from err
             else:
                 m = passing[k]
                 data, name = row_voxels(maps, m, row["path"]), f"{row['path']}, map {m}"
+                hashes = {}
             writer.write(k, prepare_voxels(data, name, float(row["tiv"]), source, target, settings))
-            if maps is not None:
-                stored = hashlib.sha256(np.ascontiguousarray(maps[m]).tobytes()).hexdigest()
-            else:
-                try:
-                    stored = sha256(row["path"])
-                except OSError as err:
-                    raise DataError(f"{name}: {err.strerror}; {CHANGED_SINCE_QC}") from err
-            return stored, voxels_sha256(data)
+            return hashes | {"voxels_sha256": voxels_sha256(data)}
 
         try:
             with ThreadPoolExecutor(max(1, settings.threads)) as pool:
@@ -244,8 +242,7 @@ def convert_cohort(
                     "session": aligned["session"].iloc[k],
                     "path": metrics["path"].iloc[i],
                     **({} if maps is None else {"map": int(i)}),
-                    "sha256": checksums[k][0],
-                    "voxels_sha256": checksums[k][1],
+                    **checksums[k],
                 }
                 for k, i in enumerate(passing)
             ],

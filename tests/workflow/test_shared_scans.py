@@ -1,5 +1,6 @@
 """Held-out evaluation scans that are copies of training scans (a leak), through Snakemake."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -177,12 +178,13 @@ def test_copies_held_in_an_array_are_found_by_their_voxels(tmp_path):
         ad, healthy = (group[group["cohort"] == c].squeeze() for c in ("ad", "healthy"))
         pairs[ad["participant_id"], ad["session"]] = int(healthy["map"])
     assert pairs == {tuple(table.loc[row, ["participant_id", "session"]]): row for row in copies}
-    # The bytes differ: a hash of the files would have found none of these copies.
+    # The bytes differ: a hash of the files and rows would have found none of these copies.
     manifests = [
         json.loads((workdir / f"results/data/{c}/manifest.json").read_text())["sources"]
         for c in ("healthy", "ad")
     ]
-    assert not {s["sha256"] for s in manifests[0]} & {s["sha256"] for s in manifests[1]}
+    rows = {hashlib.sha256(row.tobytes()).hexdigest() for row in np.load(folder / "healthy.npy")}
+    assert not rows & {s["sha256"] for s in manifests[1]}
 
     # A manifest of an earlier conversion (kept by --touch) names the fix.
     manifest = workdir / "results/data/ad/manifest.json"
