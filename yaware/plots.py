@@ -78,7 +78,8 @@ def auc_vs_n_target(
         ax.set_title(task)
         ax.set_xlabel("N_target (training subjects)")
         ax.set_ylabel("test ROC AUC")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    # Beside the panels: inside one it hid points (BD's random encoder at N_target 100).
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     _save_with_caption(fig, path, caption)
 
 
