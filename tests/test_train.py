@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import finetune_keys, pretrain_keys, run_cli, write_config
-from yaware.checkpoint import read_checkpoint, save_checkpoint
+from yaware.checkpoint import load_encoder_weights, read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.features import extract_features, load_encoder
 from yaware.models import build_model, densenet121
@@ -327,6 +328,84 @@ def test_extract_reads_a_torchscript_archive_only_when_trusted(tmp_path):
     done = _extract(tmp_path / "scripted.pt", scans, tmp_path, "--trust-checkpoint")
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr
+    expected = _representations(source, scans)
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def _with_trained_looking_norms(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """``model`` in eval mode with batch norms whose statistics and affine are not their
+    initial values, so a norm left out or read from the wrong tensor changes the output."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.rand(shape, generator=generator) * 0.4 - 0.2)
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(shape, generator=generator) * 0.2 - 0.1)
+    return model.eval()
+
+
+def test_extract_reads_monai_densenet121(tmp_path):
+    """MONAI's DenseNet121 (the 3D DenseNet much neuroimaging code trains) has the
+    original's layers under other names (``denselayerN.layers.norm1``) and always ends with
+    ``norm5``: extract gives the representation MONAI's own network computes before its
+    classifier (before: refused, 24 of 720 tensors found)."""
+    monai_nets = pytest.importorskip("monai.networks.nets")
+    torch.manual_seed(0)
+    source = monai_nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
+    source = _with_trained_looking_norms(source, seed=6)
+    torch.save(source.state_dict(), tmp_path / "monai_densenet121.pt")
+    scans = np.random.default_rng(6).random((3, 1, 32, 36, 32), dtype=np.float32)
+    np.save(tmp_path / "x.npy", scans)
+    done = run_cli(
+        "-v",
+        "extract",
+        *("--checkpoint", str(tmp_path / "monai_densenet121.pt")),
+        *("--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "f.npy")),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "dense layers named as MONAI's DenseNet" in done.stderr
+    assert "0 missing" in done.stderr and "['class_layers.out.weight'" in done.stderr
+    x = torch.from_numpy(scans)
+    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
+    with torch.no_grad():
+        layers = source.class_layers
+        expected = layers.flatten(layers.pool(layers.relu(source.features(x)))).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_monai_densenet121_loads_whole_into_a_classifier_to_fine_tune():
+    monai_nets = pytest.importorskip("monai.networks.nets")
+    source = _with_trained_looking_norms(
+        monai_nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2), seed=7
+    )
+    target = build_model("densenet121", "classifier")
+    report = load_encoder_weights(target, source.state_dict())
+    assert report.missing == []  # norm5 too: the classifier is new, as fine-tuning wants
+    assert len(report.loaded) == len(source.state_dict()) - 2  # all but class_layers.out
+    for key, value in target.state_dict().items():
+        if key.startswith("features."):
+            monai_key = re.sub(r"(denselayer\d+)\.", r"\1.layers.", key)
+            assert torch.equal(value, source.state_dict()[monai_key]), key
+
+
+def test_extract_of_a_fine_tuned_densenet_is_the_classifier_s_representation(tmp_path):
+    """A fine-tuned DenseNet's trunk ends with norm5 (the original's classifier mode, and
+    ``yaware finetune``'s checkpoints): its representation is taken after it (before: the
+    encoder built without norm5 left it unused, and gave other features)."""
+    torch.manual_seed(1)
+    source = _with_trained_looking_norms(build_model("densenet121", "classifier"), seed=8)
+    meta = {"encoder": "densenet121", "mode": "classifier"}
+    save_checkpoint(tmp_path / "best.pt", {"epoch": 3, "model": source.state_dict(), "meta": meta})
+    scans = np.random.default_rng(8).random((3, 1, 32, 36, 32), dtype=np.float32)
+    np.save(tmp_path / "x.npy", scans)
+    done = run_cli(
+        "extract",
+        *("--checkpoint", str(tmp_path / "best.pt")),
+        *("--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "f.npy")),
+    )
+    assert done.returncode == 0, done.stderr
     expected = _representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 

@@ -5,6 +5,8 @@ Layout written and read: ``{"epoch": int, "model": state_dict, "optimizer": stat
 DataParallel/DDP or ``_orig_mod.`` from ``torch.compile``; a bare state dict, or one under
 ``state_dict`` (PyTorch Lightning), is read too, and an encoder nested in a larger module
 (``encoder.features.*``, ``model.backbone.features.*``) is found by its ``features.*`` keys.
+MONAI's DenseNet names each dense layer's modules ``denselayerN.layers.norm1`` (its
+``Sequential``); they are read as the original's ``denselayerN.norm1``.
 Our own checkpoints add ``"meta"`` with the encoder's name, so a loader need not guess it.
 safetensors files are read by their content; a whole pickled module or a TorchScript
 archive carries code and is read only when trusted, for its state dict.
@@ -39,6 +41,9 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # The weights-only reader refusing a named class or function (a file cut short inside
 # the name makes it refuse "GLOBAL ." instead).
 REFUSED_CLASS = re.compile(r"Unsupported global: GLOBAL [A-Za-z_][\w.]*[A-Za-z0-9_] ")
+# MONAI's DenseNet (monai.networks.nets.DenseNet121): the same layers as the original's, with
+# each dense layer's modules in a Sequential named "layers".
+MONAI_DENSE_LAYER = re.compile(r"(denselayer\d+)\.layers\.")
 
 
 def portable_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -232,6 +237,23 @@ def _nested_encoder(
     return {k[len(best) :]: v for k, v in state.items() if k.startswith(best)}
 
 
+def _original_dense_layer_names(
+    state: dict[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with MONAI's ``denselayerN.layers.*`` keys named as the original's."""
+    renamed = {MONAI_DENSE_LAYER.sub(r"\1.", k): v for k, v in state.items()}
+    if len(renamed) == len(state) and renamed.keys() != state.keys():
+        log.info("%s: dense layers named as MONAI's DenseNet (denselayerN.layers.*)", source)
+        return renamed
+    return state
+
+
+def holds_final_norm(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a DenseNet's state dict ends its trunk with ``features.norm5`` (a classifier's,
+    or MONAI's): its representation is taken after that batch norm."""
+    return any(k.endswith("features.norm5.weight") for k in state)
+
+
 def encoder_name_of(checkpoint: Any, default: str = "densenet121") -> str:
     """The encoder a checkpoint records; the released file records none: ``default``."""
     if isinstance(checkpoint, dict):
@@ -298,6 +320,7 @@ def load_encoder_weights(
             weight is NaN or infinite.
     """
     target = model.state_dict()
+    state = _original_dense_layer_names(state, source)
     state = _nested_encoder(state, [k for k in target if k.startswith("features.")], source)
     wanted = HEAD_PREFIXES if include_head else ()
     keep = {k: v for k, v in state.items() if k.startswith("features.") or k.startswith(wanted)}

@@ -10,6 +10,7 @@ from yaware.arrays import NpyArray
 from yaware.augment.transforms import ZScore
 from yaware.checkpoint import (
     encoder_name_of,
+    holds_final_norm,
     load_encoder_weights,
     read_checkpoint,
     state_dict_of,
@@ -25,7 +26,9 @@ def load_encoder(
     checkpoint_path: str | os.PathLike, encoder: str | None = None, trust: bool = False
 ) -> tuple[nn.Module, str]:
     """An encoder with the checkpoint's backbone weights; the name defaults to the recorded
-    one, else densenet121 (the released checkpoint records none)."""
+    one, else densenet121 (the released checkpoint records none). A DenseNet whose trunk
+    ends with ``features.norm5`` (a fine-tuned classifier's, MONAI's) keeps that batch norm,
+    so the representation is the one the network that wrote it computed."""
     checkpoint = read_checkpoint(checkpoint_path, trust=trust)
     recorded = encoder_name_of(checkpoint, default="")
     if encoder and recorded and encoder != recorded:
@@ -34,11 +37,11 @@ def load_encoder(
             f"ask for {recorded} (or for none: the recorded one is used)"
         )
     name = encoder or encoder_name_of(checkpoint)
-    model = build_model(name, "encoder")
+    state = state_dict_of(checkpoint, str(checkpoint_path))
+    options = {"final_norm": True} if name == "densenet121" and holds_final_norm(state) else {}
+    model = build_model(name, "encoder", **options)
     model.trained_on = (str(checkpoint_path), trained_shape_of(checkpoint))
-    load_encoder_weights(
-        model, state_dict_of(checkpoint, str(checkpoint_path)), source=str(checkpoint_path)
-    )
+    load_encoder_weights(model, state, source=str(checkpoint_path))
     return model, name
 
 

@@ -4,7 +4,9 @@ Keys (encoder mode, 724 tensors): ``features.conv0.weight``, ``features.norm0.*`
 ``features.denseblock{1..4}.denselayer{k}.{norm1,conv1,norm2,conv2}.*``,
 ``features.transition{1..3}.{norm,conv}.*``, ``hidden_representation.*``,
 ``head_projection.*``. Classifier mode adds ``features.norm5.*`` and ``classifier.*``.
-The released DenseNet121_BHB-10K_yAwareContrastive.pth loads into these modules.
+The released DenseNet121_BHB-10K_yAwareContrastive.pth loads into these modules, and so
+does MONAI's ``DenseNet121(spatial_dims=3, in_channels=1)`` (the same layers; the loader
+reads its ``denselayerN.layers.*`` names; it always has ``norm5``).
 """
 
 from collections import OrderedDict
@@ -115,6 +117,9 @@ class DenseNet3D(Backbone3D):
         in_channels: input channels (1 for grey-matter maps).
         mode: ``"encoder"`` (projection head) or ``"classifier"``.
         memory_efficient: gradient checkpointing of each bottleneck, for small GPUs.
+        final_norm: end the trunk with ``features.norm5``; None: in classifier mode only,
+            as the original. An encoder read from a checkpoint that holds norm5 (a
+            fine-tuned network, MONAI's) needs it to compute that network's representation.
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class DenseNet3D(Backbone3D):
         hidden_dim: int = 512,
         out_dim: int = 128,
         memory_efficient: bool = False,
+        final_norm: bool | None = None,
     ) -> None:
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
@@ -154,7 +160,7 @@ class DenseNet3D(Backbone3D):
             if i != len(block_config) - 1:
                 self.features.add_module(f"transition{i + 1}", _Transition(channels, channels // 2))
                 channels //= 2
-        if mode == "classifier":
+        if final_norm or (final_norm is None and mode == "classifier"):
             self.features.add_module("norm5", nn.BatchNorm3d(channels))
         self._build_head(num_classes, hidden_dim, out_dim)
         init_weights(self)
