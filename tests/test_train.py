@@ -244,9 +244,27 @@ def _representations(model: torch.nn.Module, scans: np.ndarray) -> np.ndarray:
         return model.representation(x).numpy()
 
 
+def _stepped_adam_state() -> dict:
+    """An optimizer's state dict after one step: tensors ('exp_avg', ...) that are no
+    weights, which a search for the weights must pass over."""
+    layer = torch.nn.Linear(3, 2)
+    adam = torch.optim.Adam(layer.parameters())
+    layer(torch.ones(1, 3)).sum().backward()
+    adam.step()
+    return adam.state_dict()
+
+
 # Keys as other tools save an encoder: torch.compile, DDP around a compiled module, a
-# Lightning module holding the encoder as an attribute.
+# Lightning module holding the encoder as an attribute, PyTorch's tutorial checkpoint
+# ("Saving and loading a general checkpoint"), weights two keys down.
 WRAPPED_LAYOUTS = {
+    "pytorch_tutorial": lambda state: {
+        "epoch": 3,
+        "model_state_dict": state,
+        "optimizer_state_dict": _stepped_adam_state(),
+        "loss": 0.5,
+    },
+    "two_keys_down": lambda state: {"run": {"network": state, "step": 40}, "args": {"lr": 0.1}},
     "compiled": lambda state: {"model": {f"_orig_mod.{k}": v for k, v in state.items()}},
     "ddp_compiled": lambda state: {f"module._orig_mod.{k}": v for k, v in state.items()},
     "lightning": lambda state: {
@@ -266,6 +284,23 @@ def test_extract_finds_the_encoder_under_wrapper_prefixes(tmp_path, layout):
     assert done.returncode == 0, done.stderr
     expected = _representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_extract_refuses_to_choose_between_two_sets_of_weights(tmp_path):
+    """A self-distillation checkpoint (DINO's student and teacher) holds two encoders:
+    the error names both and how to keep one; nothing is chosen silently."""
+    state = _trained_looking_tinycnn().state_dict()
+    checkpoint = {"epoch": 3, "student": state, "teacher": state, "optimizer": {}}
+    save_checkpoint(tmp_path / "dino.pth", checkpoint)
+    scans = np.random.default_rng(1).random((3, 1, 24, 28, 24), dtype=np.float32)
+    done = _extract(tmp_path / "dino.pth", scans, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "holds 2 sets of weights, under ['student'], ['teacher']: save the one" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "f.npy").exists()
+    keep = f"torch.save(torch.load({str(tmp_path / 'dino.pth')!r})['student'], 'encoder.pt')"
+    assert keep in done.stderr
+    torch.save(torch.load(tmp_path / "dino.pth")["student"], tmp_path / "encoder.pt")
+    assert _extract(tmp_path / "encoder.pt", scans, tmp_path).returncode == 0  # the fix works
 
 
 # Whole modules saved with torch.save(model), as much research code does: pickles that

@@ -3,7 +3,8 @@
 Layout written and read: ``{"epoch": int, "model": state_dict, "optimizer": state_dict,
 ...}`` (the original repository's), optionally with ``module.`` prefixes from
 DataParallel/DDP or ``_orig_mod.`` from ``torch.compile``; a bare state dict, or one under
-``state_dict`` (PyTorch Lightning), is read too, and an encoder nested in a larger module
+``state_dict`` (PyTorch Lightning) or any other one key (``model_state_dict``, PyTorch's
+tutorial checkpoint), is read too, and an encoder nested in a larger module
 (``encoder.features.*``, ``model.backbone.features.*``) is found by its ``features.*`` keys.
 MONAI's DenseNet names each dense layer's modules ``denselayerN.layers.norm1`` (its
 ``Sequential``); they are read as the original's ``denselayerN.norm1``.
@@ -184,23 +185,27 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def state_dict_of(checkpoint: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The model state dict inside a checkpoint, wrappers' key prefixes removed.
 
-    A whole pickled module (``torch.save(model)``, alone or under 'model' / 'state_dict';
+    Found at the top level, under 'model' or 'state_dict', else under the one key (or
+    key of a key) that holds a state dict: 'model_state_dict' (PyTorch's tutorial),
+    'net', and so on. Several there ('student' and 'teacher') are refused by name, never
+    chosen silently. A whole pickled module (``torch.save(model)``, alone or as a value;
     read only with trust) gives its state dict."""
     if isinstance(checkpoint, nn.Module):
         checkpoint = checkpoint.state_dict()
     elif isinstance(checkpoint, dict):
         checkpoint = {
-            k: v.state_dict() if k in ("model", "state_dict") and isinstance(v, nn.Module) else v
-            for k, v in checkpoint.items()
+            k: v.state_dict() if isinstance(v, nn.Module) else v for k, v in checkpoint.items()
         }
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        raise CheckpointError(f"{source}: no model state dict found (expected key 'model')")
+    if isinstance(checkpoint.get("model"), dict):
         state = checkpoint["model"]
-    elif isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+    elif isinstance(checkpoint.get("state_dict"), dict):
         state = checkpoint["state_dict"]
-    elif isinstance(checkpoint, dict) and checkpoint:
+    elif _is_state_dict(checkpoint):
         state = checkpoint
     else:
-        raise CheckpointError(f"{source}: no model state dict found (expected key 'model')")
+        state = _the_one_state_dict_within(checkpoint, source)
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{source}: the state dict holds no tensors")
@@ -210,6 +215,40 @@ def state_dict_of(checkpoint: Any, source: str = "checkpoint") -> dict[str, torc
             key = key.split(".", 1)[1]
         stripped[key] = value
     return stripped
+
+
+def _is_state_dict(candidate: Any) -> bool:
+    """A module's state dict: tensors under dotted names (an optimizer's per-parameter
+    state, ``{"exp_avg": tensor, ...}``, has no dots)."""
+    return isinstance(candidate, dict) and any(
+        isinstance(k, str) and "." in k and isinstance(v, torch.Tensor)
+        for k, v in candidate.items()
+    )
+
+
+def _the_one_state_dict_within(checkpoint: dict, source: str) -> dict:
+    """The state dict under one key of ``checkpoint`` or one key of such a key."""
+    found = {}
+    for key, value in checkpoint.items():
+        if _is_state_dict(value):
+            found[repr(key)] = value
+        elif isinstance(value, dict):
+            found |= {f"{key!r}][{k!r}": v for k, v in value.items() if _is_state_dict(v)}
+    if len(found) == 1:
+        ((where, state),) = found.items()
+        log.info("%s: the weights are under [%s]", source, where)
+        return state
+    if found:
+        first = next(iter(found))
+        raise CheckpointError(
+            f"{source} holds {len(found)} sets of weights, under "
+            f"{', '.join(f'[{w}]' for w in found)}: save the one to use alone, e.g. "
+            f"torch.save(torch.load({source!r})[{first}], 'encoder.pt'), and pass that file"
+        )
+    raise CheckpointError(
+        f"{source}: no model state dict found: no key holds tensors under layer names "
+        f"(its keys: {[str(k) for k in list(checkpoint)[:8]]})"
+    )
 
 
 def _nested_encoder(
