@@ -215,15 +215,24 @@ def test_extract_defaults_to_densenet_for_the_released_layout(tmp_path):
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
 
 
-def _trained_looking_tinycnn() -> torch.nn.Module:
-    """A tinycnn with batch-norm statistics away from their initial values."""
-    torch.manual_seed(5)
-    model = build_model("tinycnn")
+def _with_trained_looking_norms(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """``model`` in eval mode with batch norms whose statistics and affine are not their
+    initial values, so a norm left out or read from the wrong tensor changes the output."""
+    generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.rand(shape, generator=generator) * 0.4 - 0.2)
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(shape, generator=generator) * 0.2 - 0.1)
     return model.eval()
+
+
+def _trained_looking_tinycnn() -> torch.nn.Module:
+    """A tinycnn with batch norms away from their initial values."""
+    torch.manual_seed(5)
+    return _with_trained_looking_norms(build_model("tinycnn"), seed=5)
 
 
 def _extract(checkpoint, scans: np.ndarray, tmp_path, *extra: str) -> subprocess.CompletedProcess:
@@ -365,20 +374,6 @@ def test_extract_reads_a_torchscript_archive_only_when_trusted(tmp_path):
     assert "Warning" not in done.stderr
     expected = _representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
-
-
-def _with_trained_looking_norms(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """``model`` in eval mode with batch norms whose statistics and affine are not their
-    initial values, so a norm left out or read from the wrong tensor changes the output."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            shape = module.running_mean.shape
-            module.running_mean.copy_(torch.rand(shape, generator=generator) * 0.4 - 0.2)
-            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.rand(shape, generator=generator) * 0.2 - 0.1)
-    return model.eval()
 
 
 def test_extract_reads_monai_densenet121(tmp_path):

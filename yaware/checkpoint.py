@@ -198,17 +198,11 @@ def state_dict_of(checkpoint: Any, source: str = "checkpoint") -> dict[str, torc
         }
     if not isinstance(checkpoint, dict) or not checkpoint:
         raise CheckpointError(f"{source}: no model state dict found (expected key 'model')")
-    if isinstance(checkpoint.get("model"), dict):
-        state = checkpoint["model"]
-    elif isinstance(checkpoint.get("state_dict"), dict):
-        state = checkpoint["state_dict"]
-    elif _is_state_dict(checkpoint):
-        state = checkpoint
-    else:
+    candidates = [checkpoint.get("model"), checkpoint.get("state_dict"), checkpoint]
+    state = next((c for c in candidates if _is_state_dict(c)), None)
+    if state is None:
         state = _the_one_state_dict_within(checkpoint, source)
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(f"{source}: the state dict holds no tensors")
     stripped = {}
     for key, value in tensors.items():
         while key.startswith(WRAPPER_PREFIXES):
@@ -228,22 +222,23 @@ def _is_state_dict(candidate: Any) -> bool:
 
 def _the_one_state_dict_within(checkpoint: dict, source: str) -> dict:
     """The state dict under one key of ``checkpoint`` or one key of such a key."""
-    found = {}
+    found: dict[tuple, dict] = {}
     for key, value in checkpoint.items():
         if _is_state_dict(value):
-            found[repr(key)] = value
+            found[(key,)] = value
         elif isinstance(value, dict):
-            found |= {f"{key!r}][{k!r}": v for k, v in value.items() if _is_state_dict(v)}
+            found |= {(key, k): v for k, v in value.items() if _is_state_dict(v)}
+    where = {path: "".join(f"[{k!r}]" for k in path) for path in found}
     if len(found) == 1:
-        ((where, state),) = found.items()
-        log.info("%s: the weights are under [%s]", source, where)
+        ((path, state),) = found.items()
+        log.info("%s: the weights are under %s", source, where[path])
         return state
     if found:
-        first = next(iter(found))
+        first = next(iter(where.values()))
         raise CheckpointError(
-            f"{source} holds {len(found)} sets of weights, under "
-            f"{', '.join(f'[{w}]' for w in found)}: save the one to use alone, e.g. "
-            f"torch.save(torch.load({source!r})[{first}], 'encoder.pt'), and pass that file"
+            f"{source} holds {len(found)} sets of weights, under {', '.join(where.values())}: "
+            f"save the one to use alone, e.g. torch.save(torch.load({source!r}){first}, "
+            "'encoder.pt'), and pass that file"
         )
     raise CheckpointError(
         f"{source}: no model state dict found: no key holds tensors under layer names "
