@@ -4,6 +4,7 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
+from yaware.captions import describe_umap
 from yaware.plots import auc_vs_n_target, sigma_effect
 
 
@@ -49,3 +50,26 @@ def test_the_sigma_figure_wraps_its_caption_too(tmp_path, linear):
     sigma_effect(linear, age, path, "x" * 20 + " long words " * 60)
     left, right, band = _caption_band_edges(path)
     assert band > 0.5 and left < 0.05 and right < 0.05
+
+
+def test_the_umap_caption_says_what_marker_size_and_settings_mean():
+    """Figure 2 draws age as marker size: its caption must say so, with the range, and
+    name the UMAP settings and the pretraining (before: the cohort and files only)."""
+    pretraining = {
+        "methods": {"simclr": {}, "yaware": {}},
+        "encoder": "tinycnn",
+        "augmentation": "cutout",
+        "epochs": 15,
+        "seeds": [0, 1],
+        "temperature": 0.1,
+        "kernel": "gaussian",
+        "label": "age",
+    }
+    caption = describe_umap(
+        "adni", pretraining, {"umap_neighbors": 12, "umap_min_dist": 0.25}, [61.4, 80.2, 70]
+    )
+    assert caption == (
+        "UMAP of cohort adni's frozen representations (n_neighbors 12, min_dist 0.25, "
+        "seed 0); marker size: age, smallest 61 to largest 80 years; pretraining: tinycnn, "
+        "cutout, 15 epochs, seeds [0, 1], temperature 0.1, y-Aware: gaussian kernel on age"
+    )

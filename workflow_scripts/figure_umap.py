@@ -3,6 +3,7 @@
 import numpy as np
 import umap
 
+from yaware.captions import describe_umap
 from yaware.labels import binary_labels
 from yaware.participants import read_table
 from yaware.plots import umap_panels
@@ -17,6 +18,7 @@ def main(
     task: dict,
     settings: dict,
     cohort: str,
+    pretraining: dict,
 ) -> None:
     table = read_table(participants)
     _, in_task = binary_labels(
@@ -32,15 +34,12 @@ def main(
         )
         embeddings.append(reducer.fit_transform(np.load(path)[in_task]))
     rows = table[in_task]
-    caption = f"Cohort {cohort}; features: {', '.join(features)}"
-    umap_panels(
-        embeddings,
-        titles,
-        rows[task["label"]].astype(str).to_numpy(),
-        rows["age"].to_numpy(float),
-        out,
-        caption,
+    ages = rows["age"].to_numpy(float)
+    caption = (
+        f"{describe_umap(cohort, pretraining, settings, list(ages))}; "
+        f"features: {', '.join(features)}"
     )
+    umap_panels(embeddings, titles, rows[task["label"]].astype(str).to_numpy(), ages, out, caption)
 
 
 run_logged(
@@ -53,4 +52,5 @@ run_logged(
     snakemake.params.task,
     snakemake.params.settings,
     snakemake.params.cohort,
+    snakemake.params.pretraining,
 )

@@ -21,3 +21,13 @@ def describe_pretraining(pretraining: dict) -> str:
     if "yaware" in p["methods"]:
         parts.append(f"y-Aware: {p['kernel']} kernel on {p['label']}")
     return ", ".join(parts)
+
+
+def describe_umap(cohort: str, pretraining: dict, figures: dict, ages: list[float]) -> str:
+    """Figure 2's caption: what was embedded, how, and what a marker's size means."""
+    return (
+        f"UMAP of cohort {cohort}'s frozen representations (n_neighbors "
+        f"{figures['umap_neighbors']}, min_dist {figures['umap_min_dist']:g}, seed 0); "
+        f"marker size: age, smallest {min(ages):.0f} to largest {max(ages):.0f} years; "
+        f"pretraining: {describe_pretraining(pretraining)}"
+    )
