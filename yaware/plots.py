@@ -27,7 +27,9 @@ def _save_with_caption(
     caption on a one-panel figure ran off both edges), and lay out the panels above it."""
     width_pt, height_pt = fig.get_size_inches() * 72
     # An average character of DejaVu Sans is about 0.55 of the font size wide.
-    lines = textwrap.wrap(caption, width=max(20, int(0.95 * width_pt / (0.55 * fontsize))))
+    width = max(20, int(0.95 * width_pt / (0.55 * fontsize)))
+    # Not at hyphens: a file name (yaware-sigma2_...) stays whole on its line.
+    lines = textwrap.wrap(caption, width=width, break_on_hyphens=False)
     space = (len(lines) * 1.3 * fontsize + 6) / height_pt
     fig.text(0.5, 0.01, "\n".join(lines), ha="center", va="bottom", fontsize=fontsize)
     fig.tight_layout(rect=(0, space, 1, 1))
