@@ -44,7 +44,7 @@ rule figure_umap:
         task=lambda wc: order_free(COHORTS[umap_cohort()]["task"]),
         settings=order_free(config["figures"]),
         cohort=lambda wc: umap_cohort(),
-        pretraining=order_free(config["pretraining"]),
+        pretraining=job_settings(config["pretraining"]),
     script:
         "../workflow_scripts/figure_umap.py"
 
