@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from yaware.toy import write_toy_cohort
@@ -82,3 +84,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "yaware.cli", *args], capture_output=True, text=True, timeout=600
     )
+
+
+def with_trained_looking_norms(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """``model`` in eval mode with batch norms whose statistics and affine are not their
+    initial values, so a norm left out or read from the wrong tensor changes the output."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.rand(shape, generator=generator) * 0.4 - 0.2)
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(shape, generator=generator) * 0.2 - 0.1)
+    return model.eval()
+
+
+def zscored_representations(model: torch.nn.Module, scans: np.ndarray) -> np.ndarray:
+    """What extract should write: the model's representation of the z-scored scans."""
+    x = torch.from_numpy(scans)
+    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
+    with torch.no_grad():
+        return model.representation(x).numpy()

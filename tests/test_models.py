@@ -243,7 +243,9 @@ def test_memory_efficient_densenet_compiles_and_counts_each_batch_once():
 
 
 def test_unknown_encoder_names_the_choices():
-    with pytest.raises(ConfigError, match="densenet121, resnet18, tinycnn"):
+    with pytest.raises(
+        ConfigError, match="densenet121, densenet169, densenet201, resnet18, tinycnn"
+    ):
         build_model("densenet")
 
 

@@ -15,7 +15,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.conftest import finetune_keys, pretrain_keys, run_cli, write_config
+from tests.conftest import (
+    finetune_keys,
+    pretrain_keys,
+    run_cli,
+    with_trained_looking_norms,
+    write_config,
+    zscored_representations,
+)
 from yaware.checkpoint import load_encoder_weights, read_checkpoint, save_checkpoint
 from yaware.config import PretrainConfig, build_config
 from yaware.features import extract_features, load_encoder
@@ -215,24 +222,10 @@ def test_extract_defaults_to_densenet_for_the_released_layout(tmp_path):
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
 
 
-def _with_trained_looking_norms(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """``model`` in eval mode with batch norms whose statistics and affine are not their
-    initial values, so a norm left out or read from the wrong tensor changes the output."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            shape = module.running_mean.shape
-            module.running_mean.copy_(torch.rand(shape, generator=generator) * 0.4 - 0.2)
-            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.rand(shape, generator=generator) * 0.2 - 0.1)
-    return model.eval()
-
-
 def _trained_looking_tinycnn() -> torch.nn.Module:
     """A tinycnn with batch norms away from their initial values."""
     torch.manual_seed(5)
-    return _with_trained_looking_norms(build_model("tinycnn"), seed=5)
+    return with_trained_looking_norms(build_model("tinycnn"), seed=5)
 
 
 def _extract(checkpoint, scans: np.ndarray, tmp_path, *extra: str) -> subprocess.CompletedProcess:
@@ -243,14 +236,6 @@ def _extract(checkpoint, scans: np.ndarray, tmp_path, *extra: str) -> subprocess
         *("--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "f.npy")),
         *extra,
     )
-
-
-def _representations(model: torch.nn.Module, scans: np.ndarray) -> np.ndarray:
-    """What extract should write: the model's representation of the z-scored scans."""
-    x = torch.from_numpy(scans)
-    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
-    with torch.no_grad():
-        return model.representation(x).numpy()
 
 
 def _stepped_adam_state() -> dict:
@@ -291,7 +276,7 @@ def test_extract_finds_the_encoder_under_wrapper_prefixes(tmp_path, layout):
     scans = np.random.default_rng(1).random((3, 1, 24, 28, 24), dtype=np.float32)
     done = _extract(tmp_path / "c.ckpt", scans, tmp_path)
     assert done.returncode == 0, done.stderr
-    expected = _representations(source, scans)
+    expected = zscored_representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -331,7 +316,7 @@ def test_extract_reads_a_whole_pickled_module_when_trusted(tmp_path, layout):
     assert not (tmp_path / "f.npy").exists()
     done = _extract(tmp_path / "whole.pth", scans, tmp_path, "--trust-checkpoint")
     assert done.returncode == 0, done.stderr
-    expected = _representations(source, scans)
+    expected = zscored_representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -343,7 +328,7 @@ def test_extract_reads_safetensors_whatever_the_file_is_named(tmp_path, name):
     scans = np.random.default_rng(3).random((3, 1, 24, 28, 24), dtype=np.float32)
     done = _extract(tmp_path / name, scans, tmp_path)  # tensors only: no trust needed
     assert done.returncode == 0, done.stderr
-    expected = _representations(source, scans)
+    expected = zscored_representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -372,42 +357,13 @@ def test_extract_reads_a_torchscript_archive_only_when_trusted(tmp_path):
     done = _extract(tmp_path / "scripted.pt", scans, tmp_path, "--trust-checkpoint")
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr
-    expected = _representations(source, scans)
-    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
-
-
-def test_extract_reads_monai_densenet121(tmp_path):
-    """MONAI's DenseNet121 (the 3D DenseNet much neuroimaging code trains) has the
-    original's layers under other names (``denselayerN.layers.norm1``) and always ends with
-    ``norm5``: extract gives the representation MONAI's own network computes before its
-    classifier (before: refused, 24 of 720 tensors found)."""
-    monai_nets = pytest.importorskip("monai.networks.nets")
-    torch.manual_seed(0)
-    source = monai_nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)
-    source = _with_trained_looking_norms(source, seed=6)
-    torch.save(source.state_dict(), tmp_path / "monai_densenet121.pt")
-    scans = np.random.default_rng(6).random((3, 1, 32, 36, 32), dtype=np.float32)
-    np.save(tmp_path / "x.npy", scans)
-    done = run_cli(
-        "-v",
-        "extract",
-        *("--checkpoint", str(tmp_path / "monai_densenet121.pt")),
-        *("--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "f.npy")),
-    )
-    assert done.returncode == 0, done.stderr
-    assert "dense layers named as MONAI's DenseNet" in done.stderr
-    assert "0 missing" in done.stderr and "['class_layers.out.weight'" in done.stderr
-    x = torch.from_numpy(scans)
-    x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
-    with torch.no_grad():
-        layers = source.class_layers
-        expected = layers.flatten(layers.pool(layers.relu(source.features(x)))).numpy()
+    expected = zscored_representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_monai_densenet121_loads_whole_into_a_classifier_to_fine_tune():
     monai_nets = pytest.importorskip("monai.networks.nets")
-    source = _with_trained_looking_norms(
+    source = with_trained_looking_norms(
         monai_nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2), seed=7
     )
     target = build_model("densenet121", "classifier")
@@ -425,7 +381,7 @@ def test_extract_of_a_fine_tuned_densenet_is_the_classifier_s_representation(tmp
     ``yaware finetune``'s checkpoints): its representation is taken after it (before: the
     encoder built without norm5 left it unused, and gave other features)."""
     torch.manual_seed(1)
-    source = _with_trained_looking_norms(build_model("densenet121", "classifier"), seed=8)
+    source = with_trained_looking_norms(build_model("densenet121", "classifier"), seed=8)
     meta = {"encoder": "densenet121", "mode": "classifier"}
     save_checkpoint(tmp_path / "best.pt", {"epoch": 3, "model": source.state_dict(), "meta": meta})
     scans = np.random.default_rng(8).random((3, 1, 32, 36, 32), dtype=np.float32)
@@ -436,7 +392,7 @@ def test_extract_of_a_fine_tuned_densenet_is_the_classifier_s_representation(tmp
         *("--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "f.npy")),
     )
     assert done.returncode == 0, done.stderr
-    expected = _representations(source, scans)
+    expected = zscored_representations(source, scans)
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, rtol=1e-4, atol=1e-5)
 
 

@@ -7,8 +7,11 @@ DataParallel/DDP or ``_orig_mod.`` from ``torch.compile``; a bare state dict, or
 tutorial checkpoint), is read too, and an encoder nested in a larger module
 (``encoder.features.*``, ``model.backbone.features.*``) is found by its ``features.*`` keys.
 MONAI's DenseNet names each dense layer's modules ``denselayerN.layers.norm1`` (its
-``Sequential``); they are read as the original's ``denselayerN.norm1``.
-Our own checkpoints add ``"meta"`` with the encoder's name, so a loader need not guess it.
+``Sequential``); they are read as the original's ``denselayerN.norm1``. A ResNet saved
+without ``features.`` (MedicalNet's files: ``conv1``, ``bn1``, ``layer1``-``layer4``) has its
+trunk read under it.
+Our own checkpoints add ``"meta"`` with the encoder's name; for others the encoder is
+recognised from the layer names (:mod:`yaware.models.recognise`).
 safetensors files are read by their content; a whole pickled module or a TorchScript
 archive carries code and is read only when trusted, for its state dict.
 """
@@ -28,6 +31,7 @@ from torch import nn
 
 from yaware.errors import CheckpointError
 from yaware.io import write_atomic
+from yaware.models.recognise import RESNET_CONV, recognise_encoder
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,12 @@ REFUSED_CLASS = re.compile(r"Unsupported global: GLOBAL [A-Za-z_][\w.]*[A-Za-z0-
 # MONAI's DenseNet (monai.networks.nets.DenseNet121): the same layers as the original's, with
 # each dense layer's modules in a Sequential named "layers".
 MONAI_DENSE_LAYER = re.compile(r"(denselayer\d+)\.layers\.")
+# A ResNet trunk saved without "features." (MedicalNet's, MONAI's ResNet): the first of its
+# names in a key, after any prefix of an enclosing module.
+PLAIN_RESNET_TRUNK = re.compile(r"^((?:\w+\.)*?)(conv1|bn1|layer[1-4])\.")
+# Backbone tensors a checkpoint may lack: a classifier's final batch norm (new when an
+# encoder is fine-tuned) and the batch counters that torch before 0.4.1 did not save.
+MAY_BE_MISSING = re.compile(r"^features\.norm5\.|\.num_batches_tracked$")
 
 
 def portable_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -282,19 +292,44 @@ def _original_dense_layer_names(
     return state
 
 
+def _resnet_trunk_under_features(
+    state: dict[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
+    """``state`` with a ResNet trunk saved without ``features.`` (``conv1``, ``bn1``,
+    ``layer1``-``layer4``, as MedicalNet and MONAI name them) moved under it."""
+    if any("features." in k for k in state) or not any(RESNET_CONV.search(k) for k in state):
+        return state
+    log.info("%s: a ResNet trunk named as MedicalNet's (conv1, bn1, layer1-4)", source)
+    return {PLAIN_RESNET_TRUNK.sub(r"\1features.\2.", k, count=1): v for k, v in state.items()}
+
+
 def holds_final_norm(state: dict[str, torch.Tensor]) -> bool:
     """Whether a DenseNet's state dict ends its trunk with ``features.norm5`` (a classifier's,
     or MONAI's): its representation is taken after that batch norm."""
     return any(k.endswith("features.norm5.weight") for k in state)
 
 
-def encoder_name_of(checkpoint: Any, default: str = "densenet121") -> str:
-    """The encoder a checkpoint records; the released file records none: ``default``."""
+def recorded_encoder(checkpoint: Any) -> str | None:
+    """The encoder a checkpoint records (ours do, under ``meta``), or None."""
     if isinstance(checkpoint, dict):
         meta = checkpoint.get("meta")
         if isinstance(meta, dict) and isinstance(meta.get("encoder"), str):
             return meta["encoder"]
-    return default
+    return None
+
+
+def encoder_name_of(
+    checkpoint: Any, default: str = "densenet121", source: str = "checkpoint"
+) -> str:
+    """The encoder a checkpoint records; else the one its layer names are those of (the
+    released file, MONAI's and MedicalNet's record none); else ``default``."""
+    recorded = recorded_encoder(checkpoint)
+    if recorded:
+        return recorded
+    recognised = recognise_encoder(state_dict_of(checkpoint, source))
+    if recognised:
+        log.info("%s records no encoder; its layers are those of %s", source, recognised)
+    return recognised or default
 
 
 def trained_shape_of(checkpoint: Any) -> tuple[int, int, int] | None:
@@ -355,6 +390,7 @@ def load_encoder_weights(
     """
     target = model.state_dict()
     state = _original_dense_layer_names(state, source)
+    state = _resnet_trunk_under_features(state, source)
     state = _nested_encoder(state, [k for k in target if k.startswith("features.")], source)
     wanted = HEAD_PREFIXES if include_head else ()
     keep = {k: v for k, v in state.items() if k.startswith("features.") or k.startswith(wanted)}
@@ -378,6 +414,7 @@ def load_encoder_weights(
             f"are in the checkpoint (its keys look like {list(state)[:3]}); it was saved from "
             "another architecture or naming scheme. Nothing was loaded."
         )
+    _refuse_another_variant(keep, target, backbone, source, getattr(model, "encoder_name", ""))
     broken = [
         f"{k} ({int((~v.isfinite()).sum())} of {v.numel()})"
         for k, v in keep.items()
@@ -400,6 +437,38 @@ def load_encoder_weights(
     model.load_state_dict(merged)
     log.info("%s: %s", source, report.summary())
     return report
+
+
+def _refuse_another_variant(
+    state: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    backbone: list[str],
+    source: str,
+    encoder: str,
+) -> None:
+    """Names the backbone tensors that one side has and the other lacks, once the names
+    match: a variant of the architecture (another shortcut, a bias), whose missing layers
+    would stay random and whose extra ones would be dropped from the network it computed."""
+    missing = [k for k in backbone if k not in state and not MAY_BE_MISSING.search(k)]
+    extra = [k for k in state if k.startswith("features.") and k not in target]
+    if not missing and not extra:
+        return
+    what = []
+    if missing:
+        what.append(f"lacks {len(missing)} of the encoder's backbone tensors, e.g. {missing[:3]}")
+    if extra:
+        what.append(f"holds {len(extra)} backbone tensors the encoder has not, e.g. {extra[:3]}")
+    hint = (
+        " A bias in a ResNet's shortcut is MONAI's ResNet with bias_downsample=True (its "
+        "default), whose stem stride the weights do not record: it is not read here."
+        if any(k.endswith("downsample.0.bias") for k in extra)
+        else " Choose the encoder it was trained as (--encoder, external_models.<name>.encoder)."
+    )
+    raise CheckpointError(
+        f"{source} {' and '.join(what)} ({encoder or 'this encoder'}): it was saved from a "
+        f"variant of that architecture (another shortcut, a layer more or less). Nothing was "
+        f"loaded.{hint}"
+    )
 
 
 def _refuse_other_input_channels(

@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--encoder",
         default=None,
-        help="encoder name if the checkpoint records none (default densenet121)",
+        help="encoder name if the checkpoint records none (default: the one its layer names "
+        "are those of, else densenet121)",
     )
     p.add_argument("--batch-size", type=_at_least(1), default=8)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -13,32 +13,33 @@ from yaware.checkpoint import (
     holds_final_norm,
     load_encoder_weights,
     read_checkpoint,
+    recorded_encoder,
     state_dict_of,
     trained_shape_of,
     warn_if_trained_on_another_grid,
 )
 from yaware.errors import CheckpointError
 from yaware.grid import check_fits_encoder
-from yaware.models import build_model
+from yaware.models import DENSENETS, build_model
 
 
 def load_encoder(
     checkpoint_path: str | os.PathLike, encoder: str | None = None, trust: bool = False
 ) -> tuple[nn.Module, str]:
     """An encoder with the checkpoint's backbone weights; the name defaults to the recorded
-    one, else densenet121 (the released checkpoint records none). A DenseNet whose trunk
+    one, else the one its layer names are those of, else densenet121. A DenseNet whose trunk
     ends with ``features.norm5`` (a fine-tuned classifier's, MONAI's) keeps that batch norm,
     so the representation is the one the network that wrote it computed."""
     checkpoint = read_checkpoint(checkpoint_path, trust=trust)
-    recorded = encoder_name_of(checkpoint, default="")
+    recorded = recorded_encoder(checkpoint)
     if encoder and recorded and encoder != recorded:
         raise CheckpointError(
             f"{checkpoint_path} holds a {recorded!r} encoder, not the {encoder!r} asked for: "
             f"ask for {recorded} (or for none: the recorded one is used)"
         )
-    name = encoder or encoder_name_of(checkpoint)
+    name = encoder or encoder_name_of(checkpoint, source=str(checkpoint_path))
     state = state_dict_of(checkpoint, str(checkpoint_path))
-    options = {"final_norm": True} if name == "densenet121" and holds_final_norm(state) else {}
+    options = {"final_norm": True} if name in DENSENETS and holds_final_norm(state) else {}
     model = build_model(name, "encoder", **options)
     model.trained_on = (str(checkpoint_path), trained_shape_of(checkpoint))
     load_encoder_weights(model, state, source=str(checkpoint_path))

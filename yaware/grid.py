@@ -58,11 +58,16 @@ def cat12_grid(voxel_mm: float = 1.5) -> Grid:
     return Grid(shape, affine)  # type: ignore[arg-type]
 
 
-# The smallest grid side each encoder takes. DenseNet121 halves the grid five times (stem,
+# The smallest grid side each encoder takes. A DenseNet halves the grid five times (stem,
 # max-pool, three transitions) and its last transition's 2x2x2 average pool needs two
-# voxels: 29 -> 15 -> 8 -> 4 -> 2 -> 1. ResNet18 and TinyCNN pad or round up, so any side
-# works. tests/test_models.py checks this table against shape-only passes of the models.
-SMALLEST_SIDE = {"densenet121": 29, "resnet18": 1, "tinycnn": 1}
+# voxels: 29 -> 15 -> 8 -> 4 -> 2 -> 1. The ResNets and TinyCNN pad or round up, so any
+# side works. tests/test_models.py checks this table against shape-only passes of the models.
+SMALLEST_SIDE = {
+    **dict.fromkeys(("densenet121", "densenet169", "densenet201"), 29),
+    "resnet18": 1,
+    "tinycnn": 1,
+    **{f"medicalnet_resnet{depth}": 1 for depth in (10, 18, 34, 50, 101, 152, 200)},
+}
 
 
 def check_fits_encoder(encoder: str, row_shape: tuple[int, ...], source: str) -> None:

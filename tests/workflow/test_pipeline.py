@@ -216,13 +216,32 @@ def test_the_seeds_of_a_method_share_its_label_beside_an_external_model(tmp_path
     assert "simclr_cutout_tinycnn_seed1" in done.stdout
 
 
+def _medicalnet_file(path: Path) -> dict:
+    """An external model as MedicalNet releases its ResNets: the trunk alone, under
+    'state_dict' with DataParallel's prefix and without ``features.``, no encoder recorded."""
+    torch.manual_seed(10)
+    model = build_model("medicalnet_resnet10")
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.2, 0.2)
+    trunk = {
+        f"module.{k.removeprefix('features.')}": v
+        for k, v in model.state_dict().items()
+        if k.startswith("features.")
+    }
+    torch.save({"state_dict": trunk}, path)
+    return {"checkpoint": str(path), "label": "MedicalNet ResNet-10"}
+
+
 def test_models_made_elsewhere_are_evaluated_without_pretraining_any(tmp_path):
-    """`pretraining.methods: {}` with an external model: the released checkpoint probed
-    and fine-tuned on a cohort beside the floors and training from scratch, no encoder
+    """`pretraining.methods: {}` with external models: the released checkpoint and a
+    MedicalNet ResNet (whose encoder no config names: read from its layers) probed and
+    fine-tuned on a cohort beside the floors and training from scratch, no encoder
     pretrained (the schema refused an empty methods). The sigma figure, with no sigma to
     plot, is not drawn; the summary says what was pretrained. With no external model
     either, the config check says there is nothing to evaluate."""
     external = _checkpoints_made_elsewhere(tmp_path / "elsewhere")
+    medicalnet = _medicalnet_file(tmp_path / "elsewhere" / "resnet_10_23dataset.pth")
     synthetic = TINY["synthetic"] | {
         "cohorts": {
             "bhb": TINY["synthetic"]["cohorts"]["bhb"],
@@ -232,15 +251,26 @@ def test_models_made_elsewhere_are_evaluated_without_pretraining_any(tmp_path):
     config = TINY | {
         "synthetic": synthetic,
         "pretraining": TINY["pretraining"] | {"methods": {}},
-        "external_models": {"released": external["released"]},
+        "external_models": {"released": external["released"], "medicalnet": medicalnet},
     }
     workdir = make_workdir(tmp_path / "work", config)
     done = snakemake(workdir, "--cores", "2")
     assert done.returncode == 0, done.stderr[-4000:]
     linear = pd.read_csv(workdir / "results/tables/linear_probe.csv")
-    assert set(linear["model"]) == {"released", "random_tinycnn_seed0", "pca"}
+    assert set(linear["model"]) == {"released", "medicalnet", "random_tinycnn_seed0", "pca"}
+    assert "MedicalNet ResNet-10" in set(linear["label"])
     finetune = pd.read_csv(workdir / "results/tables/finetune.csv")
-    assert set(finetune["init"]) == {"released", "scratch"}
+    assert set(finetune["init"]) == {"released", "medicalnet", "scratch"}
+    model, encoder = load_encoder(medicalnet["checkpoint"])
+    assert encoder == "medicalnet_resnet10"
+    for cohort in ("bhb", "adni"):
+        saved = np.load(workdir / f"results/features/medicalnet/{cohort}.npy")
+        expected = extract_features(model, workdir / f"results/data/{cohort}/data.npy")
+        assert saved.shape[1] == 512
+        np.testing.assert_allclose(saved, expected, rtol=1e-5, atol=1e-6)
+    log = (workdir / "results/logs/finetune/medicalnet/adni/n10_r0.log").read_text()
+    assert "its layers are those of medicalnet_resnet10" in log
+    assert "a ResNet trunk named as MedicalNet's" in log and "0 missing" in log
     assert not (workdir / "results/pretrain").exists()
     figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
     assert figures == ["fig1_auc_vs_n_target.png"]

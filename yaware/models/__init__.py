@@ -1,18 +1,23 @@
 """3D encoders sharing one interface (see :class:`yaware.models.base.Backbone3D`)."""
 
 from collections.abc import Callable
+from functools import partial
 
 from yaware.errors import ConfigError
 from yaware.models.base import Backbone3D
-from yaware.models.densenet import DenseNet3D, densenet121
-from yaware.models.resnet import ResNet3D, resnet18
+from yaware.models.densenet import DENSENET_BLOCKS, DenseNet3D, build_densenet, densenet121
+from yaware.models.resnet import MEDICALNET, ResNet3D, medicalnet_resnet, resnet18
 from yaware.models.tinycnn import TinyCNN3D, tinycnn
 
 ENCODERS: dict[str, Callable[..., Backbone3D]] = {
-    "densenet121": densenet121,
+    **{name: partial(build_densenet, name) for name in DENSENET_BLOCKS},
     "resnet18": resnet18,
     "tinycnn": tinycnn,
+    **{name: partial(medicalnet_resnet, name) for name in MEDICALNET},
 }
+# The DenseNets: their dense blocks take gradient checkpointing (memory_efficient), and a
+# trunk may end with norm5 (final_norm).
+DENSENETS = tuple(DENSENET_BLOCKS)
 
 
 def build_model(name: str, mode: str = "encoder", num_classes: int = 2, **kwargs) -> Backbone3D:
@@ -25,6 +30,7 @@ def build_model(name: str, mode: str = "encoder", num_classes: int = 2, **kwargs
 
 
 __all__ = [
+    "DENSENETS",
     "ENCODERS",
     "Backbone3D",
     "DenseNet3D",

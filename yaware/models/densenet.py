@@ -204,6 +204,21 @@ def _stem_tail(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 _eager_stem_tail: Callable[[nn.Sequential, torch.Tensor], torch.Tensor] | None = None
 
 
+# Dense layers per block of each depth (Huang et al.; growth 32, 64 stem channels), as
+# torchvision and MONAI build them; the representation has 1024, 1664 and 1920 features.
+DENSENET_BLOCKS = {
+    "densenet121": (6, 12, 24, 16),
+    "densenet169": (6, 12, 32, 32),
+    "densenet201": (6, 12, 48, 32),
+}
+
+
+def build_densenet(name: str, mode: str = "encoder", num_classes: int = 2, **kwargs) -> DenseNet3D:
+    """The DenseNet-BC of depth ``name`` (a key of ``DENSENET_BLOCKS``)."""
+    blocks = DENSENET_BLOCKS[name]
+    return DenseNet3D(32, blocks, 64, mode=mode, num_classes=num_classes, **kwargs)
+
+
 def densenet121(mode: str = "encoder", num_classes: int = 2, **kwargs) -> DenseNet3D:
     """DenseNet121 3D: growth 32, blocks (6, 12, 24, 16), 64 stem channels, 1024 features."""
-    return DenseNet3D(32, (6, 12, 24, 16), 64, mode=mode, num_classes=num_classes, **kwargs)
+    return build_densenet("densenet121", mode, num_classes, **kwargs)

@@ -21,10 +21,10 @@ from yaware import __version__
 from yaware.allocator import keep_freed_memory
 from yaware.augment import build_policy
 from yaware.checkpoint import (
-    encoder_name_of,
     load_encoder_weights,
     portable_state_dict,
     read_checkpoint,
+    recorded_encoder,
     save_checkpoint,
     state_dict_of,
     trained_shape_of,
@@ -102,7 +102,7 @@ def _initial_weights(
     if not cfg.pretrained:
         return {"pretrained": None}
     checkpoint = read_checkpoint(cfg.pretrained, trust=cfg.trust_checkpoint)
-    recorded = encoder_name_of(checkpoint, default=cfg.encoder)
+    recorded = recorded_encoder(checkpoint) or cfg.encoder
     if recorded != cfg.encoder:
         raise ConfigError(
             f"{cfg.pretrained} holds a {recorded!r} encoder but the config asks for "

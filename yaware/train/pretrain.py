@@ -34,7 +34,7 @@ from yaware.experiments import UNREAD_SETTINGS
 from yaware.grid import check_fits_encoder
 from yaware.io import make_folder, publish, write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
-from yaware.models import build_model
+from yaware.models import DENSENETS, build_model
 from yaware.models.base import Backbone3D
 from yaware.models.heads import AgeHead, GenesisDecoder
 from yaware.participants import category_codes, read_table
@@ -91,7 +91,8 @@ def build_loss(cfg: PretrainConfig) -> nn.Module:
 
 
 def build_encoder(name: str, mode: str = "encoder", memory_efficient: bool = False) -> nn.Module:
-    kwargs = {"memory_efficient": True} if memory_efficient and name == "densenet121" else {}
+    wanted = memory_efficient and name in DENSENETS
+    kwargs = {"memory_efficient": True} if wanted else {}
     return build_model(name, mode, **kwargs)
 
 
