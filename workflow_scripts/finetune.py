@@ -61,7 +61,8 @@ def main(
     if inputs.get("checkpoint"):
         keys |= {"pretrained": inputs["checkpoint"], "trust_checkpoint": trust}
         if encoder is None:  # the one the checkpoint records
-            keys["encoder"] = encoder_name_of(read_checkpoint(inputs["checkpoint"], trust))
+            checkpoint = read_checkpoint(inputs["checkpoint"], trust)
+            keys["encoder"] = encoder_name_of(checkpoint, source=inputs["checkpoint"])
     finetune(build_config(FinetuneConfig, keys, source="workflow config (fine_tuning)"))
 
 

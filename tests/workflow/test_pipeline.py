@@ -269,7 +269,10 @@ def test_models_made_elsewhere_are_evaluated_without_pretraining_any(tmp_path):
         assert saved.shape[1] == 512
         np.testing.assert_allclose(saved, expected, rtol=1e-5, atol=1e-6)
     log = (workdir / "results/logs/finetune/medicalnet/adni/n10_r0.log").read_text()
-    assert "its layers are those of medicalnet_resnet10" in log
+    assert (
+        "resnet_10_23dataset.pth records no encoder; its layers are those of medicalnet_resnet10"
+        in log
+    )
     assert "a ResNet trunk named as MedicalNet's" in log and "0 missing" in log
     assert not (workdir / "results/pretrain").exists()
     figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
