@@ -42,6 +42,7 @@ BENCHMARKS = [
         ["--n", "128", "--epochs", "2", "--repeats", "1"],
     ),
     ("DenseNet121 step on a GPU: lower bound", "benchmarks.step_bounds", [], []),
+    ("Encoder costs", "benchmarks.encoder_costs", [], ["--grids", "6"]),
 ]
 
 

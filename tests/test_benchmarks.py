@@ -15,7 +15,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.step_bounds import traffic_per_view
-from yaware.models import densenet121
+from yaware.models import build_model, densenet121
 from yaware.models.stem import direct_stems
 
 SHAPE = (32, 40, 32)  # DenseNet121 halves the grid five times
@@ -303,3 +303,28 @@ def test_pretrain_methods_runs_the_compared_checkouts_own_package(tmp_path):
         assert there == 4321.0 and 0 < here != 4321.0
         assert here_s > 0 and there_s > 0
         assert ratio == pytest.approx(here / there, abs=0.006)
+
+
+def test_encoder_costs_counts_on_the_meta_device_what_a_real_pass_counts():
+    """The table's FLOPs, counted on shapes alone, are those of a real forward and backward
+    on the CPU; parameters and features are the built model's; the ratio is to DenseNet121
+    in the same run."""
+    encoders = ["densenet121", "tinycnn", "medicalnet_resnet10"]
+    done = run_benchmark("encoder_costs", "--grids", "6", "--encoders", *encoders)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert "GFLOP per scan and view, 6 mm (31x37x31)" in lines[0]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[1:]]
+    rows = {row[0]: row[1:] for row in cells}
+    assert list(rows) == encoders
+    baseline = float(rows["densenet121"][2])
+    for name in encoders:
+        params, features, gflops, ratio = rows[name]
+        model = build_model(name)
+        x = torch.zeros(2, 1, 31, 37, 31)
+        with direct_stems(model), FlopCounterMode(display=False) as counter:
+            model(x).sum().backward()
+        assert float(gflops) == pytest.approx(counter.get_total_flops() / 2 / 1e9, rel=5e-3)
+        millions = sum(p.numel() for p in model.parameters()) / 1e6
+        assert float(params) == pytest.approx(millions, abs=0.05)
+        assert int(features) == model.num_features
+        assert float(ratio) == pytest.approx(float(gflops) / baseline, abs=0.01)
