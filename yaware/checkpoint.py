@@ -326,7 +326,14 @@ def encoder_name_of(
     recorded = recorded_encoder(checkpoint)
     if recorded:
         return recorded
-    recognised = recognise_encoder(state_dict_of(checkpoint, source))
+    return encoder_of_weights(state_dict_of(checkpoint, source), default, source)
+
+
+def encoder_of_weights(
+    state: dict[str, torch.Tensor], default: str = "densenet121", source: str = "checkpoint"
+) -> str:
+    """The encoder whose layer names ``state`` holds, else ``default``."""
+    recognised = recognise_encoder(state)
     if recognised:
         log.info("%s records no encoder; its layers are those of %s", source, recognised)
     return recognised or default

@@ -9,7 +9,7 @@ from torch import nn
 from yaware.arrays import NpyArray
 from yaware.augment.transforms import ZScore
 from yaware.checkpoint import (
-    encoder_name_of,
+    encoder_of_weights,
     holds_final_norm,
     load_encoder_weights,
     read_checkpoint,
@@ -37,8 +37,8 @@ def load_encoder(
             f"{checkpoint_path} holds a {recorded!r} encoder, not the {encoder!r} asked for: "
             f"ask for {recorded} (or for none: the recorded one is used)"
         )
-    name = encoder or encoder_name_of(checkpoint, source=str(checkpoint_path))
     state = state_dict_of(checkpoint, str(checkpoint_path))
+    name = encoder or recorded or encoder_of_weights(state, source=str(checkpoint_path))
     options = {"final_norm": True} if name in DENSENETS and holds_final_norm(state) else {}
     model = build_model(name, "encoder", **options)
     model.trained_on = (str(checkpoint_path), trained_shape_of(checkpoint))
