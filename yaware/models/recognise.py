@@ -14,13 +14,13 @@ from collections.abc import Iterable
 
 from yaware.models.densenet import DENSENET_BLOCKS
 from yaware.models.resnet import MEDICALNET, RESNETS
+from yaware.models.tinycnn import WIDTHS as TINYCNN_WIDTHS
 
 DENSE_LAYER = re.compile(r"(?:^|\.)denseblock(\d+)\.denselayer(\d+)\.")
 RESNET_CONV = re.compile(r"(?:^|\.)(features\.)?layer([1-4])\.(\d+)\.conv([123])\.weight$")
 TINYCNN_CONV = re.compile(r"(?:^|\.)features\.conv(\d+)\.weight$")
 
 _DENSENETS = {blocks: name for name, blocks in DENSENET_BLOCKS.items()}
-_TINYCNN_STAGES = 4
 
 
 def recognise_encoder(keys: Iterable[str]) -> str | None:
@@ -62,4 +62,4 @@ def _resnet(keys: list[str]) -> str | None:
 
 def _tinycnn(keys: list[str]) -> str | None:
     convs = {int(m[1]) for key in keys if (m := TINYCNN_CONV.search(key))}
-    return "tinycnn" if convs == set(range(_TINYCNN_STAGES)) else None
+    return "tinycnn" if convs == set(range(len(TINYCNN_WIDTHS))) else None

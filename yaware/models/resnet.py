@@ -82,7 +82,7 @@ class _BasicBlock(nn.Module):
 
 
 class _Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (strided, dilated), 1x1 expand by 4."""
+    """1x1 reduce, 3x3 (strided, dilated), 1x1 expand by ``expansion``."""
 
     expansion = 4
 
@@ -94,9 +94,9 @@ class _Bottleneck(nn.Module):
         self.bn1 = nn.BatchNorm3d(planes)
         self.conv2 = nn.Conv3d(planes, planes, 3, stride, dilation, dilation, bias=False)
         self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = nn.Conv3d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm3d(planes * 4)
-        self.downsample = _shortcut(in_planes, planes * 4, stride, shortcut)
+        self.conv3 = nn.Conv3d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
+        self.downsample = _shortcut(in_planes, planes * self.expansion, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)

@@ -4,6 +4,9 @@ from torch import nn
 
 from yaware.models.base import Backbone3D, init_weights
 
+# The default stage widths; the representation has the last one's features.
+WIDTHS = (16, 32, 64, 128)
+
 
 class TinyCNN3D(Backbone3D):
     """A stride-2 stem then conv-BN-ReLU stages, each halving the grid (max-pool) but the
@@ -20,7 +23,7 @@ class TinyCNN3D(Backbone3D):
 
     def __init__(
         self,
-        widths: tuple[int, ...] = (16, 32, 64, 128),
+        widths: tuple[int, ...] = WIDTHS,
         in_channels: int = 1,
         mode: str = "encoder",
         num_classes: int = 2,
