@@ -4,7 +4,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 # Snakemake names no line of a YAML error in the config; this does.
-from yaware.config_file import check_yaml
+from yaware.workflow.config_file import check_yaml
 
 check_yaml("config/config.yaml")
 

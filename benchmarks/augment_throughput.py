@@ -4,7 +4,7 @@ The per-scan path does what the original code's augmentations.py does for each v
 scan at a time with numpy and scipy.ndimage. Both paths run on the same random volumes on
 one CPU core by default; views per second, higher is better.
 
-``--malloc kept`` runs both paths with ``yaware.allocator``'s settings (what the CPU engine
+``--malloc kept`` runs both paths with ``yaware.train.allocator``'s settings (what the CPU engine
 uses: freed memory is reused instead of faulted in afresh); the default is glibc's own.
 
     python benchmarks/augment_throughput.py [--shape 121 145 121] [--batch 8] [--threads 1]
@@ -19,8 +19,8 @@ import scipy.ndimage as ndi
 import torch
 
 from benchmarks.common import machine, markdown_table, mean_time
-from yaware.allocator import keep_freed_memory
 from yaware.augment import build_policy
+from yaware.train.allocator import keep_freed_memory
 
 
 def per_scan_view(scan: np.ndarray, policy: str, rng: np.random.Generator) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Conversion throughput and memory: NIfTI maps to data.npy, against plain decompression.
 
 Simulates a cohort on the CAT12 grid, runs QC (not timed), then in a fresh process per
-size: converts it with ``yaware.convert`` (threads as given) and reports scans/s, MB/s of
+size: converts it with ``yaware.data.convert`` (threads as given) and reports scans/s, MB/s of
 compressed input, and peak RSS (VmHWM); the baseline reads and gunzips the same files.
 
     python -m benchmarks.conversion [--sizes 50 200] [--voxel-mm 1.5] [--threads 2]
@@ -20,7 +20,7 @@ from benchmarks.common import machine, markdown_table
 
 CHILD = """
 import json, sys, time
-from yaware.convert import ConversionSettings, convert_cohort
+from yaware.data.convert import ConversionSettings, convert_cohort
 metrics, passed, participants, out, voxel, threads = sys.argv[1:7]
 start = time.perf_counter()
 settings = ConversionSettings(voxel_mm=float(voxel), threads=int(threads))
@@ -32,10 +32,10 @@ print(json.dumps({"seconds": seconds, "peak_mb": int(status["VmHWM"].split()[0])
 
 
 def prepare(folder: Path, n: int, voxel_mm: float) -> tuple[Path, Path, Path, list[Path]]:
-    from yaware.grid import cat12_grid
+    from yaware.data.grid import cat12_grid
+    from yaware.data.qc import QCThresholds, apply_thresholds, measure_cohort, passed_scans
+    from yaware.data.synth import CohortSpec, SimulationSettings, write_cohort
     from yaware.io import save_table
-    from yaware.qc import QCThresholds, apply_thresholds, measure_cohort, passed_scans
-    from yaware.synth import CohortSpec, SimulationSettings, write_cohort
 
     spec = CohortSpec("bench", n_subjects=n, second_session_rate=0.0, qc_failure_rate=0.0)
     write_cohort(folder, spec, SimulationSettings(voxel_mm=voxel_mm, threads=2))

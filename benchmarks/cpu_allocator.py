@@ -1,4 +1,4 @@
-"""CPU pretraining steps with glibc's default malloc against ``yaware.allocator``'s settings.
+"""CPU pretraining steps with glibc's default malloc against ``yaware.train.allocator``'s settings.
 
 Each variant runs in its own process (malloc settings are process-wide), alternating, with
 the same seed: y-Aware steps (cutout views, forward, loss, backward, Adam) as the default
@@ -20,7 +20,7 @@ import torch
 
 from benchmarks.common import machine, markdown_table
 from benchmarks.training_throughput import yaware_step
-from yaware.allocator import keep_freed_memory
+from yaware.train.allocator import keep_freed_memory
 
 VARIANTS = {"glibc default": False, "freed memory kept (yaware)": True}
 

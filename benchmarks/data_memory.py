@@ -6,7 +6,7 @@ array row by row through ScanDataset and a DataLoader; the baseline loads the wh
 into RAM with np.load, as the original code does.
 
 ``--pretrain`` adds one epoch of ``pretrain()`` itself (TinyCNN, batch 8, cutout, on the
-CPU: with its allocator settings, ``yaware.allocator``), whose peak must not grow with N
+CPU: with its allocator settings, ``yaware.train.allocator``), whose peak must not grow with N
 either.
 
     python benchmarks/data_memory.py [--sizes-gb 0.5 2] [--dtype float32] [--dir /tmp] [--pretrain]
@@ -32,7 +32,7 @@ CHILD = """
 import json, resource, sys, time
 import numpy as np
 from torch.utils.data import DataLoader
-from yaware.data import ScanDataset
+from yaware.data.dataset import ScanDataset
 array, table, mode, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 start = time.perf_counter()
 n = 0
@@ -42,7 +42,7 @@ if mode == "yaware":
         n += len(x)
 elif mode == "pretrain()":
     import tempfile
-    from yaware.config import PretrainConfig, build_config
+    from yaware.train.config import PretrainConfig, build_config
     from yaware.train.pretrain import pretrain
     with tempfile.TemporaryDirectory() as out:
         keys = {"train_data": array, "train_table": table, "out_dir": out, "epochs": 1,

@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import machine, markdown_table
-from yaware.grid import cat12_grid
+from yaware.data.grid import cat12_grid
 from yaware.models import ENCODERS, build_model
 from yaware.models.stem import direct_stems
 

@@ -59,12 +59,12 @@ from benchmarks import blur_matmul, gpu_breakdown
 from benchmarks.augment_throughput import per_scan_view
 from benchmarks.common import machine, markdown_table, median_seconds, sync
 from yaware.augment import GaussianBlur, build_policy
-from yaware.bhb10k import BHB10K
-from yaware.config import PretrainConfig, build_config
-from yaware.data import ScanDataset
+from yaware.data.bhb10k import BHB10K
+from yaware.data.dataset import ScanDataset
 from yaware.losses import YAwareInfoNCE
 from yaware.models import build_model
 from yaware.train.common import to_device
+from yaware.train.config import PretrainConfig, build_config
 
 BHB_SCANS = sum(sessions for _, _, sessions, _ in BHB10K)  # 10,420: the paper's pretraining set
 

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from benchmarks.common import machine, markdown_table
-from yaware.toy import write_toy_cohort
+from yaware.data.toy import write_toy_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {

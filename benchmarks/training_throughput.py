@@ -24,13 +24,13 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import machine, markdown_table
-from yaware.allocator import keep_freed_memory
 from yaware.augment import build_policy
-from yaware.data import ScanDataset
-from yaware.grid import cat12_grid
+from yaware.data.dataset import ScanDataset
+from yaware.data.grid import cat12_grid
 from yaware.losses import YAwareInfoNCE
 from yaware.models import build_model
 from yaware.models.stem import StemConv3d, direct_stems
+from yaware.train.allocator import keep_freed_memory
 from yaware.train.common import memory_format
 
 

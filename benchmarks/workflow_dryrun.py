@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import machine, markdown_table
-from yaware.bhb10k import write_placeholder_cohorts
+from yaware.data.bhb10k import write_placeholder_cohorts
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,17 +5,17 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from yaware.experiments import (
+from yaware.workflow.experiments import (
     PCA_NAME,
     SCRATCH_NAME,
     UNREAD_SETTINGS,
     experiments,
     random_encoder_name,
 )
-from yaware.fingerprint import code_fingerprint
-from yaware.finite import check_finite_numbers
-from yaware.grid import cat12_grid, check_fits_encoder
-from yaware.rule_params import SPEED_ONLY, job_settings, order_free
+from yaware.workflow.fingerprint import code_fingerprint
+from yaware.data.finite import check_finite_numbers
+from yaware.data.grid import cat12_grid, check_fits_encoder
+from yaware.workflow.rule_params import SPEED_ONLY, job_settings, order_free
 
 validate(config, schema="../config/schema.yaml")
 # An infinite QC threshold turns that check off; nothing else may be NaN or infinite.
@@ -98,8 +98,8 @@ def check_array(name, spec):
     """An array cohort's maps against its grid and its table, before any job: reads the
     array's header only."""
     from yaware.errors import DataError
-    from yaware.participants import ID_COLUMN, missing_column, read_table
-    from yaware.qc import open_map_array
+    from yaware.data.participants import ID_COLUMN, missing_column, read_table
+    from yaware.data.qc import open_map_array
 
     if not Path(spec["array"]).is_file():
         raise ValueError(
@@ -129,9 +129,9 @@ def check_cat12_root(name, spec):
     """A real cohort's CAT12 folder holds its subjects' folders, unless the table points
     at every map: a root set one level off (derivatives/ for derivatives/cat12/, or a
     subject's folder) would otherwise exclude every scan after QC read the table."""
-    from yaware.cat12 import root_problem
+    from yaware.data.cat12 import root_problem
     from yaware.errors import DataError
-    from yaware.participants import read_table
+    from yaware.data.participants import read_table
 
     problem = root_problem(spec["cat12_root"])
     if not problem:
@@ -153,8 +153,8 @@ def check_task(name, spec):
     label or a class would otherwise surface at the split, after QC and the conversion.
     """
     from yaware.errors import DataError
-    from yaware.labels import binary_labels
-    from yaware.participants import read_table
+    from yaware.data.labels import binary_labels
+    from yaware.data.participants import read_table
 
     task = spec["task"]
     try:
@@ -177,7 +177,7 @@ def check_pretraining_label(name, spec, config):
     after QC and the conversion.
     """
     from yaware.errors import DataError
-    from yaware.participants import check_label_column, missing_column, read_table
+    from yaware.data.participants import check_label_column, missing_column, read_table
 
     label, required = config["pretraining"]["label"], config["pretrain_label"]
     source = f"cohorts.{name}.participants ({spec['participants']})"

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from yaware.toy import write_toy_cohort
+from yaware.data.toy import write_toy_cohort
 
 TOY_SHAPE = (16, 20, 16)
 

@@ -22,7 +22,7 @@ def _glibc_with_mallinfo2() -> bool:
 PROBE = """
 import ctypes
 import torch
-from yaware.allocator import keep_freed_memory
+from yaware.train.allocator import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (

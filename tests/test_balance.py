@@ -1,4 +1,4 @@
-"""yaware.balance on planted splits: a side that differs is flagged, one that does not is not."""
+"""yaware.data.balance on planted splits: a side that differs is flagged, one that does not."""
 
 import logging
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from yaware.balance import split_balance
+from yaware.data.balance import split_balance
 
 
 def _cohort(n: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -25,7 +25,7 @@ def _cohort(n: int = 120, seed: int = 0) -> pd.DataFrame:
 def test_a_test_side_of_the_oldest_subjects_is_flagged(caplog):
     table = _cohort()
     sides = pd.Series(np.where(table["age"].rank() > 90, "test", "train"))
-    with caplog.at_level(logging.WARNING, logger="yaware.balance"):
+    with caplog.at_level(logging.WARNING, logger="yaware.data.balance"):
         balance = split_balance(table, sides, cohort="planted")
     tests = balance["against_train"]["test"]
     old, young = table["age"][sides == "test"], table["age"][sides == "train"]
@@ -41,7 +41,7 @@ def test_a_random_side_is_not_flagged_and_held_out_sites_never_are(caplog):
     random_side = np.random.default_rng(4).permutation(np.r_[np.zeros(90), np.ones(30)])
     sides = pd.Series(np.where(random_side == 1, "test", "train"))
     sides[table["site"] == "c"] = "external"  # differs in site by construction
-    with caplog.at_level(logging.WARNING, logger="yaware.balance"):
+    with caplog.at_level(logging.WARNING, logger="yaware.data.balance"):
         balance = split_balance(table, sides)
     assert balance["against_train"]["external"]["site_p"] < 1e-6
     assert balance["against_train"]["test"]["sex_p"] is not None

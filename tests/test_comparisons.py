@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from yaware.comparisons import paired_differences, with_q_values
+from yaware.evaluate.comparisons import paired_differences, with_q_values
 
 
 def _rows(label, method, auc, seeds=(0, 1), repeats=3, task="AD vs CTL", n_target=50):

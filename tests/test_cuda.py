@@ -7,14 +7,14 @@ import torch
 from benchmarks.blur_matmul import by_matrix_products
 from tests.conftest import finetune_keys, pretrain_keys
 from yaware.augment import POLICIES, AugmentationPolicy, GaussianBlur, build_policy
-from yaware.checkpoint import read_checkpoint
-from yaware.config import FinetuneConfig, PretrainConfig, build_config
+from yaware.data.toy import write_toy_cohort
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import build_model
+from yaware.models.checkpoint import read_checkpoint
 from yaware.models.densenet import DenseNet3D
 from yaware.models.stem import StemConv3d
-from yaware.toy import write_toy_cohort
 from yaware.train import pretrain as pretrain_module
+from yaware.train.config import FinetuneConfig, PretrainConfig, build_config
 from yaware.train.finetune import finetune
 from yaware.train.pretrain import pretrain
 from yaware.train.staging import staged

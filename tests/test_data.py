@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.conftest import run_cli, write_config
-from yaware.arrays import NpyArray
-from yaware.data import EpochSampler, ScanDataset
+from yaware.data.arrays import NpyArray
+from yaware.data.dataset import EpochSampler, ScanDataset
 from yaware.errors import DataError
 from yaware.train.common import to_device
 

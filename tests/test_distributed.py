@@ -16,9 +16,9 @@ from torch import nn
 
 from tests.conftest import pretrain_keys, write_config
 from tests.workflow.helpers import wait_until
-from yaware import distributed
-from yaware.checkpoint import read_checkpoint
 from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.models.checkpoint import read_checkpoint
+from yaware.train import distributed
 
 BATCH, FEATURES = 12, 20
 LOSSES = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from yaware.fingerprint import code_fingerprint, module_closure
+from yaware.workflow.fingerprint import code_fingerprint, module_closure
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from yaware.checkpoint import (
+from yaware.data.grid import SMALLEST_SIDE
+from yaware.errors import CheckpointError, ConfigError
+from yaware.models import ENCODERS, build_model, densenet121
+from yaware.models.checkpoint import (
     encoder_name_of,
     load_encoder_weights,
     read_checkpoint,
     save_checkpoint,
     state_dict_of,
 )
-from yaware.errors import CheckpointError, ConfigError
-from yaware.grid import SMALLEST_SIDE
-from yaware.models import ENCODERS, build_model, densenet121
 from yaware.models.densenet import DenseNet3D
 
 
@@ -191,7 +191,7 @@ def _takes(model: torch.nn.Module, shape: tuple[int, int, int]) -> bool:
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_the_smallest_side_table_is_what_each_encoder_takes(name):
-    """yaware.grid.SMALLEST_SIDE (read by the workflow, which does not import torch)
+    """yaware.data.grid.SMALLEST_SIDE (read by the workflow, which does not import torch)
     against the encoders themselves, along each axis alone and on cubes."""
     with torch.device("meta"):
         model = build_model(name).eval()

@@ -4,8 +4,8 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
-from yaware.captions import describe_umap
-from yaware.plots import auc_vs_n_target, sigma_effect
+from yaware.evaluate.captions import describe_umap
+from yaware.evaluate.plots import auc_vs_n_target, sigma_effect
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ from tests.conftest import (
     write_config,
     zscored_representations,
 )
-from yaware.checkpoint import load_encoder_weights, read_checkpoint, save_checkpoint
-from yaware.config import PretrainConfig, build_config
-from yaware.features import extract_features, load_encoder
+from yaware.data.toy import write_toy_cohort
+from yaware.evaluate.features import extract_features, load_encoder
 from yaware.models import build_model, densenet121
 from yaware.models import densenet as densenet_module
+from yaware.models.checkpoint import load_encoder_weights, read_checkpoint, save_checkpoint
 from yaware.models.tinycnn import TinyCNN3D
-from yaware.toy import write_toy_cohort
+from yaware.train.config import PretrainConfig, build_config
 from yaware.train.pretrain import _Network, _Objective, pretrain
 
 

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from yaware.errors import DataError
-from yaware.voxel_pca import fit_voxel_pca, load_voxel_pca, save_voxel_pca, voxel_pca_features
+from yaware.evaluate.voxel_pca import (
+    fit_voxel_pca,
+    load_voxel_pca,
+    save_voxel_pca,
+    voxel_pca_features,
+)
 
 
 @pytest.mark.parametrize(("n_rows", "batch"), [(50, 16), (47, 16), (20, 64), (33, 5)])

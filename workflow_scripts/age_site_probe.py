@@ -1,8 +1,8 @@
 """Snakemake script: age and site probes of one model over the pretraining cohorts pooled."""
 
-from yaware.evaluate import probe_age_and_site
+from yaware.evaluate.tasks import probe_age_and_site
 from yaware.io import save_json
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(features: list[str], participants: list[str], splits: list[str], output: str, label: str):

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from yaware.convert import ConversionSettings, convert_cohort
-from yaware.workflow import run_logged
+from yaware.data.convert import ConversionSettings, convert_cohort
+from yaware.workflow.logged import run_logged
 
 
 def main(

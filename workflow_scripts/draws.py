@@ -1,9 +1,9 @@
 """Snakemake script: the training draws (N_target x repeat) of one evaluation cohort."""
 
+from yaware.data.participants import read_table
+from yaware.data.splits import task_pool, training_draws
 from yaware.io import save_table
-from yaware.participants import read_table
-from yaware.splits import task_pool, training_draws
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(participants: str, split: str, draws: str, name: str, task: dict, settings: dict) -> None:

@@ -2,11 +2,11 @@
 
 import torch
 
-from yaware.features import extract_features, load_encoder
+from yaware.evaluate.features import extract_features, load_encoder
 from yaware.io import save_npy
 from yaware.models import build_model
 from yaware.train.common import resolve_device
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(

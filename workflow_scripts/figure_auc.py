@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from yaware.captions import describe_pretraining
-from yaware.plots import auc_vs_n_target
-from yaware.workflow import run_logged
+from yaware.evaluate.captions import describe_pretraining
+from yaware.evaluate.plots import auc_vs_n_target
+from yaware.workflow.logged import run_logged
 
 
 def main(linear: str, finetune: str, out: str, tasks: list[str], config: dict) -> None:

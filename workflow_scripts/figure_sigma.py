@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from yaware.captions import describe_pretraining
-from yaware.plots import sigma_effect
-from yaware.workflow import run_logged
+from yaware.evaluate.captions import describe_pretraining
+from yaware.evaluate.plots import sigma_effect
+from yaware.workflow.logged import run_logged
 
 
 def main(linear: str, age_site: str, out: str, config: dict) -> None:

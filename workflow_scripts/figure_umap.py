@@ -3,11 +3,11 @@
 import numpy as np
 import umap
 
-from yaware.captions import describe_umap
-from yaware.labels import binary_labels
-from yaware.participants import read_table
-from yaware.plots import umap_panels
-from yaware.workflow import run_logged
+from yaware.data.labels import binary_labels
+from yaware.data.participants import read_table
+from yaware.evaluate.captions import describe_umap
+from yaware.evaluate.plots import umap_panels
+from yaware.workflow.logged import run_logged
 
 
 def main(

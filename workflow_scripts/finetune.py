@@ -4,13 +4,13 @@ from pathlib import Path
 
 import torch
 
-from yaware.checkpoint import encoder_name_of, read_checkpoint
-from yaware.config import FinetuneConfig, build_config
+from yaware.data.participants import read_table
+from yaware.data.splits import task_pool, training_draw
 from yaware.io import save_table
-from yaware.participants import read_table
-from yaware.splits import task_pool, training_draw
+from yaware.models.checkpoint import encoder_name_of, read_checkpoint
+from yaware.train.config import FinetuneConfig, build_config
 from yaware.train.finetune import finetune
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(

@@ -1,8 +1,8 @@
 """Snakemake script: linear probes of one model on one evaluation cohort's task."""
 
-from yaware.evaluate import EXTERNAL_COLUMNS, probe_task
+from yaware.evaluate.tasks import EXTERNAL_COLUMNS, probe_task
 from yaware.io import save_table
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 COLUMNS = ["cohort", "task", "n_target", "repeat", "n_test", "auc", "balanced_accuracy", "C"]
 

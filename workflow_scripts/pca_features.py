@@ -1,8 +1,8 @@
 """Snakemake script: one cohort in the coordinates of the raw-voxel floor's PCA."""
 
+from yaware.evaluate.voxel_pca import load_voxel_pca, voxel_pca_features
 from yaware.io import save_npy
-from yaware.voxel_pca import load_voxel_pca, voxel_pca_features
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(fit: str, data: str, output: str) -> None:

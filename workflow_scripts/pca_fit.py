@@ -6,9 +6,9 @@ pca_features jobs apply it to each cohort.
 
 import numpy as np
 
-from yaware.participants import read_table, row_positions
-from yaware.voxel_pca import fit_voxel_pca, save_voxel_pca
-from yaware.workflow import run_logged
+from yaware.data.participants import read_table, row_positions
+from yaware.evaluate.voxel_pca import fit_voxel_pca, save_voxel_pca
+from yaware.workflow.logged import run_logged
 
 
 def main(

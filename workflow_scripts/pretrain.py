@@ -9,17 +9,17 @@ import pandas as pd
 import torch
 import yaml
 
-from yaware.checkpoint import read_checkpoint
-from yaware.config import PretrainConfig, build_config, to_dict
+from yaware.data.participants import read_table
 from yaware.errors import CheckpointError, YAwareError
+from yaware.evaluate.loss_curve import loss_curve
 from yaware.io import save_table, write_atomic
-from yaware.job_record import job_identity, keep_if_same_job
-from yaware.launch import pretrain_command
-from yaware.loss_curve import loss_curve
-from yaware.participants import read_table
-from yaware.rule_params import JobSettings
+from yaware.models.checkpoint import read_checkpoint
+from yaware.train.config import PretrainConfig, build_config, to_dict
 from yaware.train.pretrain import BEST_KEPT, pretrain
-from yaware.workflow import run_logged
+from yaware.workflow.job_record import job_identity, keep_if_same_job
+from yaware.workflow.launch import pretrain_command
+from yaware.workflow.logged import run_logged
+from yaware.workflow.rule_params import JobSettings
 
 
 class TrainingFailed(YAwareError):

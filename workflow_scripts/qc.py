@@ -3,10 +3,10 @@ reason, the pass list the conversion reads, and a figure)."""
 
 import logging
 
+from yaware.data.participants import read_table
+from yaware.data.qc import QCThresholds, apply_thresholds, passed_scans, plot_qc
 from yaware.io import save_table
-from yaware.participants import read_table
-from yaware.qc import QCThresholds, apply_thresholds, passed_scans, plot_qc
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(

@@ -2,10 +2,10 @@
 
 import logging
 
-from yaware.grid import cat12_grid
+from yaware.data.grid import cat12_grid
+from yaware.data.qc import measure_array_cohort, measure_cohort
 from yaware.io import save_table
-from yaware.qc import measure_array_cohort, measure_cohort
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(

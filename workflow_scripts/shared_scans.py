@@ -1,8 +1,8 @@
 """Snakemake script: scans shared between cohorts or subjects, and the leaks among them."""
 
+from yaware.data.shared_scans import check_leaks, scan_sides, shared_scans
 from yaware.io import save_table
-from yaware.shared_scans import check_leaks, scan_sides, shared_scans
-from yaware.workflow import run_logged
+from yaware.workflow.logged import run_logged
 
 
 def main(

@@ -1,17 +1,17 @@
 """Snakemake script: subject-level splits of one converted cohort."""
 
-from yaware.balance import split_balance
-from yaware.io import save_json, save_table
-from yaware.labels import binary_labels
-from yaware.participants import read_table
-from yaware.splits import (
+from yaware.data.balance import split_balance
+from yaware.data.labels import binary_labels
+from yaware.data.participants import read_table
+from yaware.data.splits import (
     SplitSettings,
     evaluation_sides,
     first_sessions,
     pretrain_split,
     split_arguments,
 )
-from yaware.workflow import run_logged
+from yaware.io import save_json, save_table
+from yaware.workflow.logged import run_logged
 
 
 def main(participants: str, outputs: dict, name: str, cohort: dict, settings: dict) -> None:

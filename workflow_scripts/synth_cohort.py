@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from yaware.synth import CohortSpec, SimulationSettings, write_cohort
-from yaware.workflow import run_logged
+from yaware.data.synth import CohortSpec, SimulationSettings, write_cohort
+from yaware.workflow.logged import run_logged
 
 
 def main(

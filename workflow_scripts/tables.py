@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from yaware.captions import describe_pretraining
-from yaware.comparisons import paired_differences, with_q_values
-from yaware.evaluate import EXTERNAL_COLUMNS
-from yaware.io import save_table
-from yaware.tables import (
+from yaware.evaluate.captions import describe_pretraining
+from yaware.evaluate.comparisons import paired_differences, with_q_values
+from yaware.evaluate.tables import (
     gather_json,
     gather_linear,
     markdown,
@@ -17,7 +15,9 @@ from yaware.tables import (
     summarise,
     with_paper,
 )
-from yaware.workflow import run_logged
+from yaware.evaluate.tasks import EXTERNAL_COLUMNS
+from yaware.io import save_table
+from yaware.workflow.logged import run_logged
 
 
 def finetune_rows(paths: list[str], tasks: dict, inits: dict) -> pd.DataFrame:

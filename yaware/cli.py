@@ -10,8 +10,8 @@ from yaware.errors import YAwareError
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    from yaware import distributed
-    from yaware.config import PretrainConfig, load_config
+    from yaware.train import distributed
+    from yaware.train.config import PretrainConfig, load_config
     from yaware.train.pretrain import pretrain
 
     cfg = load_config(PretrainConfig, args.config)
@@ -20,7 +20,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from yaware.config import FinetuneConfig, load_config
+    from yaware.train.config import FinetuneConfig, load_config
     from yaware.train.finetune import finetune
 
     print(finetune(load_config(FinetuneConfig, args.config)))
@@ -28,7 +28,7 @@ def _finetune(args: argparse.Namespace) -> None:
 
 def _extract(args: argparse.Namespace) -> None:
     from yaware.errors import OutputError
-    from yaware.features import extract_features, load_encoder
+    from yaware.evaluate.features import extract_features, load_encoder
     from yaware.io import output_path_problem, save_npy
     from yaware.train.common import resolve_device
 
@@ -41,7 +41,7 @@ def _extract(args: argparse.Namespace) -> None:
 
 
 def _toy_data(args: argparse.Namespace) -> None:
-    from yaware.toy import write_toy_cohort
+    from yaware.data.toy import write_toy_cohort
 
     write_toy_cohort(args.out, args.n, tuple(args.shape), args.seed)
     print(f"{args.out}: train/val arrays and tables of {args.n} generated scans")

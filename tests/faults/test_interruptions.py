@@ -19,8 +19,8 @@ from tests.workflow.helpers import (
     tiny_pretraining_config,
     wait_until,
 )
-from yaware.checkpoint import read_checkpoint
-from yaware.config import PretrainConfig, build_config
+from yaware.models.checkpoint import read_checkpoint
+from yaware.train.config import PretrainConfig, build_config
 from yaware.train.pretrain import pretrain
 
 

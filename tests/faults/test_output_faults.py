@@ -20,8 +20,8 @@ import pytest
 
 from tests.conftest import finetune_keys, pretrain_keys, run_cli, write_config
 from tests.workflow.helpers import make_workdir, snakemake, snakemake_command
-from yaware.checkpoint import save_checkpoint
 from yaware.models import build_model
+from yaware.models.checkpoint import save_checkpoint
 
 LIMIT_BYTES = 20_000  # config.yaml fits, a tinycnn checkpoint (about 5 MB) does not
 

@@ -8,11 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yaware.augment import POLICIES, build_policy
-from yaware.checkpoint import read_checkpoint
+from yaware.data.splits import SplitSettings, evaluation_split, pretrain_split
 from yaware.errors import CheckpointError, ConfigError, DataError
-from yaware.evaluate import probe_age_and_site
+from yaware.evaluate.tasks import probe_age_and_site
 from yaware.losses import NTXentLoss, YAwareInfoNCE
-from yaware.splits import SplitSettings, evaluation_split, pretrain_split
+from yaware.models.checkpoint import read_checkpoint
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

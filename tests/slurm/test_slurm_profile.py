@@ -29,8 +29,8 @@ from tests.workflow.helpers import (
     tiny_pretraining_config,
     wait_until,
 )
-from yaware.checkpoint import read_checkpoint
-from yaware.launch import pretrain_command
+from yaware.models.checkpoint import read_checkpoint
+from yaware.workflow.launch import pretrain_command
 
 pytestmark = pytest.mark.slurm
 

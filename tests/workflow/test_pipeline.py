@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
-from yaware.checkpoint import read_checkpoint, save_checkpoint
-from yaware.features import extract_features, load_encoder
+from yaware.evaluate.features import extract_features, load_encoder
+from yaware.evaluate.probes import DEFAULT_CS
 from yaware.models import build_model
-from yaware.probes import DEFAULT_CS
+from yaware.models.checkpoint import read_checkpoint, save_checkpoint
 
 TINY = {
     "synthetic": {
@@ -166,7 +166,7 @@ def test_cpu_training_jobs_keep_freed_memory(run):
     logs = sorted((run / "results/logs/pretrain").glob("*.log"))
     logs += sorted((run / "results/logs/finetune").rglob("*.log"))
     assert len(logs) > 4
-    for log in logs:  # yaware.allocator: glibc keeps freed blocks for the next step
+    for log in logs:  # yaware.train.allocator: glibc keeps freed blocks for the next step
         text = log.read_text()
         assert "glibc malloc keeps freed blocks" in text, log
         # The default TinyCNN trains in channels-last on the CPU (train.common.memory_format).
@@ -635,7 +635,7 @@ def test_editing_the_array_reader_reruns_every_step_that_reads_arrays(run, tmp_p
 
 
 def test_editing_the_figures_reruns_the_figures_and_no_training(run, tmp_path):
-    # The pretraining job drew its loss curve with yaware.plots: any figure edit retrained
+    # The pretraining job drew its loss curve with yaware.evaluate.plots: any figure edit retrained
     # every encoder.
     plan = _plan_after_editing(run, tmp_path, "plots.py")
     assert plan == {"figure_auc": 1, "figure_umap": 1, "figure_sigma": 1, "all": 1}

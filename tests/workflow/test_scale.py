@@ -8,8 +8,8 @@ from tests.workflow.helpers import (
     snakemake,
     tiny_pretraining_config,
 )
-from yaware.bhb10k import BHB10K, write_placeholder_cohorts
-from yaware.checkpoint import read_checkpoint
+from yaware.data.bhb10k import BHB10K, write_placeholder_cohorts
+from yaware.models.checkpoint import read_checkpoint
 
 
 def test_bhb10k_plans_one_job_per_cohort_and_stage(tmp_path):

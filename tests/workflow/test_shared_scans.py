@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tests.workflow.helpers import make_workdir, snakemake
-from yaware.shared_scans import shared_scans
+from yaware.data.shared_scans import shared_scans
 
 VOXEL_MM = 6.0
 TASK = {"label": "diagnosis", "positive": ["alzheimer"], "negative": ["control"]}

@@ -25,7 +25,7 @@ def build_model(name: str, mode: str = "encoder", num_classes: int = 2, **kwargs
     if name not in ENCODERS:
         raise ConfigError(f"encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     model = ENCODERS[name](mode=mode, num_classes=num_classes, **kwargs)
-    model.encoder_name = name  # the input size it takes: yaware.grid.SMALLEST_SIDE
+    model.encoder_name = name  # the input size it takes: yaware.data.grid.SMALLEST_SIDE
     return model
 
 

@@ -16,12 +16,12 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from yaware import distributed
-from yaware.config import TrainingOptions
-from yaware.data import EpochSampler, ScanDataset
+from yaware.data.dataset import EpochSampler, ScanDataset
+from yaware.data.participants import read_table, row_positions
 from yaware.errors import ConfigError, DivergedError
 from yaware.io import save_table
-from yaware.participants import read_table, row_positions
+from yaware.train import distributed
+from yaware.train.config import TrainingOptions
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,15 @@ from torch import nn
 from tqdm import tqdm
 
 from yaware import __version__
-from yaware.allocator import keep_freed_memory
 from yaware.augment import build_policy
-from yaware.checkpoint import (
+from yaware.data.dataset import ScanDataset
+from yaware.data.grid import check_fits_encoder
+from yaware.data.labels import binary_labels
+from yaware.data.participants import ID_COLUMN, read_table
+from yaware.errors import ConfigError, DataError
+from yaware.evaluate.probes import scores
+from yaware.io import make_folder, save_json, save_table, write_atomic
+from yaware.models.checkpoint import (
     load_encoder_weights,
     portable_state_dict,
     read_checkpoint,
@@ -30,14 +36,7 @@ from yaware.checkpoint import (
     trained_shape_of,
     warn_if_trained_on_another_grid,
 )
-from yaware.config import FinetuneConfig, to_dict
-from yaware.data import ScanDataset
-from yaware.errors import ConfigError, DataError
-from yaware.grid import check_fits_encoder
-from yaware.io import make_folder, save_json, save_table, write_atomic
-from yaware.labels import binary_labels
-from yaware.participants import ID_COLUMN, read_table
-from yaware.probes import scores
+from yaware.train.allocator import keep_freed_memory
 from yaware.train.common import (
     autocast,
     autocast_dtype,
@@ -51,6 +50,7 @@ from yaware.train.common import (
     to_device,
     write_history,
 )
+from yaware.train.config import FinetuneConfig, to_dict
 from yaware.train.pretrain import build_encoder
 from yaware.train.staging import staged
 

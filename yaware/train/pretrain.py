@@ -22,22 +22,21 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 from tqdm import tqdm
 
-from yaware import __version__, distributed
-from yaware.allocator import keep_freed_memory
+from yaware import __version__
 from yaware.augment import AugmentationPolicy, build_policy
 from yaware.augment.genesis import GenesisCorruption, min_max
-from yaware.checkpoint import portable_state_dict, read_checkpoint, save_checkpoint
-from yaware.config import PretrainConfig, as_list, to_dict
-from yaware.data import ScanDataset
+from yaware.data.dataset import ScanDataset
+from yaware.data.grid import check_fits_encoder
+from yaware.data.participants import category_codes, read_table
 from yaware.errors import CheckpointError, ConfigError, DataError
-from yaware.experiments import UNREAD_SETTINGS
-from yaware.grid import check_fits_encoder
 from yaware.io import make_folder, publish, write_atomic
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models import DENSENETS, build_model
 from yaware.models.base import Backbone3D
+from yaware.models.checkpoint import portable_state_dict, read_checkpoint, save_checkpoint
 from yaware.models.heads import AgeHead, GenesisDecoder
-from yaware.participants import category_codes, read_table
+from yaware.train import distributed
+from yaware.train.allocator import keep_freed_memory
 from yaware.train.common import (
     Interrupted,
     StopRequest,
@@ -56,7 +55,9 @@ from yaware.train.common import (
     to_device,
     write_history,
 )
+from yaware.train.config import PretrainConfig, as_list, to_dict
 from yaware.train.staging import staged
+from yaware.workflow.experiments import UNREAD_SETTINGS
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from yaware.arrays import NpyArray
 from yaware.augment.transforms import ZScore
-from yaware.checkpoint import (
+from yaware.data.arrays import NpyArray
+from yaware.data.grid import check_fits_encoder
+from yaware.errors import CheckpointError
+from yaware.models import DENSENETS, build_model
+from yaware.models.checkpoint import (
     encoder_of_weights,
     holds_final_norm,
     load_encoder_weights,
@@ -18,9 +21,6 @@ from yaware.checkpoint import (
     trained_shape_of,
     warn_if_trained_on_another_grid,
 )
-from yaware.errors import CheckpointError
-from yaware.grid import check_fits_encoder
-from yaware.models import DENSENETS, build_model
 
 
 def load_encoder(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.decomposition import IncrementalPCA
 
-from yaware.arrays import NpyArray
+from yaware.data.arrays import NpyArray
 from yaware.errors import DataError
 from yaware.io import write_atomic
 

@@ -31,10 +31,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from yaware.cat12 import find_scan, read_report, report_for
+from yaware.data.cat12 import find_scan, read_report, report_for
+from yaware.data.grid import Grid, box_text, cat12_grid
+from yaware.data.participants import ID_COLUMN, missing_column, not_a_number, read_table
 from yaware.errors import DataError
-from yaware.grid import Grid, box_text, cat12_grid
-from yaware.participants import ID_COLUMN, missing_column, not_a_number, read_table
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from yaware.data.participants import ID_COLUMN, read_table
 from yaware.errors import DataError
-from yaware.participants import ID_COLUMN, read_table
 
 log = logging.getLogger(__name__)
 

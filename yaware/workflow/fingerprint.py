@@ -15,7 +15,7 @@ from pathlib import Path
 PACKAGE_NAME = "yaware"
 
 # Modules that only word errors and set up logs: editing them changes no result.
-NO_RESULT_MODULES = frozenset({"yaware.errors", "yaware.workflow"})
+NO_RESULT_MODULES = frozenset({"yaware.errors", "yaware.workflow.logged"})
 
 
 def module_file(module: str, package: Path) -> Path | None:

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from yaware.data.labels import binary_labels
+from yaware.data.participants import MISSING, as_text, read_table, row_positions
 from yaware.errors import DataError
-from yaware.labels import binary_labels
-from yaware.participants import MISSING, as_text, read_table, row_positions
-from yaware.probes import age_probe, linear_probe, site_probe
+from yaware.evaluate.probes import age_probe, linear_probe, site_probe
 
 # With splits.external_sites, probes and fine-tuned models are also scored on the sites
 # held out whole: these columns follow the internal test's in both tidy tables.

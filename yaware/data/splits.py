@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from yaware.data.labels import binary_labels, matches
+from yaware.data.participants import ID_COLUMN, as_text, read_table
 from yaware.errors import ConfigError, DataError
-from yaware.labels import binary_labels, matches
-from yaware.participants import ID_COLUMN, as_text, read_table
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A small generated cohort for demos and tests: smooth volumes whose anatomy ages.
 
-Not a realistic brain (see :mod:`yaware.synth` for CAT12-like cohorts): each scan is a
+Not a realistic brain (see :mod:`yaware.data.synth` for CAT12-like cohorts): each scan is a
 smooth random field inside an ellipsoid "brain" whose intensity falls and whose central
 "ventricle" grows with age, plus per-site scale and noise. Enough for the contrastive
 losses to find an age axis.

@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from yaware.cat12 import image_path, report_path, write_report
-from yaware.grid import Grid, cat12_grid
+from yaware.data.cat12 import image_path, report_path, write_report
+from yaware.data.grid import Grid, cat12_grid
 from yaware.io import save_table, write_atomic
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import yaml
 
 from yaware.augment import POLICIES
+from yaware.data.finite import check_finite_numbers
 from yaware.errors import ConfigError
-from yaware.finite import check_finite_numbers
 from yaware.losses.kernels import check_kernel_spec
 from yaware.losses.yaware_infonce import METHODS as LOSS_VARIANTS
 from yaware.losses.yaware_infonce import NORMALISATIONS

@@ -5,8 +5,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from yaware.data.participants import as_text, missing_column
 from yaware.errors import DataError
-from yaware.participants import as_text, missing_column
 
 
 def binary_labels(

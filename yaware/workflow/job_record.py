@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from yaware.io import write_atomic
-from yaware.rule_params import JobSettings
+from yaware.workflow.rule_params import JobSettings
 
 JOB_FILE = "job.json"
 

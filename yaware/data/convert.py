@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from yaware.arrays import NpyRowWriter
+from yaware.data.arrays import NpyRowWriter
+from yaware.data.grid import Grid, cat12_grid
+from yaware.data.participants import ID_COLUMN, read_table
+from yaware.data.qc import check_values, load_map, open_map_array
 from yaware.errors import DataError
-from yaware.grid import Grid, cat12_grid
 from yaware.io import atomic_path, make_folder, save_json, save_table
-from yaware.participants import ID_COLUMN, read_table
-from yaware.qc import check_values, load_map, open_map_array
 
 log = logging.getLogger(__name__)
 

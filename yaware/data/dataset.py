@@ -1,6 +1,6 @@
 """Scans in an (N, C, X, Y, Z) ``.npy`` array with a participants table aligned to its rows.
 
-The array is memory-mapped and read one row at a time (``yaware.arrays.NpyArray``), so the
+The array is memory-mapped and read one row at a time (``yaware.data.arrays.NpyArray``), so the
 resident memory of an epoch stays flat whatever N is. float32 and float16 arrays are read,
 returned as float32.
 """
@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from yaware.arrays import NpyArray
-from yaware.errors import DataError
-from yaware.participants import (
+from yaware.data.arrays import NpyArray
+from yaware.data.participants import (
     ID_COLUMN,
     check_category_column,
     check_label_column,
     read_table,
 )
+from yaware.errors import DataError
 
 
 class ScanDataset(Dataset):
@@ -32,7 +32,7 @@ class ScanDataset(Dataset):
         indices: subset of rows to expose (e.g. a split); all rows by default.
         labels: labels computed by the caller, one per table row (overrides ``label``).
         categories: codes of the categories of label columns that a categorical kernel
-            reads (any values: text too), from :func:`yaware.participants.category_codes`.
+            reads (any values: text too), from :func:`yaware.data.participants.category_codes`.
 
     Scans come out as float32. With ``compact`` set (the engine does so on a GPU), rows of
     a float16 array stay float16: half the bytes through the loader's workers, pinned

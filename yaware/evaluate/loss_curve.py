@@ -1,6 +1,6 @@
 """The loss curve a pretraining job draws beside its checkpoint.
 
-Apart from the paper's figures (yaware.plots): a change to those reruns no training job.
+Apart from the paper's figures (yaware.evaluate.plots): a change to those reruns no training job.
 """
 
 import os

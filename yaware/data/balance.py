@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from yaware.participants import ID_COLUMN, as_text
+from yaware.data.participants import ID_COLUMN, as_text
 
 log = logging.getLogger(__name__)
 
