@@ -19,11 +19,11 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    cohort="|".join(COHORTS),
-    synthetic="|".join(SYNTHETIC) or "^$",
-    experiment="|".join(EXPERIMENTS),
-    init="|".join([*EXPERIMENTS, *EXTERNAL, SCRATCH_NAME]),
-    model="|".join(MODELS),
+    cohort=one_of(COHORTS),
+    synthetic=one_of(PLAN.synthetic),
+    experiment=one_of(EXPERIMENTS),
+    init=one_of([*EXPERIMENTS, *PLAN.external, SCRATCH_NAME]),
+    model=one_of(MODELS),
     n_target=r"\d+",
     repeat=r"\d+",
 

@@ -33,7 +33,8 @@ print(json.dumps({"seconds": seconds, "peak_mb": int(status["VmHWM"].split()[0])
 
 def prepare(folder: Path, n: int, voxel_mm: float) -> tuple[Path, Path, Path, list[Path]]:
     from yaware.data.grid import cat12_grid
-    from yaware.data.qc import QCThresholds, apply_thresholds, measure_cohort, passed_scans
+    from yaware.data.qc import QCThresholds, apply_thresholds, passed_scans
+    from yaware.data.qc_metrics import measure_cohort
     from yaware.data.synth import CohortSpec, SimulationSettings, write_cohort
     from yaware.io import save_table
 

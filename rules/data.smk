@@ -19,7 +19,8 @@ rule synth_cohort:
         spec=lambda wc: order_free(config["synthetic"]["cohorts"][wc.synthetic]),
         voxel_mm=config["synthetic"]["voxel_mm"],
         seed=config["synthetic"]["seed"],
-        brain_age_gap=brain_age_gap_of,
+        brain_age_gap=lambda wc: PLAN.brain_age_gap(wc.synthetic),
+        name=lambda wc: wc.synthetic,
         code=code_version("synth_cohort"),
     script:
         "../workflow_scripts/synth_cohort.py"
@@ -46,7 +47,8 @@ rule qc_metrics:
         mem_mb=4000,
         runtime=60,
     params:
-        cohort=cohort_keys("role", "cat12_root", "voxel_mm"),
+        name=lambda wc: wc.cohort,
+        cohort=get_cohort_keys("role", "cat12_root", "voxel_mm"),
         settings=job_settings(config["qc"], leave_out=QC_THRESHOLDS),
         label=config["pretrain_label"],
         code=code_version("qc_metrics"),
@@ -76,6 +78,7 @@ rule qc:
         mem_mb=1000,
         runtime=10,
     params:
+        name=lambda wc: wc.cohort,
         thresholds={key: config["qc"][key] for key in QC_THRESHOLDS},
         require_tiv=config["conversion"]["tiv_scaling"],
         code=code_version("qc"),
@@ -104,7 +107,7 @@ rule convert:
         mem_mb=2000,
         runtime=120,
     params:
-        cohort=cohort_keys("voxel_mm"),
+        cohort=get_cohort_keys("voxel_mm"),
         settings=job_settings(config["conversion"]),
         code=code_version("convert"),
     script:
@@ -125,8 +128,9 @@ rule split:
         mem_mb=1000,
         runtime=10,
     params:
-        cohort=cohort_keys("role", "task"),
-        settings=split_settings,
+        name=lambda wc: wc.cohort,
+        cohort=get_cohort_keys("role", "task"),
+        settings=lambda wc: PLAN.split_settings(wc.cohort),
         code=code_version("split"),
     script:
         "../workflow_scripts/split.py"
@@ -143,15 +147,16 @@ rule draws:
     log:
         "results/logs/draws/{cohort}.log",
     wildcard_constraints:
-        cohort="|".join(EVALUATION_COHORTS) or "^$",
+        cohort=one_of(EVALUATION_COHORTS),
     conda:
         "../envs/yaware.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
     params:
+        name=lambda wc: wc.cohort,
         task=lambda wc: order_free(COHORTS[wc.cohort]["task"]),
-        settings=draw_settings,
+        settings=lambda wc: PLAN.draw_settings(wc.cohort),
         code=code_version("draws"),
     script:
         "../workflow_scripts/draws.py"
@@ -180,4 +185,4 @@ rule shared_scans:
 
 rule data:
     input:
-        data_outputs(),
+        PLAN.data_outputs(),

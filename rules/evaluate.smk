@@ -16,7 +16,7 @@ rule linear_probe:
     benchmark:
         "results/benchmarks/linear_probe/{model}/{cohort}.tsv"
     wildcard_constraints:
-        cohort="|".join(EVALUATION_COHORTS) or "^$",
+        cohort=one_of(EVALUATION_COHORTS),
     conda:
         "../envs/yaware.yaml"
     resources:
@@ -24,9 +24,10 @@ rule linear_probe:
         runtime=60,
     params:
         task=lambda wc: order_free(
-            {**COHORTS[wc.cohort]["task"], "name": task_name(wc.cohort)}
+            {**COHORTS[wc.cohort]["task"], "name": PLAN.task_name(wc.cohort)}
         ),
         probe=order_free(config["probes"]),
+        cohort=lambda wc: wc.cohort,
         code=code_version("linear_probe"),
     script:
         "../workflow_scripts/linear_probe.py"
@@ -61,7 +62,7 @@ rule age_site_probe:
 
 rule finetune:
     input:
-        unpack(finetune_inputs),
+        unpack(get_finetune_inputs),
     output:
         metrics="results/finetune/{init}/{cohort}/n{n_target}_r{repeat}/test_metrics.json",
         predictions="results/finetune/{init}/{cohort}/n{n_target}_r{repeat}/predictions.csv",
@@ -78,13 +79,15 @@ rule finetune:
         runtime=60,
     params:
         task=lambda wc: order_free(COHORTS[wc.cohort]["task"]),
-        encoder=lambda wc: encoder_of(wc.init),
-        trust=lambda wc: trusted(wc.init),
+        encoder=lambda wc: PLAN.encoder_of(wc.init),
+        trust=lambda wc: PLAN.trusted(wc.init),
         settings=job_settings(
             config["fine_tuning"],
             leave_out=("enabled", "n_target", "repeats", "seeds"),
         ),
         seed=lambda wc: int(wc.repeat),
+        n_target=lambda wc: int(wc.n_target),
+        repeat=lambda wc: int(wc.repeat),
         split_seed=config["splits"]["seed"],
         code=code_version("finetune"),
     script:
@@ -99,7 +102,7 @@ rule tables:
             cohort=EVALUATION_COHORTS,
         ),
         age_site=expand("results/probes/{model}/age_site.json", model=MODELS),
-        finetune=finetune_jobs(),
+        finetune=[job.metrics for job in PLAN.finetune_jobs],
     output:
         linear="results/tables/linear_probe.csv",
         age_site="results/tables/age_site.csv",
@@ -124,8 +127,10 @@ rule tables:
         runtime=10,
     params:
         models=MODELS,
-        tasks={c: task_name(c) for c in EVALUATION_COHORTS},
-        inits=finetune_inits(),
+        linear=[(m, c) for m in MODELS for c in EVALUATION_COHORTS],
+        finetune=[vars(job) for job in PLAN.finetune_jobs],
+        tasks={c: PLAN.task_name(c) for c in EVALUATION_COHORTS},
+        inits=PLAN.finetune_inits,
         config=config,
         code=code_version("tables"),
     script:

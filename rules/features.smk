@@ -4,7 +4,7 @@
 
 rule features:
     input:
-        unpack(features_inputs),
+        unpack(get_features_inputs),
     output:
         "results/features/{model}/{cohort}.npy",
     log:
@@ -12,8 +12,8 @@ rule features:
     benchmark:
         "results/benchmarks/features/{model}/{cohort}.tsv"
     wildcard_constraints:
-        model="|".join(NEURAL_MODELS) or "^$",
-        cohort="|".join(FEATURE_COHORTS) or "^$",
+        model=one_of(PLAN.neural_models),
+        cohort=one_of(PLAN.feature_cohorts),
     conda:
         "../envs/yaware.yaml"
     threads: config["features"]["threads"]
@@ -24,8 +24,8 @@ rule features:
         mem_mb=4000,
         runtime=120,
     params:
-        encoder=lambda wc: encoder_of(wc.model),
-        trust=lambda wc: trusted(wc.model),
+        encoder=lambda wc: PLAN.encoder_of(wc.model),
+        trust=lambda wc: PLAN.trusted(wc.model),
         seed=lambda wc: MODELS[wc.model]["seed"],
         settings=job_settings(
             config["features"],
@@ -39,11 +39,7 @@ rule features:
 
 rule pca_fit:
     input:
-        data=expand("results/data/{cohort}/data.npy", cohort=PRETRAIN_COHORTS),
-        participants=expand(
-            "results/data/{cohort}/participants.tsv", cohort=PRETRAIN_COHORTS
-        ),
-        split=expand("results/splits/{cohort}/split.tsv", cohort=PRETRAIN_COHORTS),
+        **get_pretraining_inputs(),
     output:
         "results/features/pca/fit.npz",
     log:
@@ -76,7 +72,7 @@ rule pca_features:
     benchmark:
         "results/benchmarks/features/pca/{cohort}.tsv"
     wildcard_constraints:
-        cohort="|".join(FEATURE_COHORTS) or "^$",
+        cohort=one_of(PLAN.feature_cohorts),
     conda:
         "../envs/yaware.yaml"
     threads: config["features"]["threads"]

@@ -17,7 +17,7 @@ rule figure_auc:
         "../envs/yaware.yaml"
     params:
         code=code_version("figure_auc"),
-        tasks=[task_name(c) for c in EVALUATION_COHORTS],
+        tasks=[PLAN.task_name(c) for c in EVALUATION_COHORTS],
         config=config,
     script:
         "../workflow_scripts/figure_auc.py"
@@ -25,7 +25,7 @@ rule figure_auc:
 
 rule figure_umap:
     input:
-        unpack(umap_inputs),
+        unpack(get_umap_inputs),
     output:
         report(
             "results/figures/fig2_umap.png",
@@ -40,10 +40,10 @@ rule figure_umap:
         "../envs/yaware.yaml"
     params:
         code=code_version("figure_umap"),
-        titles=[MODELS[m]["label"] for m in umap_models()],
-        task=lambda wc: order_free(COHORTS[umap_cohort()]["task"]),
+        titles=[MODELS[m]["label"] for m in PLAN.umap_models],
+        task=lambda wc: order_free(COHORTS[PLAN.umap_cohort]["task"]),
         settings=order_free(config["figures"]),
-        cohort=lambda wc: umap_cohort(),
+        cohort=PLAN.umap_cohort,
         pretraining=job_settings(config["pretraining"]),
     script:
         "../workflow_scripts/figure_umap.py"

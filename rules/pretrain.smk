@@ -3,11 +3,7 @@
 
 rule pretrain:
     input:
-        data=expand("results/data/{cohort}/data.npy", cohort=PRETRAIN_COHORTS),
-        participants=expand(
-            "results/data/{cohort}/participants.tsv", cohort=PRETRAIN_COHORTS
-        ),
-        split=expand("results/splits/{cohort}/split.tsv", cohort=PRETRAIN_COHORTS),
+        **get_pretraining_inputs(),
     output:
         best="results/pretrain/{experiment}/best.pt",
         metrics="results/pretrain/{experiment}/metrics.csv",
@@ -31,7 +27,7 @@ rule pretrain:
         runtime=120,
     params:
         experiment=lambda wc: order_free(vars(EXPERIMENTS[wc.experiment])),
-        settings=pretrain_settings,
+        settings=lambda wc: PLAN.pretrain_settings(wc.experiment),
         code=code_version("pretrain"),
     script:
         "../workflow_scripts/pretrain.py"

@@ -30,7 +30,8 @@ from yaware.models import densenet as densenet_module
 from yaware.models.checkpoint import load_encoder_weights, read_checkpoint, save_checkpoint
 from yaware.models.tinycnn import TinyCNN3D
 from yaware.train.config import PretrainConfig, build_config
-from yaware.train.pretrain import _Network, _Objective, pretrain
+from yaware.train.objectives import OBJECTIVES, PretrainNetwork
+from yaware.train.pretrain import pretrain
 
 
 @pytest.mark.parametrize("method", ["yaware", "simclr", "age_supervision", "model_genesis"])
@@ -804,9 +805,10 @@ def test_compiled_pretraining_prepares_the_backbone(toy_cohort, tmp_path, monkey
     monkeypatch.setattr(densenet_module, "_eager_stem_tail", None)
     for compiled in (False, True):
         keys = pretrain_keys(toy_cohort, tmp_path, encoder="densenet121", compile=compiled)
-        network = _Network("yaware", densenet121(), torch.nn.ModuleDict())
+        objective = OBJECTIVES["yaware"]
+        network = PretrainNetwork(objective, densenet121(), torch.nn.ModuleDict())
         cfg = build_config(PretrainConfig, keys)
-        _Objective(cfg, network, torch.device("cpu"), (50.0, 10.0), torch.contiguous_format, None)
+        objective(cfg, network, torch.device("cpu"), (50.0, 10.0), torch.contiguous_format, None)
         assert (densenet_module._eager_stem_tail is not None) == compiled
 
 

@@ -1,20 +1,14 @@
-"""Snakemake script: age and site probes of one model over the pretraining cohorts pooled."""
+"""Snakemake script of rule age_site_probe: age and site probes of one model."""
 
-from yaware.evaluate.tasks import probe_age_and_site
-from yaware.io import save_json
+from yaware.evaluate.tasks import run_age_site_probe
 from yaware.workflow.logged import run_logged
-
-
-def main(features: list[str], participants: list[str], splits: list[str], output: str, label: str):
-    save_json(output, probe_age_and_site(features, participants, splits, label))
-
 
 run_logged(
     snakemake.log[0],
-    main,
-    list(snakemake.input.features),
-    list(snakemake.input.participants),
-    list(snakemake.input.splits),
-    snakemake.output[0],
-    snakemake.params.label,
+    run_age_site_probe,
+    features=list(snakemake.input.features),
+    participants=list(snakemake.input.participants),
+    splits=list(snakemake.input.splits),
+    output=snakemake.output[0],
+    label=snakemake.params.label,
 )

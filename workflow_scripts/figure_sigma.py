@@ -1,22 +1,13 @@
-"""Snakemake script: Figure 3, AUC and age MAE against sigma (0 = SimCLR)."""
+"""Snakemake script of rule figure_sigma: Figure 3, AUC and age MAE against sigma."""
 
-import pandas as pd
-
-from yaware.evaluate.captions import describe_pretraining
-from yaware.evaluate.plots import sigma_effect
+from yaware.evaluate.figures import run_figure_sigma
 from yaware.workflow.logged import run_logged
-
-
-def main(linear: str, age_site: str, out: str, config: dict) -> None:
-    caption = f"{describe_pretraining(config['pretraining'])}; data: {linear}, {age_site}"
-    sigma_effect(pd.read_csv(linear), pd.read_csv(age_site), out, caption)
-
 
 run_logged(
     snakemake.log[0],
-    main,
-    snakemake.input.linear,
-    snakemake.input.age_site,
-    snakemake.output[0],
-    snakemake.params.config,
+    run_figure_sigma,
+    linear=snakemake.input.linear,
+    age_site=snakemake.input.age_site,
+    out=snakemake.output[0],
+    config=snakemake.params.config,
 )

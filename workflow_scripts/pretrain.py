@@ -1,144 +1,16 @@
-"""Snakemake script: one pretraining experiment on the pretraining cohort's training rows."""
+"""Snakemake script of rule pretrain: one pretraining experiment."""
 
-import logging
-import subprocess
-import time
-from pathlib import Path
-
-import pandas as pd
-import torch
-import yaml
-
-from yaware.data.participants import read_table
-from yaware.errors import CheckpointError, YAwareError
-from yaware.evaluate.loss_curve import loss_curve
-from yaware.io import save_table, write_atomic
-from yaware.models.checkpoint import read_checkpoint
-from yaware.train.config import PretrainConfig, build_config, to_dict
-from yaware.train.pretrain import BEST_KEPT, pretrain
-from yaware.workflow.job_record import job_identity, keep_if_same_job
-from yaware.workflow.launch import pretrain_command
+from yaware.train.pretrain_job import run_pretrain
 from yaware.workflow.logged import run_logged
-from yaware.workflow.rule_params import JobSettings
-
-
-class TrainingFailed(YAwareError):
-    """The data-parallel launch failed; the processes' output is in the rule's log."""
-
-
-def main(
-    inputs: dict,
-    outputs: dict,
-    params: dict,
-    threads: int,
-    gpus: int,
-    nodes: int,
-    log_path: str,
-) -> None:
-    torch.set_num_threads(threads)
-    experiment, settings = params["experiment"], params["settings"]
-    out = Path(outputs["best"]).parent
-    # Before anything is written there: a rerun for changed data or settings starts over.
-    _discard_stale_checkpoint(out, _job(params, inputs), settings["epochs"])
-    rows: dict[str, list[str]] = {"train": [], "val": []}
-    for k, path in enumerate(inputs["split"]):  # one split table per pooled cohort
-        split = read_table(path)
-        for side, files in rows.items():
-            files.append(str(out / f"{side}_rows_{k}.tsv"))
-            save_table(files[-1], split.loc[split["split"] == side, ["participant_id", "session"]])
-    keys = {
-        "train_data": inputs["data"],
-        "train_table": inputs["participants"],
-        "train_split": rows["train"],
-        "val_split": rows["val"],
-        "out_dir": str(out),
-        "label": settings["label"],
-        "method": experiment["method"],
-        "temperature": settings["temperature"],
-        "kernel": settings["kernel"],
-        "augmentation": experiment["augmentation"],
-        "encoder": experiment["encoder"],
-        "seed": experiment["seed"],
-        "memory_efficient": settings["memory_efficient"],
-        **{
-            k: settings[k]
-            for k in (
-                "batch_size",
-                "epochs",
-                "lr",
-                "weight_decay",
-                "schedule",
-                "warmup_epochs",
-                "num_workers",
-                "sync_batchnorm",
-                "compile",
-            )
-        },
-    }
-    if experiment["sigma"] is not None:
-        keys["sigma"] = float(experiment["sigma"])
-    cfg = build_config(PretrainConfig, keys, source="workflow config (pretraining)")
-    if gpus > 1:  # one process per GPU, the global batch split between them
-        launch = out / "launch.yaml"
-        write_atomic(launch, lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
-        command = pretrain_command(launch, gpus, nodes)
-        logging.info("launching %s", " ".join(command))
-        with open(log_path, "a") as log:
-            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
-        if done.returncode != 0:
-            raise TrainingFailed(
-                f"{gpus} pretraining processes exited with status {done.returncode}; "
-                f"their output is in {log_path}"
-            )
-    else:
-        pretrain(cfg, resume=True)
-    metrics = pd.read_csv(out / "metrics.csv")
-    loss_curve(metrics, outputs["curve"], out.name)
-
-
-def _job(params: dict, inputs: dict) -> dict:
-    """What a kept checkpoint must have been made by to be resumed. Without a cosine
-    schedule the learning rate does not depend on the number of epochs, so a run of more
-    epochs passes through this one's checkpoints: a finished run is then trained on, not
-    trained again."""
-    settings = params["settings"]
-    if settings["schedule"] != "cosine":
-        settings = JobSettings(settings, (*settings.unrecorded, "epochs"))
-    files = [path for paths in inputs.values() for path in paths]
-    return job_identity(params | {"settings": settings}, files)
-
-
-def _discard_stale_checkpoint(out: Path, job: dict, epochs: int) -> None:
-    """Keep the checkpoints only if this job left them, and only if they can be read."""
-    if not keep_if_same_job(out, job, ("last.pt", BEST_KEPT)):
-        return
-    last = out / "last.pt"
-    if not last.exists():
-        return
-    try:
-        trained = read_checkpoint(last).get("epoch", 0)
-    except CheckpointError as err:
-        # A retry would fail on it forever; kept aside for inspection, the run starts over.
-        kept = last.with_name(f"last.unreadable-{time.strftime('%Y%m%d-%H%M%S')}.pt")
-        last.rename(kept)
-        logging.warning("%s; moved to %s, starting over", err, kept)
-        return
-    if trained > epochs:  # trained past the new end: not a checkpoint of this run
-        logging.info("%s holds epoch %d, past epochs: %d; starting over", last, trained, epochs)
-        last.unlink()
-        (out / BEST_KEPT).unlink(missing_ok=True)
-        return
-    logging.info("resuming from %s", last)
-
 
 run_logged(
     snakemake.log[0],
-    main,
-    {k: list(v) for k, v in snakemake.input.items()},
-    dict(snakemake.output.items()),
-    dict(snakemake.params.items()),
-    snakemake.threads,
-    int(snakemake.resources.get("gpu", 1)),
-    int(snakemake.resources.get("nodes", 1)),
-    snakemake.log[0],
+    run_pretrain,
+    inputs={k: list(v) for k, v in snakemake.input.items()},
+    outputs=dict(snakemake.output.items()),
+    params=dict(snakemake.params.items()),
+    threads=snakemake.threads,
+    gpus=int(snakemake.resources.get("gpu", 1)),
+    nodes=int(snakemake.resources.get("nodes", 1)),
+    log_path=snakemake.log[0],
 )

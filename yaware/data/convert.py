@@ -24,8 +24,8 @@ from scipy import ndimage
 
 from yaware.data.arrays import NpyRowWriter
 from yaware.data.grid import Grid, cat12_grid
+from yaware.data.maps import check_values, load_map, open_map_array
 from yaware.data.participants import ID_COLUMN, read_table
-from yaware.data.qc import check_values, load_map, open_map_array
 from yaware.errors import DataError
 from yaware.io import atomic_path, make_folder, save_json, save_table
 
@@ -163,7 +163,7 @@ def convert_cohort(
 
     ``metrics_table`` (QC's measurements: each scan's path and TIV) and ``participants``
     have a row per scan; ``passed_table`` names the rows that pass QC. ``array``: an array
-    cohort's maps (``qc.open_map_array``), map i for row i, read instead of each path.
+    cohort's maps (``maps.open_map_array``), map i for row i, read instead of each path.
     """
     metrics = read_table(metrics_table)
     table = read_table(participants)
@@ -174,30 +174,83 @@ def convert_cohort(
         )
     passing = passed_rows(read_table(passed_table), metrics, passed_table)
     if len(passing) == 0:
-        problems = metrics["problem"].dropna().astype(str).value_counts()
-        # A scan without a problem failed a threshold (or lacked the TIV its scaling needs).
-        failed_thresholds = int(metrics["problem"].isna().sum())
-        counts = [*problems.items(), ("a QC threshold or the TIV check", failed_thresholds)]
-        counts = sorted(((n, reason) for reason, n in counts if n), key=lambda c: -c[0])
-        shown = "; ".join(f"{n} x {reason}" for n, reason in counts[:3])
-        raise DataError(
-            f"{Path(passed_table).with_name('qc.tsv')}: none of its {len(metrics)} scans passed "
-            f"QC ({shown}{'; ...' if len(counts) > 3 else ''}); see its 'reason' column"
-        )
+        raise _none_passed(metrics, passed_table)
     source, target = cat12_grid(source_voxel_mm), cat12_grid(settings.voxel_mm)
     maps = None if array is None else open_map_array(array, source, len(metrics))
     out = Path(out_dir)
     make_folder(out)
     shape = (len(passing), 1, *target.shape)
-    for stale in out.glob(".data.npy.*.tmp"):  # left by a conversion killed half way
+    checksums = _write_array(
+        out / "data.npy", shape, metrics, passing, maps, source, target, settings
+    )
+    aligned = table.iloc[passing].reset_index(drop=True)
+    aligned[ID_COLUMN] = metrics["participant_id"].iloc[passing].to_numpy()
+    aligned["session"] = metrics["session"].iloc[passing].to_numpy()
+    aligned["tiv"] = metrics["tiv"].iloc[passing].to_numpy()
+    save_table(out / "participants.tsv", aligned)
+    sources = [
+        {
+            "row": k,
+            "participant_id": aligned[ID_COLUMN].iloc[k],
+            "session": aligned["session"].iloc[k],
+            "path": metrics["path"].iloc[i],
+            **({} if maps is None else {"map": int(i)}),
+            **checksums[k],
+        }
+        for k, i in enumerate(passing)
+    ]
+    save_json(
+        out / "manifest.json",
+        {
+            "shape": list(shape),
+            "dtype": settings.dtype,
+            "grid": {
+                "voxel_mm": target.voxel_mm,
+                "shape": list(target.shape),
+                "affine": target.affine.tolist(),
+            },
+            "source_grid_voxel_mm": source.voxel_mm,
+            "settings": asdict(settings),
+            "tiv_reference_ml": TIV_REFERENCE_ML if settings.tiv_scaling else None,
+            "sources": sources,
+        },
+    )
+    return aligned
+
+
+def _none_passed(metrics: pd.DataFrame, passed_table: str | os.PathLike) -> DataError:
+    """The error of a cohort none of whose scans passed QC, with the commonest reasons."""
+    problems = metrics["problem"].dropna().astype(str).value_counts()
+    # A scan without a problem failed a threshold (or lacked the TIV its scaling needs).
+    failed_thresholds = int(metrics["problem"].isna().sum())
+    counts = [*problems.items(), ("a QC threshold or the TIV check", failed_thresholds)]
+    counts = sorted(((n, reason) for reason, n in counts if n), key=lambda c: -c[0])
+    shown = "; ".join(f"{n} x {reason}" for n, reason in counts[:3])
+    return DataError(
+        f"{Path(passed_table).with_name('qc.tsv')}: none of its {len(metrics)} scans passed "
+        f"QC ({shown}{'; ...' if len(counts) > 3 else ''}); see its 'reason' column"
+    )
+
+
+def _write_array(
+    target_path: Path,
+    shape: tuple[int, ...],
+    metrics: pd.DataFrame,
+    passing: np.ndarray,
+    maps: np.ndarray | None,
+    source: Grid,
+    target: Grid,
+    settings: ConversionSettings,
+) -> list[dict[str, str]]:
+    """Stream the passing scans into ``target_path`` (atomically); returns each row's
+    hashes: the SHA-256 of its voxels and, for a NIfTI map, of its file's bytes."""
+    for stale in target_path.parent.glob(f".{target_path.name}.*.tmp"):  # a killed conversion
         log.info("removing %s, left by an interrupted conversion", stale)
         stale.unlink()
-    with atomic_path(out / "data.npy") as tmp:
+    with atomic_path(target_path) as tmp:
         writer = NpyRowWriter(tmp, shape, settings.dtype)
 
         def write(k: int) -> dict[str, str]:
-            """The scan's row of the array; returns the SHA-256 of its voxels and, for a
-            NIfTI map, of its file's bytes."""
             row = metrics.iloc[passing[k]]
             if maps is None:
                 data, name = scan_voxels(row["path"], source), row["path"]
@@ -214,38 +267,27 @@ def convert_cohort(
 
         try:
             with ThreadPoolExecutor(max(1, settings.threads)) as pool:
-                checksums = list(pool.map(write, range(len(passing))))
+                return list(pool.map(write, range(len(passing))))
         finally:
             writer.close()
-    aligned = table.iloc[passing].reset_index(drop=True)
-    aligned[ID_COLUMN] = metrics["participant_id"].iloc[passing].to_numpy()
-    aligned["session"] = metrics["session"].iloc[passing].to_numpy()
-    aligned["tiv"] = metrics["tiv"].iloc[passing].to_numpy()
-    save_table(out / "participants.tsv", aligned)
-    save_json(
-        out / "manifest.json",
-        {
-            "shape": list(shape),
-            "dtype": settings.dtype,
-            "grid": {
-                "voxel_mm": target.voxel_mm,
-                "shape": list(target.shape),
-                "affine": target.affine.tolist(),
-            },
-            "source_grid_voxel_mm": source.voxel_mm,
-            "settings": asdict(settings),
-            "tiv_reference_ml": TIV_REFERENCE_ML if settings.tiv_scaling else None,
-            "sources": [
-                {
-                    "row": k,
-                    "participant_id": aligned[ID_COLUMN].iloc[k],
-                    "session": aligned["session"].iloc[k],
-                    "path": metrics["path"].iloc[i],
-                    **({} if maps is None else {"map": int(i)}),
-                    **checksums[k],
-                }
-                for k, i in enumerate(passing)
-            ],
-        },
+
+
+def run_convert(
+    metrics: str,
+    passed: str,
+    participants: str,
+    array: str | None,
+    data: str,
+    cohort: dict,
+    settings: dict,
+    threads: int,
+) -> None:
+    """The convert job: one cohort's QC-passing maps streamed into ``data``'s folder."""
+    conversion = ConversionSettings(
+        voxel_mm=settings["voxel_mm"],
+        dtype=settings["dtype"],
+        tiv_scaling=settings["tiv_scaling"],
+        threads=threads,
     )
-    return aligned
+    out = Path(data).parent
+    convert_cohort(metrics, passed, participants, out, cohort["voxel_mm"], conversion, array)

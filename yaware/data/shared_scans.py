@@ -105,3 +105,19 @@ def check_leaks(shared: pd.DataFrame, on_leak: str) -> None:
     if on_leak == "error":
         raise DataError(message)
     log.warning("%s", message)
+
+
+def run_shared_scans(
+    manifests: list[str], splits: list[str], cohorts: dict[str, str], on_leak: str, out: str
+) -> None:
+    """The shared_scans job: ``cohorts`` maps each cohort (in the order of ``manifests``
+    and ``splits``) to its role."""
+    from yaware.io import save_table
+
+    sides = [
+        scan_sides(manifest, split, cohort, role)
+        for manifest, split, (cohort, role) in zip(manifests, splits, cohorts.items(), strict=True)
+    ]
+    shared = shared_scans(sides)
+    check_leaks(shared, on_leak)
+    save_table(out, shared)

@@ -302,3 +302,56 @@ def split_arguments(settings: dict, **extra: object) -> dict:
     """What split_args.json records: the settings that made the split (those of its
     cohort's role), and ``extra``."""
     return {"settings": dict(settings), **extra}
+
+
+def drawn_rows(draws: pd.DataFrame, n_target: int, repeat: int, source: str) -> pd.DataFrame:
+    """One draw's training subjects (participant_id, session) out of a draws table."""
+    chosen = draws[
+        (draws["n_target"].astype(int) == n_target) & (draws["repeat"].astype(int) == repeat)
+    ]
+    if chosen.empty:
+        raise DataError(
+            f"{source} holds no draw of N_target {n_target}, repeat {repeat}; rerun the "
+            "draws (snakemake --forcerun draws)"
+        )
+    return chosen[[ID_COLUMN, "session"]].reset_index(drop=True)
+
+
+def run_split(participants: str, outputs: dict, name: str, cohort: dict, settings: dict) -> None:
+    """The split job: a converted cohort's subject-level split, and its arguments with each
+    side's balance."""
+    from yaware.data.balance import split_balance
+    from yaware.io import save_json, save_table
+
+    table = read_table(participants)
+    split_settings = SplitSettings(**settings)
+    task = cohort.get("task")
+    if cohort["role"] == "pretrain":
+        split = pretrain_split(table, split_settings)
+    else:
+        labels, in_task = binary_labels(
+            table, task["label"], task["positive"], task["negative"], participants
+        )
+        classes = (task.get("negative") or 0, task.get("positive") or 1)
+        split = evaluation_sides(table[in_task], labels[in_task], split_settings, name, classes)
+    subjects = first_sessions(split.merge(table, on=["participant_id", "session"]))
+    label = task["label"] if cohort["role"] == "evaluate" else None
+    balance = split_balance(subjects, subjects["split"], label=label, cohort=name)
+    save_table(outputs["split"], split)
+    arguments = split_arguments(
+        settings, cohort=name, role=cohort["role"], task=task, source=participants, balance=balance
+    )
+    save_json(outputs["arguments"], arguments)
+
+
+def run_draws(
+    participants: str, split: str, draws: str, name: str, task: dict, settings: dict
+) -> None:
+    """The draws job: every training draw (N_target x repeat) of one evaluation cohort."""
+    from yaware.io import save_table
+
+    pool = task_pool(participants, read_table(split), task)
+    save_table(
+        draws,
+        training_draws(pool, settings["n_target"], settings["repeats"], settings["seed"], name),
+    )

@@ -373,3 +373,18 @@ def _nifti_bytes(image: nib.Nifti1Image) -> bytes:
     import gzip
 
     return gzip.compress(image.to_bytes(), compresslevel=1)
+
+
+def run_synth_cohort(
+    participants: str,
+    name: str,
+    spec: dict,
+    voxel_mm: float,
+    seed: int,
+    brain_age_gap: dict,
+    threads: int,
+) -> None:
+    """The synth_cohort job: one synthetic cohort, written beside ``participants``."""
+    fields = {k: tuple(v) if k == "age_range" else v for k, v in spec.items() if k != "role"}
+    settings = SimulationSettings(voxel_mm=voxel_mm, brain_age_gap=brain_age_gap, threads=threads)
+    write_cohort(Path(participants).parent, CohortSpec(name=name, seed=seed, **fields), settings)

@@ -67,3 +67,28 @@ def extract_features(
             model.representation(zscore.apply(x, {})).float().cpu().numpy()
         )
     return out
+
+
+def run_features(
+    data: str,
+    output: str,
+    checkpoint: str | None,
+    encoder: str | None,
+    trust: bool,
+    seed: int,
+    settings: dict,
+    threads: int,
+) -> None:
+    """The features job: one model's representation of every scan of one cohort. Without a
+    checkpoint, the floor: an encoder initialised at random from ``seed``."""
+    from yaware.io import save_npy
+    from yaware.train.common import resolve_device
+
+    torch.set_num_threads(threads)
+    if checkpoint:  # encoder None: the one the checkpoint records
+        model, _ = load_encoder(checkpoint, encoder, trust=trust)
+    else:
+        torch.manual_seed(seed)
+        model = build_model(encoder, "encoder")
+    device = str(resolve_device("auto"))
+    save_npy(output, extract_features(model, data, settings["batch_size"], device))

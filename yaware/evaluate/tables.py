@@ -1,101 +1,19 @@
-"""Result tables: tidy CSVs gathered from every job, and the mean +- sd summary beside the
-paper's published values (read by eye from its figure, on real data)."""
+"""The tables job: tidy CSVs gathered from every probe and fine-tuning job, the paired
+differences, and the mean +- sd summary beside the paper's published values (read by eye
+from its figure, on real data)."""
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from yaware.io import write_atomic
-
-TASK_OF_DIAGNOSIS = {
-    "alzheimer": "AD vs CTL",
-    "schizophrenia": "SCZ vs CTL",
-    "bipolar": "BD vs CTL",
-}
-
-# The paper's Figure (representation quality, linear probe; Fully sup. = trained from
-# scratch): {task: {n_target: {method: AUC}}}.
-PAPER_AUC = {
-    "SCZ vs CTL": {
-        100: {
-            "y-Aware": 0.737,
-            "SimCLR": 0.586,
-            "Age sup.": 0.630,
-            "Model Genesis": 0.599,
-            "Fully sup.": 0.690,
-        },
-        300: {
-            "y-Aware": 0.765,
-            "SimCLR": 0.642,
-            "Age sup.": 0.678,
-            "Model Genesis": 0.685,
-            "Fully sup.": 0.748,
-        },
-        500: {
-            "y-Aware": 0.796,
-            "SimCLR": 0.677,
-            "Age sup.": 0.721,
-            "Model Genesis": 0.721,
-            "Fully sup.": 0.777,
-        },
-    },
-    "BD vs CTL": {
-        100: {
-            "y-Aware": 0.590,
-            "SimCLR": 0.563,
-            "Age sup.": 0.571,
-            "Model Genesis": 0.542,
-            "Fully sup.": 0.593,
-        },
-        300: {
-            "y-Aware": 0.648,
-            "SimCLR": 0.580,
-            "Age sup.": 0.595,
-            "Model Genesis": 0.582,
-            "Fully sup.": 0.630,
-        },
-        500: {
-            "y-Aware": 0.663,
-            "SimCLR": 0.605,
-            "Age sup.": 0.626,
-            "Model Genesis": 0.600,
-            "Fully sup.": 0.658,
-        },
-    },
-    "AD vs CTL": {
-        100: {
-            "y-Aware": 0.916,
-            "SimCLR": 0.841,
-            "Age sup.": 0.820,
-            "Model Genesis": 0.886,
-            "Fully sup.": 0.935,
-        },
-        200: {
-            "y-Aware": 0.937,
-            "SimCLR": 0.864,
-            "Age sup.": 0.880,
-            "Model Genesis": 0.909,
-            "Fully sup.": 0.958,
-        },
-        300: {
-            "y-Aware": 0.952,
-            "SimCLR": 0.880,
-            "Age sup.": 0.913,
-            "Model Genesis": 0.909,
-            "Fully sup.": 0.965,
-        },
-    },
-}
-PAPER_METHOD = {
-    "yaware": "y-Aware",
-    "simclr": "SimCLR",
-    "age_supervision": "Age sup.",
-    "model_genesis": "Model Genesis",
-    "scratch": "Fully sup.",
-}
+from yaware.evaluate.comparisons import paired_differences, with_q_values
+from yaware.evaluate.markdown import markdown
+from yaware.evaluate.paper import PAPER_AUC, PAPER_METHOD
+from yaware.evaluate.summary import summary_note, summary_tail
+from yaware.evaluate.tasks import EXTERNAL_COLUMNS
+from yaware.io import save_table
 
 
 def gather_linear(files: Sequence[tuple[str, str]], models: Mapping[str, Mapping]) -> pd.DataFrame:
@@ -132,28 +50,112 @@ def with_paper(summary: pd.DataFrame, method_column: str = "method") -> pd.DataF
     return summary.assign(paper_auc=pd.Series(values, index=summary.index, dtype=float))
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A frame as Markdown; an undefined value (a spread over one seed) is a blank cell, as
-    in the AUC table, not "nan"."""
-    return (
-        frame.astype(object)
-        .where(frame.notna(), None)
-        .to_markdown(index=False, floatfmt=".3f", missingval="")
+FINETUNE_COLUMNS = [
+    "init",
+    "init_kind",
+    "method",
+    "sigma",
+    "seed",
+    "label",
+    "cohort",
+    "task",
+    "n_target",
+    "repeat",
+    "n",
+    "auc",
+    "balanced_accuracy",
+]
+
+
+def finetune_rows(
+    jobs: Sequence[Mapping], paths: Sequence[str], tasks: Mapping, inits: Mapping
+) -> pd.DataFrame:
+    """One row per fine-tuning job (``init``, ``cohort``, ``n_target``, ``repeat``) with its
+    test metrics; ``inits``: method, sigma, seed and label of each start, scratch too."""
+    rows = []
+    for job, path in zip(jobs, paths, strict=True):
+        start = inits[job["init"]]
+        rows.append(
+            {
+                "init": job["init"],
+                "init_kind": "scratch" if start["method"] == "scratch" else "pretrained",
+                **{key: start[key] for key in ("method", "sigma", "seed", "label")},
+                "cohort": job["cohort"],
+                "task": tasks[job["cohort"]],
+                "n_target": int(job["n_target"]),
+                "repeat": int(job["repeat"]),
+                **json.loads(Path(path).read_text()),
+            }
+        )
+    columns = list(FINETUNE_COLUMNS)
+    if any("external_auc" in row for row in rows):  # splits.external_sites
+        columns += EXTERNAL_COLUMNS
+    return pd.DataFrame(rows, columns=columns)
+
+
+def compare(linear: pd.DataFrame, finetune: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """Each label minus each baseline's, paired on draw and seed, in every evaluation."""
+    evaluations = [(linear, "auc", "linear probe"), (finetune, "auc", "fine-tuning")]
+    evaluations += [  # splits.external_sites
+        (frame, "external_auc", f"{name}, external sites")
+        for frame, _, name in evaluations[:2]
+        if "external_auc" in frame
+    ]
+    tables = [
+        paired_differences(frame, value, settings["baselines"], name, settings["confidence"])
+        for frame, value, name in evaluations
+    ]
+    return with_q_values(pd.concat(tables, ignore_index=True))
+
+
+SUMMARY_KEYS = ["label", "method", "kind", "task", "n_target"]
+
+
+def summary_table(linear: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd of the AUC by label, task and N_target in every evaluation, with the
+    paper's value where task and N_target match (fine-tuning: training from scratch only)."""
+    keys = SUMMARY_KEYS
+    tuned_frame = finetune.rename(columns={"init_kind": "kind"})
+    probe = with_paper(summarise(linear, keys, "auc")).assign(evaluation="linear probe")
+    tuned = summarise(tuned_frame, keys, "auc").assign(evaluation="fine-tuning")
+    tuned = with_paper(tuned).assign(
+        paper_auc=lambda t: t["paper_auc"].where(t["method"] == "scratch")
     )
+    held_out = [  # splits.external_sites: the same models on whole sites held out
+        summarise(frame, keys, "external_auc")
+        .rename(columns=lambda c: c.replace("external_", ""))
+        .assign(evaluation=f"{evaluation}, external sites", paper_auc=None)
+        for frame, evaluation in ((linear, "linear probe"), (tuned_frame, "fine-tuning"))
+        if "external_auc" in frame
+    ]
+    summary = pd.concat([probe, tuned, *held_out], ignore_index=True)
+    return summary[["evaluation", *keys, "auc_mean", "auc_sd", "n", "paper_auc"]]
 
 
-def markdown(
-    frame: pd.DataFrame, path: str | os.PathLike, title: str, note: str, tail: str = ""
+def run_tables(
+    inputs: dict,
+    outputs: dict,
+    models: dict,
+    linear: list,
+    finetune: list,
+    tasks: dict,
+    inits: dict,
+    config: dict,
 ) -> None:
-    """A Markdown table with mean +- sd cells, after ``note`` and before ``tail``."""
-    lines = [f"# {title}", "", note, ""]
-    columns = list(frame.columns)
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in frame.itertuples(index=False):
-        cells = [
-            "" if v is None or pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else str(v)
-            for v in row
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n" + (f"\n{tail}\n" if tail else "")
-    write_atomic(path, lambda handle: handle.write(text.encode()))
+    """The tables job. ``linear``: the (model, cohort) of each probe file; ``finetune``: the
+    job (init, cohort, n_target, repeat) of each fine-tuning file, in the inputs' order."""
+    probed = gather_linear(
+        [(model, path) for (model, _), path in zip(linear, inputs["linear"], strict=True)], models
+    )
+    age_site = gather_json(dict(zip(models, inputs["age_site"], strict=True)), models)
+    tuned = finetune_rows(finetune, inputs["finetune"], tasks, inits)
+    save_table(outputs["linear"], probed)
+    save_table(outputs["age_site"], age_site)
+    save_table(outputs["finetune"], tuned)
+    comparisons = compare(probed, tuned, config["comparisons"])
+    save_table(outputs["comparisons"], comparisons)
+    summary = summary_table(probed, tuned)
+    save_table(outputs["summary"], summary)
+    note = summary_note(age_site, config)
+    tail = summary_tail(comparisons, config["comparisons"])
+    markdown(summary, outputs["markdown"], "Results", note, tail=tail)

@@ -84,3 +84,35 @@ def probe_age_and_site(
             train_x[known], train_site[known], val_x[val_known], val_site[val_known]
         )
     return result | {"n_train": len(train_x), "n_val": len(val_x)}
+
+
+LINEAR_PROBE_COLUMNS = [
+    "cohort",
+    "task",
+    "n_target",
+    "repeat",
+    "n_test",
+    "auc",
+    "balanced_accuracy",
+    "C",
+]
+
+
+def run_linear_probe(inputs: dict, output: str, cohort: str, task: dict, probe: dict) -> None:
+    """The linear_probe job: one model on one evaluation cohort's task, every draw."""
+    from yaware.io import save_table
+
+    table = probe_task(
+        inputs["features"], inputs["participants"], inputs["split"], inputs["draws"], task, probe
+    ).assign(cohort=cohort, task=task["name"])
+    columns = LINEAR_PROBE_COLUMNS + [c for c in EXTERNAL_COLUMNS if c in table]
+    save_table(output, table[columns])
+
+
+def run_age_site_probe(
+    features: list[str], participants: list[str], splits: list[str], output: str, label: str
+) -> None:
+    """The age_site_probe job: one model over the pretraining cohorts pooled."""
+    from yaware.io import save_json
+
+    save_json(output, probe_age_and_site(features, participants, splits, label))

@@ -97,3 +97,26 @@ def voxel_pca_features(pca: VoxelPCA, array: str | os.PathLike, batch: int = 256
             data.rows(rows).reshape(len(rows), -1)[:, pca.mask]
         )
     return out
+
+
+def run_pca_fit(
+    data: list[str], participants: list[str], splits: list[str], output: str, components: int
+) -> None:
+    """The pca_fit job: the floor's PCA, fitted on the pretraining cohorts' training rows
+    only (like a pretrained encoder); the pca_features jobs apply it to each cohort."""
+    from yaware.data.participants import read_table, row_positions
+
+    sources = []
+    for array, table_path, split_path in zip(data, participants, splits, strict=True):
+        table, split = read_table(table_path), read_table(split_path)
+        rows = row_positions(table, split[split["split"] == "train"], split_path)
+        sources.append((array, np.sort(rows)))
+    pca, mask = fit_voxel_pca(sources, components)
+    save_voxel_pca(output, pca, mask)
+
+
+def run_pca_features(fit: str, data: str, output: str) -> None:
+    """The pca_features job: one cohort in the coordinates of the floor's PCA."""
+    from yaware.io import save_npy
+
+    save_npy(output, voxel_pca_features(load_voxel_pca(fit), data))

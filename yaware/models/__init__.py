@@ -29,6 +29,13 @@ def build_model(name: str, mode: str = "encoder", num_classes: int = 2, **kwargs
     return model
 
 
+def build_encoder(name: str, mode: str = "encoder", memory_efficient: bool = False) -> Backbone3D:
+    """A backbone for training: gradient checkpointing where asked for and the encoder has
+    it (the DenseNets); ignored for the others."""
+    wanted = memory_efficient and name in DENSENETS
+    return build_model(name, mode, **({"memory_efficient": True} if wanted else {}))
+
+
 __all__ = [
     "DENSENETS",
     "ENCODERS",
@@ -36,6 +43,7 @@ __all__ = [
     "DenseNet3D",
     "ResNet3D",
     "TinyCNN3D",
+    "build_encoder",
     "build_model",
     "densenet121",
     "resnet18",

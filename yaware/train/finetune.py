@@ -26,7 +26,9 @@ from yaware.data.participants import ID_COLUMN, read_table
 from yaware.errors import ConfigError, DataError
 from yaware.evaluate.probes import scores
 from yaware.io import make_folder, save_json, save_table, write_atomic
+from yaware.models import build_encoder
 from yaware.models.checkpoint import (
+    encoder_name_of,
     load_encoder_weights,
     portable_state_dict,
     read_checkpoint,
@@ -51,7 +53,6 @@ from yaware.train.common import (
     write_history,
 )
 from yaware.train.config import FinetuneConfig, to_dict
-from yaware.train.pretrain import build_encoder
 from yaware.train.staging import staged
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,16 @@ def finetune(cfg: FinetuneConfig) -> Path:
         views = policy(to_device(x, device)).contiguous(memory_format=layout)
         return views, y.to(device, non_blocking=True).long()
 
+    def train_step(views: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            logits = model(views)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss.detach()
+
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
@@ -188,29 +199,12 @@ def finetune(cfg: FinetuneConfig) -> Path:
         total = torch.zeros((), dtype=torch.float64, device=device)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5)
         for views, y in staged(bar, prepare, device):
-            with autocast(device, amp):
-                logits = model(views)
-            loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.detach()
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": float(total) / steps,
-            "seconds": time.perf_counter() - start,
-        }
-        kept = f"{out / 'last.pt'} keeps epoch {epoch}." if epoch else "No checkpoint was written."
-        require_finite_losses(row, cfg.lr, kept)
+            total += train_step(views, y)
+        row = _epoch_row(epoch, float(total) / steps, start, out, cfg)
         if "val" in sets:
             val = sets["val"]
-            row |= {
-                f"val_{k}": v
-                for k, v in scores(
-                    val.labels[val.indices], predict(model, val, cfg, device, layout)
-                ).items()
-            }
+            probs = predict(model, val, cfg, device, layout)
+            row |= {f"val_{k}": v for k, v in scores(val.labels[val.indices], probs).items()}
         history.append(row)
         payload = {
             "epoch": epoch + 1,
@@ -231,6 +225,20 @@ def finetune(cfg: FinetuneConfig) -> Path:
     if "test" in sets:
         _write_test_predictions(out, sets["test"], sets.get("external"), cfg, device, layout)
     return out / "best.pt"
+
+
+def _epoch_row(
+    epoch: int, train_loss: float, start: float, out: Path, cfg: FinetuneConfig
+) -> dict[str, Any]:
+    """An epoch's row of metrics.csv, refused when its loss is not finite."""
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "seconds": time.perf_counter() - start,
+    }
+    kept = f"{out / 'last.pt'} keeps epoch {epoch}." if epoch else "No checkpoint was written."
+    require_finite_losses(row, cfg.lr, kept)
+    return row
 
 
 def _write_test_predictions(
@@ -270,3 +278,54 @@ def _write_test_predictions(
         metrics |= {f"{name}{key}": value for key, value in scores(labels, probs).items()}
         metrics["n_external" if name else "n"] = len(labels)
     save_json(out / "test_metrics.json", {"n": metrics.pop("n"), **metrics})
+
+
+def run_finetune(
+    inputs: dict,
+    outputs: dict,
+    n_target: int,
+    repeat: int,
+    task: dict,
+    encoder: str | None,
+    trust: bool,
+    settings: dict,
+    seed: int,
+    threads: int,
+) -> None:
+    """The finetune job: one start (a checkpoint, or none: from scratch) trained on one draw
+    of the draws job's table, tested on the split's test rows (and its external sites)."""
+    from yaware.data.splits import drawn_rows
+    from yaware.train.config import build_config
+
+    torch.set_num_threads(threads)
+    out = Path(outputs["metrics"]).parent
+    split = read_table(inputs["split"])
+    chosen = drawn_rows(read_table(inputs["draws"]), n_target, repeat, inputs["draws"])
+    save_table(out / "train_rows.tsv", chosen)
+    test = split.loc[split["split"] == "test", [ID_COLUMN, "session"]]
+    save_table(out / "test_rows.tsv", test)
+    keys = {
+        "train_data": inputs["data"],
+        "train_table": inputs["participants"],
+        "train_split": str(out / "train_rows.tsv"),
+        "test_data": inputs["data"],
+        "test_table": inputs["participants"],
+        "test_split": str(out / "test_rows.tsv"),
+        "out_dir": str(out),
+        "label": task["label"],
+        "positive": [str(v) for v in task["positive"]],
+        "negative": [str(v) for v in task["negative"]],
+        "encoder": encoder,
+        "seed": seed,
+        **{k: settings[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "augmentation")},
+    }
+    external = split.loc[split["split"] == "external", [ID_COLUMN, "session"]]
+    if len(external):  # splits.external_sites
+        save_table(out / "external_rows.tsv", external)
+        keys["external_split"] = str(out / "external_rows.tsv")
+    if inputs.get("checkpoint"):
+        keys |= {"pretrained": inputs["checkpoint"], "trust_checkpoint": trust}
+        if encoder is None:  # the one the checkpoint records
+            checkpoint = read_checkpoint(inputs["checkpoint"], trust)
+            keys["encoder"] = encoder_name_of(checkpoint, source=inputs["checkpoint"])
+    finetune(build_config(FinetuneConfig, keys, source="workflow config (fine_tuning)"))
