@@ -3,8 +3,7 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Snakemake names no line of a YAML error in the config; this does.
-from yaware.workflow.config_file import check_yaml
+from yaware.workflow.config_file import check_yaml  # names the line of a YAML error
 
 check_yaml("config/config.yaml")
 

@@ -75,7 +75,9 @@ def get_finetune_inputs(wildcards):
 def get_pretraining_inputs(wildcards=None):
     return {
         "data": [f"results/data/{c}/data.npy" for c in PRETRAIN_COHORTS],
-        "participants": [f"results/data/{c}/participants.tsv" for c in PRETRAIN_COHORTS],
+        "participants": [
+            f"results/data/{c}/participants.tsv" for c in PRETRAIN_COHORTS
+        ],
         "split": [f"results/splits/{c}/split.tsv" for c in PRETRAIN_COHORTS],
     }
 

@@ -14,9 +14,9 @@ from torch import nn
 from tests.conftest import run_cli, with_trained_looking_norms
 from yaware.errors import CheckpointError
 from yaware.models import ENCODERS, build_model
-from yaware.models.checkpoint import encoder_name_of, load_encoder_weights
 from yaware.models.recognise import recognise_encoder
 from yaware.models.resnet import MEDICALNET, ResNet3D
+from yaware.models.weights import encoder_name_of, load_encoder_weights
 
 monai_nets = pytest.importorskip("monai.networks.nets")
 monai_resnet = pytest.importorskip("monai.networks.nets.resnet")

@@ -11,14 +11,9 @@ import torch
 from yaware.data.grid import SMALLEST_SIDE
 from yaware.errors import CheckpointError, ConfigError
 from yaware.models import ENCODERS, build_model, densenet121
-from yaware.models.checkpoint import (
-    encoder_name_of,
-    load_encoder_weights,
-    read_checkpoint,
-    save_checkpoint,
-    state_dict_of,
-)
+from yaware.models.checkpoint import read_checkpoint, save_checkpoint
 from yaware.models.densenet import DenseNet3D
+from yaware.models.weights import encoder_name_of, load_encoder_weights, state_dict_of
 
 
 def test_densenet121_has_the_original_keys():

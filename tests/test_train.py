@@ -27,8 +27,9 @@ from yaware.data.toy import write_toy_cohort
 from yaware.evaluate.features import extract_features, load_encoder
 from yaware.models import build_model, densenet121
 from yaware.models import densenet as densenet_module
-from yaware.models.checkpoint import load_encoder_weights, read_checkpoint, save_checkpoint
+from yaware.models.checkpoint import read_checkpoint, save_checkpoint
 from yaware.models.tinycnn import TinyCNN3D
+from yaware.models.weights import load_encoder_weights
 from yaware.train.config import PretrainConfig, build_config
 from yaware.train.objectives import OBJECTIVES, PretrainNetwork
 from yaware.train.pretrain import pretrain

@@ -184,9 +184,8 @@ def convert_cohort(
         out / "data.npy", shape, metrics, passing, maps, source, target, settings
     )
     aligned = table.iloc[passing].reset_index(drop=True)
-    aligned[ID_COLUMN] = metrics["participant_id"].iloc[passing].to_numpy()
-    aligned["session"] = metrics["session"].iloc[passing].to_numpy()
-    aligned["tiv"] = metrics["tiv"].iloc[passing].to_numpy()
+    for column in (ID_COLUMN, "session", "tiv"):  # as QC read them
+        aligned[column] = metrics[column].iloc[passing].to_numpy()
     save_table(out / "participants.tsv", aligned)
     sources = [
         {
@@ -204,11 +203,8 @@ def convert_cohort(
         {
             "shape": list(shape),
             "dtype": settings.dtype,
-            "grid": {
-                "voxel_mm": target.voxel_mm,
-                "shape": list(target.shape),
-                "affine": target.affine.tolist(),
-            },
+            "grid": {"voxel_mm": target.voxel_mm, "shape": list(target.shape)}
+            | {"affine": target.affine.tolist()},
             "source_grid_voxel_mm": source.voxel_mm,
             "settings": asdict(settings),
             "tiv_reference_ml": TIV_REFERENCE_ML if settings.tiv_scaling else None,

@@ -46,6 +46,29 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     # UTF-16 for a file that opens with its byte-order mark (a spreadsheet's "Unicode
     # Text"), else UTF-8 (pandas skips UTF-8's own mark).
     encoding = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    table = _parse(path, sep, encoding)
+    if len(table.columns) == 1 and sep == "\t" and "," in table.columns[0]:
+        raise DataError(
+            f"{path} looks comma-separated but is read as a tab-separated BIDS table: "
+            "convert it to tabs, or rename it to .csv"
+        )
+    # A spreadsheet's stray spaces around a header ("age ") would hide the column.
+    table.columns = [str(c).strip() for c in table.columns]
+    repeated = table.columns[table.columns.duplicated()].unique().tolist()
+    if repeated:
+        raise DataError(f"{path}: columns {repeated} appear more than once; keep one of each")
+    if BIDS_SESSION_COLUMN in table and SESSION_COLUMN not in table:
+        table = table.rename(columns={BIDS_SESSION_COLUMN: SESSION_COLUMN})
+    # BIDS writes a missing value "n/a": in a session or run column it means none (a
+    # subject without sessions beside others with them). Its "/" can be in no BIDS label.
+    for column in (SESSION_COLUMN, "run"):
+        if column in table:
+            table[column] = table[column].replace({"n/a": "", "N/A": ""})
+    return table
+
+
+def _parse(path: Path, sep: str, encoding: str) -> pd.DataFrame:
+    """The table's text as a frame, ids verbatim; its faults named with the fix."""
     try:
         with warnings.catch_warnings():
             # A row longer than the header: pandas would silently shift the columns.
@@ -78,23 +101,6 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         ) from err
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{path} is empty; it needs a header row and one row per scan") from err
-    if len(table.columns) == 1 and sep == "\t" and "," in table.columns[0]:
-        raise DataError(
-            f"{path} looks comma-separated but is read as a tab-separated BIDS table: "
-            "convert it to tabs, or rename it to .csv"
-        )
-    # A spreadsheet's stray spaces around a header ("age ") would hide the column.
-    table.columns = [str(c).strip() for c in table.columns]
-    repeated = table.columns[table.columns.duplicated()].unique().tolist()
-    if repeated:
-        raise DataError(f"{path}: columns {repeated} appear more than once; keep one of each")
-    if BIDS_SESSION_COLUMN in table and SESSION_COLUMN not in table:
-        table = table.rename(columns={BIDS_SESSION_COLUMN: SESSION_COLUMN})
-    # BIDS writes a missing value "n/a": in a session or run column it means none (a
-    # subject without sessions beside others with them). Its "/" can be in no BIDS label.
-    for column in (SESSION_COLUMN, "run"):
-        if column in table:
-            table[column] = table[column].replace({"n/a": "", "N/A": ""})
     return table
 
 

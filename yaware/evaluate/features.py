@@ -11,11 +11,11 @@ from yaware.data.arrays import NpyArray
 from yaware.data.grid import check_fits_encoder
 from yaware.errors import CheckpointError
 from yaware.models import DENSENETS, build_model
-from yaware.models.checkpoint import (
+from yaware.models.checkpoint import read_checkpoint
+from yaware.models.weights import (
     encoder_of_weights,
     holds_final_norm,
     load_encoder_weights,
-    read_checkpoint,
     recorded_encoder,
     state_dict_of,
     trained_shape_of,

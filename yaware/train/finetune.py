@@ -27,13 +27,11 @@ from yaware.errors import ConfigError, DataError
 from yaware.evaluate.probes import scores
 from yaware.io import make_folder, save_json, save_table, write_atomic
 from yaware.models import build_encoder
-from yaware.models.checkpoint import (
+from yaware.models.checkpoint import portable_state_dict, read_checkpoint, save_checkpoint
+from yaware.models.weights import (
     encoder_name_of,
     load_encoder_weights,
-    portable_state_dict,
-    read_checkpoint,
     recorded_encoder,
-    save_checkpoint,
     state_dict_of,
     trained_shape_of,
     warn_if_trained_on_another_grid,
@@ -151,27 +149,15 @@ def finetune(cfg: FinetuneConfig) -> Path:
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     if device.type == "cpu":
         keep_freed_memory()
-    seed_everything(cfg.seed)
-    model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)
-    origin = _initial_weights(cfg, model, sets["train"].shape[-3:])
-    layout = memory_format(model, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    model.to(device, memory_format=layout)
-    weights = _class_weights(cfg, sets["train"])
-    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+    model, origin, layout = _classifier(cfg, sets["train"].shape, device)
+    loss_fn = _loss(cfg, sets["train"], device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loader, sampler = make_loader(sets["train"], cfg, shuffle=True, device=device)
     steps = max(1, len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps))
     policy = build_policy(cfg.augmentation, sets["train"].shape, seed=cfg.seed)
-    meta = {
-        "encoder": cfg.encoder,
-        "mode": "classifier",
-        "yaware_version": __version__,
-        "config": to_dict(cfg),
-        **origin,
-    }
+    meta = {"encoder": cfg.encoder, "mode": "classifier", "yaware_version": __version__}
+    meta |= {"config": to_dict(cfg), **origin}
     history: list[dict[str, Any]] = []
     best_score = -np.inf
 
@@ -201,23 +187,15 @@ def finetune(cfg: FinetuneConfig) -> Path:
         for views, y in staged(bar, prepare, device):
             total += train_step(views, y)
         row = _epoch_row(epoch, float(total) / steps, start, out, cfg)
-        if "val" in sets:
-            val = sets["val"]
-            probs = predict(model, val, cfg, device, layout)
-            row |= {f"val_{k}": v for k, v in scores(val.labels[val.indices], probs).items()}
+        row |= _validation_scores(model, sets.get("val"), cfg, device, layout)
         history.append(row)
-        payload = {
-            "epoch": epoch + 1,
-            "model": portable_state_dict(model),
-            "optimizer": optimizer.state_dict(),
-            "meta": meta,
-        }
+        payload = {"epoch": epoch + 1, "model": portable_state_dict(model)}
+        payload |= {"optimizer": optimizer.state_dict(), "meta": meta}
         save_checkpoint(out / "last.pt", payload)
         # Without a validation set the last epoch is kept (training loss would pick the
         # most overfitted epoch); with one, the best validation AUC.
         score = row.get("val_auc", float(epoch))
-        if np.isnan(score):
-            score = float(epoch)
+        score = float(epoch) if np.isnan(score) else score
         if score > best_score:
             best_score = score
             save_checkpoint(out / "best.pt", payload)
@@ -225,6 +203,40 @@ def finetune(cfg: FinetuneConfig) -> Path:
     if "test" in sets:
         _write_test_predictions(out, sets["test"], sets.get("external"), cfg, device, layout)
     return out / "best.pt"
+
+
+def _classifier(
+    cfg: FinetuneConfig, shape: tuple[int, ...], device: torch.device
+) -> tuple[nn.Module, dict[str, Any], torch.memory_format]:
+    """The classifier from the seed, with the pretrained weights it starts from, on the
+    device; where its weights came from, and its memory layout."""
+    seed_everything(cfg.seed)
+    model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)
+    origin = _initial_weights(cfg, model, shape[-3:])
+    layout = memory_format(model, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model.to(device, memory_format=layout)
+    return model, origin, layout
+
+
+def _loss(cfg: FinetuneConfig, train: ScanDataset, device: torch.device) -> nn.Module:
+    weights = _class_weights(cfg, train)
+    return nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+
+
+def _validation_scores(
+    model: nn.Module,
+    val: ScanDataset | None,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    layout: torch.memory_format,
+) -> dict[str, float]:
+    """The epoch's validation AUC and balanced accuracy; none without a validation set."""
+    if val is None:
+        return {}
+    probs = predict(model, val, cfg, device, layout)
+    return {f"val_{k}": v for k, v in scores(val.labels[val.indices], probs).items()}
 
 
 def _epoch_row(

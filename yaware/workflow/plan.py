@@ -17,6 +17,11 @@ from yaware.workflow.experiments import (
     experiments,
     random_encoder_name,
 )
+from yaware.workflow.representations import (
+    check_external_labels,
+    finetune_starts,
+    probed_models,
+)
 from yaware.workflow.rule_params import SPEED_ONLY, JobSettings, job_settings, order_free
 
 # The check that no held-out scan is a copy of a training one.
@@ -216,10 +221,10 @@ def plan(config: dict) -> Plan:
             "pretraining.methods is empty and there are no external_models: no encoder to "
             "evaluate; name a method, or the checkpoint of one made elsewhere"
         )
-    models = _models(config, planned, external)
-    inits = _finetune_inits(planned, external)
+    models = probed_models(config, planned, external)
+    inits = finetune_starts(planned, external)
     # Training from scratch stands beside the probed models in the first figure.
-    _check_external_labels({**models, SCRATCH_NAME: inits[SCRATCH_NAME]}, external)
+    check_external_labels({**models, SCRATCH_NAME: inits[SCRATCH_NAME]}, external)
     result = Plan(config, cohorts, pretrain_cohorts, evaluation, planned, external, models, inits)
     chosen = config["figures"]["umap_cohort"]
     if chosen and chosen not in evaluation:
@@ -306,74 +311,6 @@ def _external_models(config: dict, planned: dict[str, Experiment]) -> dict[str, 
             "trust": spec.get("trust", False),
         }
     return external
-
-
-def _model(name: str, label: str, method: str, sigma: float, seed: int, kind: str) -> dict:
-    return {
-        "model": name,
-        "label": label,
-        "method": method,
-        "sigma": sigma,
-        "seed": seed,
-        "kind": kind,
-    }
-
-
-def _models(config: dict, planned: dict[str, Experiment], external: dict) -> dict[str, dict]:
-    """Every representation that is probed: the pretrained experiments and the floors."""
-    nan = float("nan")
-    models = {
-        name: _model(name, e.label, e.method, e.sigma or 0.0, e.seed, "pretrained")
-        for name, e in planned.items()
-    }
-    for name, spec in external.items():
-        models[name] = _model(name, spec["label"], "external", nan, 0, "external")
-    pretraining = config["pretraining"]
-    if config["features"]["random_encoder"]:
-        name = random_encoder_name(pretraining)
-        seed = pretraining["seeds"][0]
-        models[name] = _model(name, "Random encoder", "random", nan, seed, "floor")
-    if config["features"]["pca"]:
-        models[PCA_NAME] = _model(PCA_NAME, "PCA of voxels", "pca", nan, 0, "floor")
-    return models
-
-
-def _finetune_inits(planned: dict[str, Experiment], external: dict) -> dict[str, dict]:
-    """How the tables name each fine-tuning start (training from scratch included):
-    method, sigma, pretraining seed and label."""
-    inits = {
-        name: {
-            "method": e.method,
-            "sigma": e.sigma,
-            "seed": e.seed,
-            "label": f"fine-tuned {e.label}",
-        }
-        for name, e in planned.items()
-    }
-    for name, spec in external.items():
-        label = f"fine-tuned {spec['label']}"
-        inits[name] = {"method": "external", "sigma": None, "seed": None, "label": label}
-    inits[SCRATCH_NAME] = {
-        "method": "scratch",
-        "sigma": None,
-        "seed": None,
-        "label": "Fully supervised",
-    }
-    return inits
-
-
-def _check_external_labels(models: dict[str, dict], external: dict) -> None:
-    """The tables, figures and paired differences tell models apart by label (a method's
-    seeds share one, and are pooled): an external model's label, the user's to choose, must
-    be no other model's."""
-    for name in external:
-        label = models[name]["label"]
-        others = [o for o, spec in models.items() if o != name and spec["label"] == label]
-        if others:
-            raise ValueError(
-                f"external_models.{name}: its label {label!r} is that of {others[0]!r} too, "
-                "and the tables and figures would pool the two; give it another label"
-            )
 
 
 def _finetune_jobs(plan: Plan) -> list[FinetuneJob]:
