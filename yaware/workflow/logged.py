@@ -8,7 +8,7 @@ from typing import Any
 from yaware.errors import YAwareError
 
 
-def run_logged(log_path: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def run_logged(log_path: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call ``fn`` with logging (and warnings) sent to ``log_path``.
 
     A :class:`YAwareError` (bad input, with a message naming the file and the fix) ends the
