@@ -62,7 +62,7 @@ def test_resumed_run_ends_with_identical_weights(toy_cohort, tmp_path, method):
 
 
 def test_a_categorical_kernel_takes_text_categories_pooled_over_cohorts(toy_cohort, tmp_path):
-    """The README's product kernel on (age, sex), with sex written M/F as tables write it
+    """docs/cli.md's product kernel on (age, sex), with sex written M/F as tables write it
     (it stopped: `column 'sex' has ... non-numeric values`). Two pooled cohorts, one with
     only its males and in lower case: trained on text, the run ends with the weights of the
     same run on sex coded 0/1, so a category has one code in both cohorts."""

@@ -3,7 +3,7 @@
 One workflow run through `--profile slurm` (the repository's own slurm/config.yaml), during
 which the pretraining job is cancelled with `scancel`; it must be retried by the profile and
 resume from its checkpoint. Its outputs are compared with a local run of the same config.
-Then, in copies of that run, features jobs bundled into one Slurm job with the README's
+Then, in copies of that run, features jobs bundled into one Slurm job with docs/cluster.md's
 grouping options, compared with the same features made alone and made locally; and a
 bundle in which one job fails, which must keep what its other job made.
 Select with `-m slurm`; needs root (the script installs Debian's slurm and munge packages).
@@ -41,7 +41,7 @@ CONFIG = tiny_pretraining_config(epochs=EPOCHS, lr=1.0e-3)
 TARGET = f"results/pretrain/{EXPERIMENT}/best.pt"
 FEATURES = f"results/features/{EXPERIMENT}/bhb.npy"
 RANDOM_FEATURES = "results/features/random_tinycnn_seed0/bhb.npy"
-# The README's options for bundling features jobs, two per Slurm job here.
+# docs/cluster.md's options for bundling features jobs, two per Slurm job here.
 BUNDLED = (
     "--groups",
     "features=features_batch",

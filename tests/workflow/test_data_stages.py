@@ -222,7 +222,7 @@ def test_only_what_changed_reruns(tiny_run, tmp_path):
 
 
 def test_a_qc_threshold_reconverts_only_the_cohorts_whose_pass_list_it_changes(tiny_run, tmp_path):
-    """The README's way to try a threshold: `--until qc`, then the run. A threshold that
+    """docs/reruns.md's way to try a threshold: `--until qc`, then the run. A threshold that
     excludes no other scan leaves every pass list byte-identical and reruns nothing more; one
     that excludes one more scan reconverts that scan's cohort only. Before, any threshold
     reran every cohort's QC over its maps, its conversion and all that follows."""

@@ -600,7 +600,7 @@ def _plan_after_editing(run, tmp_path, module: str) -> dict[str, int]:
 
 
 def test_touch_keeps_a_finished_run_after_a_code_change(run, tmp_path):
-    """The README's way to keep results after an update that changes none: `--touch`
+    """docs/reruns.md's way to keep results after an update that changes none: `--touch`
     records the new code fingerprints, and nothing reruns."""
     work = tmp_path / "work"
     shutil.copytree(run, work)

@@ -147,8 +147,6 @@ def finetune(cfg: FinetuneConfig) -> Path:
     check_fits_encoder(cfg.encoder, sets["train"].shape, cfg.train_data)
     make_folder(out)
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
-    if device.type == "cpu":
-        keep_freed_memory()
     model, origin, layout = _classifier(cfg, sets["train"].shape, device)
     loss_fn = _loss(cfg, sets["train"], device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -159,13 +157,12 @@ def finetune(cfg: FinetuneConfig) -> Path:
     meta = {"encoder": cfg.encoder, "mode": "classifier", "yaware_version": __version__}
     meta |= {"config": to_dict(cfg), **origin}
     history: list[dict[str, Any]] = []
-    best_score = -np.inf
+    best_score = -np.inf  # the kept epoch's
 
     def prepare(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Views and labels on the device, outside autocast (the views stay float32)."""
-        x, y = batch
-        views = policy(to_device(x, device)).contiguous(memory_format=layout)
-        return views, y.to(device, non_blocking=True).long()
+        views = policy(to_device(batch[0], device)).contiguous(memory_format=layout)
+        return views, batch[1].to(device, non_blocking=True).long()
 
     def train_step(views: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with autocast(device, amp):
@@ -210,6 +207,8 @@ def _classifier(
 ) -> tuple[nn.Module, dict[str, Any], torch.memory_format]:
     """The classifier from the seed, with the pretrained weights it starts from, on the
     device; where its weights came from, and its memory layout."""
+    if device.type == "cpu":
+        keep_freed_memory()
     seed_everything(cfg.seed)
     model = build_encoder(cfg.encoder, "classifier", cfg.memory_efficient)
     origin = _initial_weights(cfg, model, shape[-3:])

@@ -1,0 +1,107 @@
+"""yaware.workflow.plan without Snakemake: what a config plans, checked against the config's
+own arithmetic and against Snakemake's dry run of the same config."""
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from yaware.workflow.plan import plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(**changes) -> dict:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    return config
+
+
+def test_the_default_plan_follows_from_the_config():
+    config = _config()
+    planned = plan(config)
+    methods = config["pretraining"]["methods"]
+    per_seed = sum(len((m or {}).get("sigma") or [None]) for m in methods.values())
+    seeds = config["pretraining"]["seeds"]
+    assert len(planned.experiments) == per_seed * len(seeds)
+    evaluation = [n for n, c in config["synthetic"]["cohorts"].items() if c["role"] == "evaluate"]
+    assert planned.evaluation_cohorts == evaluation
+    assert planned.pretrain_cohorts == ["bhb"]
+    # The floors beside the experiments.
+    assert len(planned.models) == len(planned.experiments) + 2
+    assert {m["kind"] for m in planned.models.values()} == {"pretrained", "floor"}
+    tuning = config["fine_tuning"]
+    starts = per_seed * len(tuning["seeds"]) + 1  # and training from scratch
+    expected = len(evaluation) * starts * len(tuning["n_target"]) * tuning["repeats"]
+    assert len(planned.finetune_jobs) == expected
+    assert planned.task_name("adni") == "AD vs CTL"
+    assert planned.umap_cohort == "adni"
+    assert "results/tables/summary.md" in planned.final_targets()
+
+
+def test_the_plan_is_what_snakemake_runs():
+    """Snakemake's dry run of the default config plans, rule by rule, the jobs the plan
+    names: one pretraining per experiment, one features job per neural model and cohort,
+    one fine-tuning per planned job."""
+    planned = plan(_config())
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-n", "--forceall", "--cores", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, re.M))
+    assert int(counts["pretrain"]) == len(planned.experiments)
+    features = len(planned.neural_models) * len(planned.feature_cohorts)
+    assert int(counts["features"]) == features
+    assert int(counts["finetune"]) == len(planned.finetune_jobs)
+    assert int(counts["linear_probe"]) == len(planned.models) * len(planned.evaluation_cohorts)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"fine_tuning.n_target": [7]}, "fine_tuning.n_target"),
+        ({"fine_tuning.seeds": [9]}, "fine_tuning.seeds"),
+        ({"figures.umap_cohort": "nowhere"}, "figures.umap_cohort"),
+        ({"splits.external_sites": {"bhb": ["1"]}}, "splits.external_sites"),
+        ({"pretraining.cohorts": ["adni"]}, "pretraining.cohorts"),
+        ({"pretraining.methods": {}}, "pretraining.methods"),
+        (
+            {"cohorts": {"x": {"role": "evaluate", "participants": "p.tsv", "cat12_root": "c"}}},
+            "needs a task",
+        ),
+        (
+            {"cohorts": {"bhb": {"role": "pretrain", "participants": "p", "cat12_root": "c"}}},
+            "both synthetic and real",
+        ),
+    ],
+)
+def test_a_config_that_contradicts_itself_is_named(changes, named):
+    config = _config(**copy.deepcopy(changes))
+    with pytest.raises(ValueError, match=re.escape(named)):
+        plan(config)
+
+
+def test_planning_reads_no_file(tmp_path, monkeypatch):
+    """A real cohort's paths need not exist to be planned (the file checks are
+    yaware.workflow.checks'): the plan is pure."""
+    monkeypatch.chdir(tmp_path)
+    real = {"role": "evaluate", "participants": "~/t.tsv", "array": "~/m.npy"}
+    real["task"] = {"label": "dx", "positive": ["AD"], "negative": ["CN"]}
+    planned = plan(_config(**{"cohorts": {"oasis": real}}))
+    assert planned.cohorts["oasis"]["array"] == str(Path("~/m.npy").expanduser())
+    assert "oasis" in planned.evaluation_cohorts
+    assert planned.task_name("oasis") == "AD vs CN"
