@@ -1,4 +1,5 @@
-"""Contrastive pretraining: two augmented views per scan, y-Aware InfoNCE or NT-Xent.
+"""The pretraining engine: the objective of ``cfg.method`` (:mod:`yaware.train.objectives`:
+y-Aware, SimCLR, Age supervision, Model Genesis) trained on one or several GPUs or the CPU.
 
 Writes into ``out_dir``: ``last.pt`` (every epoch), ``best.pt`` (lowest validation loss,
 or training loss without validation), ``metrics.csv`` and the resolved ``config.yaml``.
