@@ -285,7 +285,7 @@ def test_pretrain_methods_runs_the_compared_checkouts_own_package(tmp_path):
     )
     loop = other / "yaware" / "train" / "pretrain.py"
     text = loop.read_text()
-    measured = '"scans_per_s": scans_per_epoch / max(seconds, 1e-9),'
+    measured = '"scans_per_s": per_rank * distributed.world_size() / max(seconds, 1e-9),'
     assert measured in text
     loop.write_text(text.replace(measured, '"scans_per_s": 4321.0,'))
     options = ["--n", "20", "--shape", "16", "20", "16", "--batch", "4", "--epochs", "2"]

@@ -604,7 +604,7 @@ def test_touch_keeps_a_finished_run_after_a_code_change(run, tmp_path):
     records the new code fingerprints, and nothing reruns."""
     work = tmp_path / "work"
     shutil.copytree(run, work)
-    snakefile = _edited_repo(tmp_path, "participants.py")
+    snakefile = _edited_repo(tmp_path, "data/participants.py")
     assert planned_jobs(work, snakefile=snakefile)["pretrain"] == 4
     done = snakemake(work, "--touch", "--cores", "1", snakefile=snakefile)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -629,7 +629,7 @@ def test_editing_a_module_imported_through_others_reruns_its_users(run, tmp_path
 
 
 def test_editing_the_array_reader_reruns_every_step_that_reads_arrays(run, tmp_path):
-    plan = _plan_after_editing(run, tmp_path, "arrays.py")
+    plan = _plan_after_editing(run, tmp_path, "data/arrays.py")
     assert {"convert", "pretrain", "features", "pca_fit", "pca_features", "finetune"} <= set(plan)
     assert {"qc_metrics", "qc", "synth_cohort"}.isdisjoint(plan)
 
@@ -637,7 +637,7 @@ def test_editing_the_array_reader_reruns_every_step_that_reads_arrays(run, tmp_p
 def test_editing_the_figures_reruns_the_figures_and_no_training(run, tmp_path):
     # The pretraining job drew its loss curve with yaware.evaluate.plots: any figure edit retrained
     # every encoder.
-    plan = _plan_after_editing(run, tmp_path, "plots.py")
+    plan = _plan_after_editing(run, tmp_path, "evaluate/plots.py")
     assert plan == {"figure_auc": 1, "figure_umap": 1, "figure_sigma": 1, "all": 1}
 
 

@@ -1,4 +1,6 @@
-"""The config's checks against the files it names, before any job runs.
+"""The config's checks against the files it names, before any job runs: each cohort's
+files before the plan's checks across cohorts (:func:`yaware.workflow.plan.plan`), so that
+a cohort's own fault is named first; the checkpoints and grid after it.
 
 A mistyped path, label or class would otherwise surface hours later, at the job that first
 reads it (or never: Snakemake plans no job for a missing input that older results stand in
@@ -21,12 +23,15 @@ def check_finite(config: dict) -> None:
     check_finite_numbers(config, "config", infinite_ok=INFINITE_OK)
 
 
-def check_inputs(plan: Plan) -> None:
-    """Every real cohort's files, every external checkpoint and the training grid."""
-    config = plan.config
-    for name, spec in plan.cohorts.items():
+def check_cohort_files(cohorts: dict[str, dict], config: dict) -> None:
+    """Every real cohort's table, maps and task (``cohorts``: :func:`cohorts_of`'s)."""
+    for name, spec in cohorts.items():
         if not spec["synthetic"]:
             _check_cohort(name, spec, config)
+
+
+def check_model_files(plan: Plan) -> None:
+    """Every external checkpoint, and the training grid against every encoder."""
     for name, spec in plan.external.items():
         if not Path(spec["checkpoint"]).is_file():
             raise ValueError(

@@ -209,7 +209,7 @@ class Plan:
 def plan(config: dict) -> Plan:
     """The plan of a validated config (schema defaults filled in). Raises ValueError naming
     the key for a config that contradicts itself; reads no file."""
-    cohorts = _cohorts(config)
+    cohorts = cohorts_of(config)
     pretrain_cohorts = _pretrain_cohorts(config, cohorts)
     evaluation = [name for name, spec in cohorts.items() if spec["role"] == "evaluate"]
     _check_held_out_cohorts(config, evaluation)
@@ -232,7 +232,7 @@ def plan(config: dict) -> Plan:
     return Plan(**{**vars(result), "finetune_jobs": _finetune_jobs(result)})
 
 
-def _cohorts(config: dict) -> dict[str, dict]:
+def cohorts_of(config: dict) -> dict[str, dict]:
     """Every cohort by name: the synthetic ones (written by the workflow) and the real ones."""
     cohorts = {}
     for name, spec in config["synthetic"]["cohorts"].items():
