@@ -66,6 +66,7 @@ def get_finetune_inputs(wildcards):
         "split": f"results/splits/{cohort}/split.tsv",
         # ancient: a new N_target adds draws and reruns no fine-tuning already done.
         "draws": ancient(f"results/splits/{cohort}/draws.tsv"),
+        # ancient: adding a cohort reruns the leak check, not every fine-tuning.
         "checked": ancient(SHARED_SCANS),
     }
     if PLAN.checkpoint_of(wildcards.init):

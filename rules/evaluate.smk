@@ -8,6 +8,7 @@ rule linear_probe:
         participants="results/data/{cohort}/participants.tsv",
         split="results/splits/{cohort}/split.tsv",
         draws="results/splits/{cohort}/draws.tsv",
+        # ancient: adding a cohort reruns the leak check, not every probe.
         checked=ancient(SHARED_SCANS),
     output:
         "results/probes/{model}/linear/{cohort}.csv",
