@@ -7,7 +7,8 @@ validated config and reads everything from it. The checks that read files on dis
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 from yaware.workflow.experiments import (
     PCA_NAME,
@@ -67,7 +68,11 @@ class Plan:
     external: dict[str, dict]
     models: dict[str, dict]
     finetune_inits: dict[str, dict]
-    finetune_jobs: list[FinetuneJob] = field(default_factory=list)
+
+    @cached_property
+    def finetune_jobs(self) -> list[FinetuneJob]:
+        """Every fine-tuning job: each start on each drawn N_target and repeat chosen."""
+        return _finetune_jobs(self)
 
     @property
     def synthetic(self) -> list[str]:
@@ -225,11 +230,12 @@ def plan(config: dict) -> Plan:
     inits = finetune_starts(planned, external)
     # Training from scratch stands beside the probed models in the first figure.
     check_external_labels({**models, SCRATCH_NAME: inits[SCRATCH_NAME]}, external)
-    result = Plan(config, cohorts, pretrain_cohorts, evaluation, planned, external, models, inits)
     chosen = config["figures"]["umap_cohort"]
     if chosen and chosen not in evaluation:
         raise ValueError(f"figures.umap_cohort: {chosen!r} is not among {evaluation}")
-    return Plan(**{**vars(result), "finetune_jobs": _finetune_jobs(result)})
+    result = Plan(config, cohorts, pretrain_cohorts, evaluation, planned, external, models, inits)
+    result.finetune_jobs  # noqa: B018  (its settings' errors are named now, not at a rule)
+    return result
 
 
 def cohorts_of(config: dict) -> dict[str, dict]:
