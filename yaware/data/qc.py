@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from yaware.data.participants import read_table
 from yaware.data.qc_metrics import MEASURED_COLUMNS
+from yaware.io import save_table
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,6 @@ def run_qc(
 ) -> None:
     """The qc job: the table of every scan with its reason, the pass list the conversion
     reads, and a figure; the log lists every exclusion."""
-    from yaware.data.participants import read_table
-    from yaware.io import save_table
-
     limits = QCThresholds(**thresholds)
     qc = apply_thresholds(read_table(metrics), limits, require_tiv)
     save_table(table, qc)

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from yaware.data.cat12 import find_scan, read_report, report_for
-from yaware.data.grid import Grid
+from yaware.data.grid import Grid, cat12_grid
 from yaware.data.maps import check_values, load_map, open_map_array
 from yaware.data.participants import ID_COLUMN, missing_column, not_a_number, read_table
 from yaware.errors import DataError
+from yaware.io import save_table
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +328,6 @@ def run_qc_metrics(
 ) -> None:
     """The qc_metrics job: an array cohort's maps are its one input file; a CAT12 cohort's
     are found under its ``cat12_root``."""
-    from yaware.data.grid import cat12_grid
-    from yaware.io import save_table
-
     required = [label] if cohort["role"] == "pretrain" else []
     metrics = (measure_array_cohort if array else measure_cohort)(
         participants,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from yaware.data.participants import ID_COLUMN, read_table
 from yaware.errors import DataError
+from yaware.io import save_table
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,6 @@ def run_shared_scans(
 ) -> None:
     """The shared_scans job: ``cohorts`` maps each cohort (in the order of ``manifests``
     and ``splits``) to its role."""
-    from yaware.io import save_table
-
     sides = [
         scan_sides(manifest, split, cohort, role)
         for manifest, split, (cohort, role) in zip(manifests, splits, cohorts.items(), strict=True)

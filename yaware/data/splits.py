@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from yaware.data.balance import split_balance
 from yaware.data.labels import binary_labels, matches
 from yaware.data.participants import ID_COLUMN, as_text, read_table
 from yaware.errors import ConfigError, DataError
+from yaware.io import save_json, save_table
 
 
 @dataclass
@@ -320,9 +322,6 @@ def drawn_rows(draws: pd.DataFrame, n_target: int, repeat: int, source: str) -> 
 def run_split(participants: str, outputs: dict, name: str, cohort: dict, settings: dict) -> None:
     """The split job: a converted cohort's subject-level split, and its arguments with each
     side's balance."""
-    from yaware.data.balance import split_balance
-    from yaware.io import save_json, save_table
-
     table = read_table(participants)
     split_settings = SplitSettings(**settings)
     task = cohort.get("task")
@@ -348,8 +347,6 @@ def run_draws(
     participants: str, split: str, draws: str, name: str, task: dict, settings: dict
 ) -> None:
     """The draws job: every training draw (N_target x repeat) of one evaluation cohort."""
-    from yaware.io import save_table
-
     pool = task_pool(participants, read_table(split), task)
     save_table(
         draws,

@@ -10,6 +10,7 @@ from yaware.augment.transforms import ZScore
 from yaware.data.arrays import NpyArray
 from yaware.data.grid import check_fits_encoder
 from yaware.errors import CheckpointError
+from yaware.io import save_npy
 from yaware.models import DENSENETS, build_model
 from yaware.models.checkpoint import read_checkpoint
 from yaware.models.weights import (
@@ -21,6 +22,7 @@ from yaware.models.weights import (
     trained_shape_of,
     warn_if_trained_on_another_grid,
 )
+from yaware.train.common import resolve_device
 
 
 def load_encoder(
@@ -81,9 +83,6 @@ def run_features(
 ) -> None:
     """The features job: one model's representation of every scan of one cohort. Without a
     checkpoint, the floor: an encoder initialised at random from ``seed``."""
-    from yaware.io import save_npy
-    from yaware.train.common import resolve_device
-
     torch.set_num_threads(threads)
     if checkpoint:  # encoder None: the one the checkpoint records
         model, _ = load_encoder(checkpoint, encoder, trust=trust)

@@ -1,12 +1,6 @@
 """The paper's published values (Dufumier et al., MICCAI 2021), read by eye from its
 figure on real data, to stand beside this pipeline's results."""
 
-TASK_OF_DIAGNOSIS = {
-    "alzheimer": "AD vs CTL",
-    "schizophrenia": "SCZ vs CTL",
-    "bipolar": "BD vs CTL",
-}
-
 # The paper's Figure (representation quality, linear probe; Fully sup. = trained from
 # scratch): {task: {n_target: {method: AUC}}}.
 PAPER_AUC = {

@@ -14,6 +14,7 @@ from yaware.data.labels import binary_labels
 from yaware.data.participants import MISSING, as_text, read_table, row_positions
 from yaware.errors import DataError
 from yaware.evaluate.probes import age_probe, linear_probe, site_probe
+from yaware.io import save_json, save_table
 
 # With splits.external_sites, probes and fine-tuned models are also scored on the sites
 # held out whole: these columns follow the internal test's in both tidy tables.
@@ -100,8 +101,6 @@ LINEAR_PROBE_COLUMNS = [
 
 def run_linear_probe(inputs: dict, output: str, cohort: str, task: dict, probe: dict) -> None:
     """The linear_probe job: one model on one evaluation cohort's task, every draw."""
-    from yaware.io import save_table
-
     table = probe_task(
         inputs["features"], inputs["participants"], inputs["split"], inputs["draws"], task, probe
     ).assign(cohort=cohort, task=task["name"])
@@ -113,6 +112,4 @@ def run_age_site_probe(
     features: list[str], participants: list[str], splits: list[str], output: str, label: str
 ) -> None:
     """The age_site_probe job: one model over the pretraining cohorts pooled."""
-    from yaware.io import save_json
-
     save_json(output, probe_age_and_site(features, participants, splits, label))

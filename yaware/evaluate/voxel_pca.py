@@ -9,8 +9,9 @@ import numpy as np
 from sklearn.decomposition import IncrementalPCA
 
 from yaware.data.arrays import NpyArray
+from yaware.data.participants import read_table, row_positions
 from yaware.errors import DataError
-from yaware.io import write_atomic
+from yaware.io import save_npy, write_atomic
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,6 @@ def run_pca_fit(
 ) -> None:
     """The pca_fit job: the floor's PCA, fitted on the pretraining cohorts' training rows
     only (like a pretrained encoder); the pca_features jobs apply it to each cohort."""
-    from yaware.data.participants import read_table, row_positions
-
     sources = []
     for array, table_path, split_path in zip(data, participants, splits, strict=True):
         table, split = read_table(table_path), read_table(split_path)
@@ -117,6 +116,4 @@ def run_pca_fit(
 
 def run_pca_features(fit: str, data: str, output: str) -> None:
     """The pca_features job: one cohort in the coordinates of the floor's PCA."""
-    from yaware.io import save_npy
-
     save_npy(output, voxel_pca_features(load_voxel_pca(fit), data))

@@ -23,6 +23,7 @@ from yaware.data.dataset import ScanDataset
 from yaware.data.grid import check_fits_encoder
 from yaware.data.labels import binary_labels
 from yaware.data.participants import ID_COLUMN, read_table
+from yaware.data.splits import drawn_rows
 from yaware.errors import ConfigError, DataError
 from yaware.evaluate.probes import scores
 from yaware.io import make_folder, save_json, save_table, write_atomic
@@ -50,7 +51,7 @@ from yaware.train.common import (
     to_device,
     write_history,
 )
-from yaware.train.config import FinetuneConfig, to_dict
+from yaware.train.config import FinetuneConfig, build_config, to_dict
 from yaware.train.staging import staged
 
 log = logging.getLogger(__name__)
@@ -305,9 +306,6 @@ def run_finetune(
 ) -> None:
     """The finetune job: one start (a checkpoint, or none: from scratch) trained on one draw
     of the draws job's table, tested on the split's test rows (and its external sites)."""
-    from yaware.data.splits import drawn_rows
-    from yaware.train.config import build_config
-
     torch.set_num_threads(threads)
     out = Path(outputs["metrics"]).parent
     split = read_table(inputs["split"])

@@ -35,7 +35,7 @@ class AgeSupervisionObjective(Objective):
         return extras["age_head"](model.representation(x))
 
     def prepare(self, batch: Any, policy: AugmentationPolicy) -> tuple[torch.Tensor, ...]:
-        x, y = self.to_device(batch)
+        x, y = self.batch_on_device(batch)
         return self._layout(policy(x)), y
 
     def loss(

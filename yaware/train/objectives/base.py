@@ -68,7 +68,8 @@ class Objective:
     def train(self, mode: bool = True) -> None:
         self.network.train(mode)
 
-    def to_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_on_device(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scans and labels of a loader batch on the device (pinned copies do not block)."""
         x, y = batch
         return to_device(x, self.device), y.to(self.device, non_blocking=True)
 

@@ -27,7 +27,7 @@ class ContrastiveObjective(Objective):
         raise NotImplementedError
 
     def prepare(self, batch: Any, policy: AugmentationPolicy) -> tuple[torch.Tensor, ...]:
-        x, y = self.to_device(batch)
+        x, y = self.batch_on_device(batch)
         return self._layout(policy(torch.cat([x, x]))), y  # both views, drawn apart
 
     def loss(

@@ -44,7 +44,7 @@ class ModelGenesisObjective(Objective):
         return GenesisCorruption(shape, seed=seed)
 
     def prepare(self, batch: Any, policy: AugmentationPolicy) -> tuple[torch.Tensor, ...]:
-        x, y = self.to_device(batch)
+        x, y = self.batch_on_device(batch)
         return min_max(policy(x)), y  # corrupted in loss()
 
     def loss(
