@@ -74,7 +74,8 @@ def get_finetune_inputs(wildcards):
     return inputs
 
 
-def get_pretraining_inputs(wildcards=None):
+def get_pretraining_inputs():
+    """The pooled pretraining cohorts' arrays, tables and splits (no wildcard)."""
     return {
         "data": [f"results/data/{c}/data.npy" for c in PRETRAIN_COHORTS],
         "participants": [
