@@ -63,11 +63,9 @@ def get_finetune_inputs(wildcards):
     inputs = {
         "data": f"results/data/{cohort}/data.npy",
         "participants": f"results/data/{cohort}/participants.tsv",
+        # No draws table and no leak check: a job makes its own draw from the split, so
+        # new N_targets rerun no fine-tuning done, and the leak check guards the tables.
         "split": f"results/splits/{cohort}/split.tsv",
-        # ancient: a new N_target adds draws and reruns no fine-tuning already done.
-        "draws": ancient(f"results/splits/{cohort}/draws.tsv"),
-        # ancient: adding a cohort reruns the leak check, not every fine-tuning.
-        "checked": ancient(SHARED_SCANS),
     }
     if PLAN.checkpoint_of(wildcards.init):
         inputs["checkpoint"] = PLAN.checkpoint_of(wildcards.init)

@@ -17,7 +17,7 @@ rule figure_auc:
         "../envs/yaware.yaml"
     params:
         code=code_version("figure_auc"),
-        tasks=[PLAN.task_name(c) for c in EVALUATION_COHORTS],
+        panels=[(c, PLAN.task_name(c)) for c in EVALUATION_COHORTS],
         config=config,
     script:
         "../workflow_scripts/figure_auc.py"

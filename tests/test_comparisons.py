@@ -8,7 +8,9 @@ from scipy import stats
 from yaware.evaluate.comparisons import paired_differences, with_q_values
 
 
-def _rows(label, method, auc, seeds=(0, 1), repeats=3, task="AD vs CTL", n_target=50):
+def _rows(
+    label, method, auc, seeds=(0, 1), repeats=3, task="AD vs CTL", n_target=50, cohort="adni"
+):
     """auc: a function of (seed, repeat)."""
     return pd.DataFrame(
         [
@@ -16,6 +18,7 @@ def _rows(label, method, auc, seeds=(0, 1), repeats=3, task="AD vs CTL", n_targe
                 "label": label,
                 "method": method,
                 "seed": seed,
+                "cohort": cohort,
                 "task": task,
                 "n_target": n_target,
                 "repeat": repeat,
@@ -51,6 +54,25 @@ def test_a_constant_gain_on_every_draw_is_found_with_no_spread():
     # The two seeds' means are equal: a t has no spread to estimate (rounding error would
     # make its p 0), so there is no interval and no p-value.
     assert np.isnan(row["ci_low"]) and np.isnan(row["p_value"])
+
+
+def test_two_cohorts_of_one_task_are_compared_apart():
+    """ADNI and OASIS both hold 'AD vs CN': pooled, each label would have two rows per seed
+    and draw. Each cohort gets its own row, with its own difference."""
+    frame = pd.concat(
+        [_rows("SimCLR", "simclr", _draw_effect, cohort=cohort) for cohort in ("adni", "oasis")]
+        + [
+            _rows("y-Aware", "yaware", lambda s, r, g=gain: _draw_effect(s, r) + g, cohort=c)
+            for c, gain in (("adni", 0.05), ("oasis", -0.02))
+        ]
+    )
+    table = paired_differences(frame, "auc", ["simclr"], "linear probe")
+    assert table[["cohort", "task"]].values.tolist() == [
+        ["adni", "AD vs CTL"],
+        ["oasis", "AD vs CTL"],
+    ]
+    assert table["diff_mean"].tolist() == pytest.approx([0.05, -0.02])
+    assert (table["n_pairs"] == 6).all()
 
 
 def test_the_interval_is_a_t_over_the_per_seed_means():

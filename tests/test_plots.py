@@ -11,8 +11,8 @@ from yaware.evaluate.plots import auc_vs_n_target, sigma_effect
 @pytest.fixture
 def linear() -> pd.DataFrame:
     rows = [
-        {"task": "AD vs CTL", "label": label, "method": method, "kind": "pretrained",
-         "sigma": sigma, "n_target": n, "repeat": r, "auc": 0.6 + 0.01 * r}
+        {"cohort": "adni", "task": "AD vs CTL", "label": label, "method": method,
+         "kind": "pretrained", "sigma": sigma, "n_target": n, "repeat": r, "auc": 0.6 + 0.01 * r}
         for label, method, sigma in (("SimCLR", "simclr", 0.0), ("y-Aware", "yaware", 5.0))
         for n in (20, 50)
         for r in range(3)
@@ -35,7 +35,8 @@ def test_a_long_caption_on_a_one_panel_figure_is_wrapped_inside_it(tmp_path, lin
         f"setting{k} value{k}" for k in range(25)
     )
     path = tmp_path / "fig1.png"
-    auc_vs_n_target(linear, linear.iloc[:0].assign(init_kind=[]), ["AD vs CTL"], path, caption)
+    panels = [("adni", "AD vs CTL")]
+    auc_vs_n_target(linear, linear.iloc[:0].assign(init_kind=[]), panels, path, caption)
     left, right, band = _caption_band_edges(path)
     assert band > 0.5  # the caption is drawn
     assert left < 0.05 and right < 0.05  # and nothing of it is cut at the edges

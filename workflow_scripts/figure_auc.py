@@ -1,4 +1,4 @@
-"""Snakemake script of rule figure_auc: Figure 1, test AUC against N_target per task."""
+"""Snakemake script of rule figure_auc: Figure 1, test AUC against N_target per cohort."""
 
 from yaware.evaluate.figures import run_figure_auc
 from yaware.workflow.logged import run_logged
@@ -9,6 +9,6 @@ run_logged(
     linear=snakemake.input.linear,
     finetune=snakemake.input.finetune,
     out=snakemake.output[0],
-    tasks=snakemake.params.tasks,
+    panels=snakemake.params.panels,
     config=snakemake.params.config,
 )

@@ -15,5 +15,7 @@ run_logged(
     trust=snakemake.params.trust,
     settings=snakemake.params.settings,
     seed=snakemake.params.seed,
+    split_seed=snakemake.params.split_seed,
+    cohort=snakemake.params.cohort,
     threads=snakemake.threads,
 )

@@ -4,14 +4,15 @@ import re
 import shutil
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 
+from tests.conftest import zscored_representations
 from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
-from yaware.evaluate.features import extract_features, load_encoder
 from yaware.evaluate.probes import DEFAULT_CS
 from yaware.models import build_model
 from yaware.models.checkpoint import read_checkpoint, save_checkpoint
@@ -73,17 +74,31 @@ MODELS = [
 ]
 
 
+EXTERNAL_SEEDS = {"released": 0, "ours": 1, "medicalnet": 10}
+
+
+def _made_elsewhere(encoder: str, seed: int) -> torch.nn.Module:
+    """A network as another tool trained it: seeded weights, batch norms off their start."""
+    torch.manual_seed(seed)
+    model = build_model(encoder)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.2, 0.2)
+    return model
+
+
+def _independent_features(model: torch.nn.Module, data: Path) -> np.ndarray:
+    """What the features job must write, from a forward pass made here."""
+    return zscored_representations(model.eval(), np.load(data))
+
+
 def _checkpoints_made_elsewhere(folder) -> dict:
     """Two external_models: one in the original's released layout (DataParallel keys, no
     record of its encoder, so the config names it), one of ours that records its encoder."""
     folder.mkdir()
     external = {}
-    for seed, name in enumerate(("released", "ours")):
-        torch.manual_seed(seed)
-        model = build_model("tinycnn")
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm3d):
-                module.running_mean.uniform_(-0.2, 0.2)
+    for name in ("released", "ours"):
+        model = _made_elsewhere("tinycnn", EXTERNAL_SEEDS[name])
         path = folder / f"{name}.pth"
         if name == "released":
             state = {f"module.{k}": v for k, v in model.state_dict().items()}
@@ -139,12 +154,11 @@ def test_one_auc_row_per_method_task_n_target_and_repeat(run):
 
 def test_checkpoints_made_elsewhere_are_probed_and_fine_tuned(run):
     external = yaml.safe_load((run / "config/config.yaml").read_text())["external_models"]
-    for name, spec in external.items():
-        # The workflow's representation is the checkpoint's, whatever its key layout.
-        model, encoder = load_encoder(spec["checkpoint"], spec.get("encoder"))
-        assert encoder == "tinycnn"
+    for name in external:
+        # The workflow's representation is the network's, whatever its key layout.
+        model = _made_elsewhere("tinycnn", EXTERNAL_SEEDS[name])
         for cohort in ("bhb", "adni"):
-            expected = extract_features(model, run / f"results/data/{cohort}/data.npy")
+            expected = _independent_features(model, run / f"results/data/{cohort}/data.npy")
             saved = np.load(run / f"results/features/{name}/{cohort}.npy")
             np.testing.assert_allclose(saved, expected, rtol=1e-5, atol=1e-6)
     linear = pd.read_csv(run / "results/tables/linear_probe.csv")
@@ -219,11 +233,7 @@ def test_the_seeds_of_a_method_share_its_label_beside_an_external_model(tmp_path
 def _medicalnet_file(path: Path) -> dict:
     """An external model as MedicalNet releases its ResNets: the trunk alone, under
     'state_dict' with DataParallel's prefix and without ``features.``, no encoder recorded."""
-    torch.manual_seed(10)
-    model = build_model("medicalnet_resnet10")
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            module.running_mean.uniform_(-0.2, 0.2)
+    model = _made_elsewhere("medicalnet_resnet10", EXTERNAL_SEEDS["medicalnet"])
     trunk = {
         f"module.{k.removeprefix('features.')}": v
         for k, v in model.state_dict().items()
@@ -261,11 +271,10 @@ def test_models_made_elsewhere_are_evaluated_without_pretraining_any(tmp_path):
     assert "MedicalNet ResNet-10" in set(linear["label"])
     finetune = pd.read_csv(workdir / "results/tables/finetune.csv")
     assert set(finetune["init"]) == {"released", "medicalnet", "scratch"}
-    model, encoder = load_encoder(medicalnet["checkpoint"])
-    assert encoder == "medicalnet_resnet10"
+    model = _made_elsewhere("medicalnet_resnet10", EXTERNAL_SEEDS["medicalnet"])
     for cohort in ("bhb", "adni"):
         saved = np.load(workdir / f"results/features/medicalnet/{cohort}.npy")
-        expected = extract_features(model, workdir / f"results/data/{cohort}/data.npy")
+        expected = _independent_features(model, workdir / f"results/data/{cohort}/data.npy")
         assert saved.shape[1] == 512
         np.testing.assert_allclose(saved, expected, rtol=1e-5, atol=1e-6)
     log = (workdir / "results/logs/finetune/medicalnet/adni/n10_r0.log").read_text()
@@ -344,7 +353,8 @@ def test_paired_differences_are_taken_draw_by_draw_from_the_tidy_tables(run):
     assert ("Fully supervised", "fine-tuned SimCLR") not in pairs
     markdown = (run / "results/tables/summary.md").read_text()
     assert "## Paired differences against the baselines" in markdown
-    assert re.search(r"\| fine-tuning +\| AD vs CTL +\| +10 \| fine-tuned SimCLR +\|", markdown)
+    row = r"\| fine-tuning +\| adni +\| AD vs CTL +\| +10 \| fine-tuned SimCLR +\|"
+    assert re.search(row, markdown)
 
 
 def test_the_summary_states_the_pretraining_setup_that_made_it(run):
@@ -579,6 +589,63 @@ def test_fine_tuning_off_still_gives_the_tables_and_figures(run, tmp_path):
         assert (work / f"results/figures/{name}.png").stat().st_mtime > (
             run / f"results/figures/{name}.png"
         ).stat().st_mtime
+
+
+def _run_with_cohorts(run, work, cohorts: dict) -> None:
+    """``run``'s workdir copied to ``work``, its config given ``cohorts``, run once."""
+    shutil.copytree(run, work)
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["synthetic"]["cohorts"] = cohorts
+    make_workdir(work, config)
+    done = snakemake(work, "--cores", "2")
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def _panels_of(figure: Path, inches_per_panel: float, extra: int = 0) -> float:
+    """How many panels a figure was drawn with, from its width in pixels (110 dpi)."""
+    return mpimg.imread(figure).shape[1] / (inches_per_panel * 110) - extra
+
+
+def test_dropping_a_cohort_leaves_no_table_or_figure_holding_it_after_one_run(run, tmp_path):
+    """Dropping a cohort reruns the leak check, which then writes the same file. Snakemake
+    marks every job below a job it reruns without asking their own reasons, and took an
+    ancient input as no reason: the tables and figures kept the dropped cohort until a
+    second run. One run must leave them true to the config."""
+    cohorts = {k: v for k, v in TINY["synthetic"]["cohorts"].items() if k != "scz"}
+    work = tmp_path / "work"
+    _run_with_cohorts(run, work, cohorts)
+    tables = work / "results" / "tables"
+    for name in ("linear_probe", "finetune", "summary", "comparisons"):
+        table = pd.read_csv(tables / f"{name}.csv")
+        assert set(table["cohort"]) == {"adni"}, name
+        assert set(table["task"]) == {"AD vs CTL"}, name
+    assert "SCZ" not in (tables / "summary.md").read_text()
+    figures = work / "results" / "figures"
+    assert _panels_of(figures / "fig1_auc_vs_n_target.png", 4.6) == pytest.approx(1)
+    assert _panels_of(figures / "fig3_sigma.png", 4.0, extra=1) == pytest.approx(1)
+    assert planned_jobs(work) == {}
+
+
+def test_two_cohorts_of_one_task_are_tabled_compared_and_drawn_apart(run, tmp_path):
+    """Two AD cohorts (as ADNI and OASIS): the tables job stopped on 'labels must be
+    unique'. Each cohort keeps its own rows, comparisons and figure panel."""
+    cohorts = dict(TINY["synthetic"]["cohorts"])
+    cohorts["oasis"] = cohorts["adni"] | {"n_subjects": 40, "age_mean": 72}
+    work = tmp_path / "work"
+    _run_with_cohorts(run, work, cohorts)
+    tables = work / "results" / "tables"
+    ad = {("adni", "AD vs CTL"), ("oasis", "AD vs CTL")}
+    for name in ("linear_probe", "finetune", "summary", "comparisons"):
+        table = pd.read_csv(tables / f"{name}.csv")
+        pairs = set(zip(table["cohort"], table["task"], strict=True))
+        assert pairs == ad | {("scz", "SCZ vs CTL")}, name
+    comparisons = pd.read_csv(tables / "comparisons.csv")
+    keys = ["evaluation", "cohort", "n_target", "label", "baseline"]
+    assert not comparisons.duplicated(keys).any()
+    adni, oasis = (comparisons[comparisons["cohort"] == c] for c in ("adni", "oasis"))
+    assert len(adni) == len(oasis) > 0
+    figure = work / "results" / "figures" / "fig1_auc_vs_n_target.png"
+    assert _panels_of(figure, 4.6) == pytest.approx(3)
 
 
 def _edited_repo(tmp_path, module: str) -> Path:

@@ -17,6 +17,7 @@ from scipy import stats
 
 COLUMNS = [
     "evaluation",
+    "cohort",
     "task",
     "n_target",
     "label",
@@ -31,7 +32,8 @@ COLUMNS = [
     "p_value",
     "q_value",
 ]
-GROUP = ["task", "n_target"]
+# Two cohorts may share a task (ADNI and OASIS, both AD vs CN): each is its own comparison.
+GROUP = ["cohort", "task", "n_target"]
 # Scores (AUCs) closer than this are equal: far below any difference worth a row.
 SCORE_TOLERANCE = 1e-9
 
@@ -100,8 +102,8 @@ def paired_differences(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Every label minus each baseline label (a label whose method is in ``baselines``), per
-    task and N_target. ``frame``: one row per label, seed (optional), task, n_target and
-    repeat, with ``method`` and the score column ``value``."""
+    cohort, task and N_target. ``frame``: one row per label, seed (optional), cohort, task,
+    n_target and repeat, with ``method`` and the score column ``value``."""
     rows = []
     frame = frame.dropna(subset=[value])
     compared: set[frozenset[str]] = set()  # two baselines are compared once, not both ways

@@ -10,13 +10,15 @@ from yaware.evaluate.captions import describe_pretraining, describe_umap
 from yaware.evaluate.plots import auc_vs_n_target, sigma_effect, umap_panels
 
 
-def run_figure_auc(linear: str, finetune: str, out: str, tasks: list[str], config: dict) -> None:
-    """Figure 1: test AUC against N_target, one panel per task."""
+def run_figure_auc(
+    linear: str, finetune: str, out: str, panels: list[tuple[str, str]], config: dict
+) -> None:
+    """Figure 1: test AUC against N_target, one panel per (evaluation cohort, task)."""
     caption = (
         f"Linear probes of frozen representations; {describe_pretraining(config['pretraining'])}"
         f"; data: {linear}, {finetune}"
     )
-    auc_vs_n_target(pd.read_csv(linear), pd.read_csv(finetune), tasks, out, caption)
+    auc_vs_n_target(pd.read_csv(linear), pd.read_csv(finetune), panels, out, caption)
 
 
 def run_figure_sigma(linear: str, age_site: str, out: str, config: dict) -> None:

@@ -37,17 +37,24 @@ def _save_with_caption(
     plt.close(fig)
 
 
+def panel_titles(panels: Sequence[tuple[str, str]]) -> list[str]:
+    """A title per (cohort, task) panel: the task, and its cohort where cohorts share it."""
+    counts = pd.Series([task for _, task in panels]).value_counts()
+    return [task if counts[task] == 1 else f"{task} ({cohort})" for cohort, task in panels]
+
+
 def auc_vs_n_target(
     linear: pd.DataFrame,
     finetune: pd.DataFrame,
-    tasks: Sequence[str],
+    panels: Sequence[tuple[str, str]],
     path: str | os.PathLike,
     caption: str,
 ) -> None:
-    """Figure 1: one panel per task, mean AUC +- sd over draws against N_target."""
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for label, group in linear[linear["task"] == task].groupby("label", sort=False):
+    """Figure 1: one panel per evaluation cohort (its task), mean AUC +- sd over draws
+    against N_target."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (cohort, _), title in zip(axes[0], panels, panel_titles(panels), strict=True):
+        for label, group in linear[linear["cohort"] == cohort].groupby("label", sort=False):
             stats = group.groupby("n_target")["auc"].agg(["mean", "std"]).reset_index()
             kind = group["kind"].iloc[0]
             style = {"marker": "o"}
@@ -63,7 +70,7 @@ def auc_vs_n_target(
                 label=label,
                 **style,
             )
-        scratch = finetune[(finetune["task"] == task) & (finetune["init_kind"] == "scratch")]
+        scratch = finetune[(finetune["cohort"] == cohort) & (finetune["init_kind"] == "scratch")]
         if len(scratch):
             stats = scratch.groupby("n_target")["auc"].agg(["mean", "std"]).reset_index()
             ax.errorbar(
@@ -77,7 +84,7 @@ def auc_vs_n_target(
                 label="Fully supervised",
             )
         ax.axhline(0.5, color="0.8", linewidth=0.8)
-        ax.set_title(task)
+        ax.set_title(title)
         ax.set_xlabel("N_target (training subjects)")
         ax.set_ylabel("test ROC AUC")
     # Beside the panels: inside one it hid points (BD's random encoder at N_target 100).
@@ -90,15 +97,19 @@ def sigma_effect(
 ) -> None:
     """Figure 3: AUC at the largest N_target and age MAE against sigma (0 = SimCLR)."""
     models = linear[linear["method"].isin(["yaware", "simclr"])]
-    tasks = list(dict.fromkeys(models["task"]))
-    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(4 * (len(tasks) + 1), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=False):
-        rows = models[(models["task"] == task) & (models["n_target"] == models["n_target"].max())]
+    panels = list(dict.fromkeys(zip(models["cohort"], models["task"], strict=True)))
+    fig, axes = plt.subplots(
+        1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 3.4), squeeze=False
+    )
+    for ax, (cohort, _), title in zip(axes[0], panels, panel_titles(panels), strict=False):
+        rows = models[
+            (models["cohort"] == cohort) & (models["n_target"] == models["n_target"].max())
+        ]
         stats = rows.groupby("sigma")["auc"].agg(["mean", "std"]).reset_index()
         ax.errorbar(
             stats["sigma"], stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3
         )
-        ax.set_title(f"{task}, N_target={int(models['n_target'].max())}", fontsize=9)
+        ax.set_title(f"{title}, N_target={int(models['n_target'].max())}", fontsize=9)
         ax.set_xlabel("sigma (0 = SimCLR)")
         ax.set_ylabel("test ROC AUC")
     ax = axes[0][-1]

@@ -29,7 +29,7 @@ def summary_note(age_site: pd.DataFrame, config: dict) -> str:
         "task and N_target match.\n\n## Age and site probes (pretraining validation set; "
         "mean and sd over seeds; site chance level = 1 / number of sites)\n\n"
         + markdown_table(age_site_table(age_site))
-        + "\n\n## AUC by method, task and N_target"
+        + "\n\n## AUC by method, cohort, task and N_target"
     )
 
 

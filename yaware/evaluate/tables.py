@@ -108,11 +108,11 @@ def compare(linear: pd.DataFrame, finetune: pd.DataFrame, settings: dict) -> pd.
     return with_q_values(pd.concat(tables, ignore_index=True))
 
 
-SUMMARY_KEYS = ["label", "method", "kind", "task", "n_target"]
+SUMMARY_KEYS = ["label", "method", "kind", "cohort", "task", "n_target"]
 
 
 def summary_table(linear: pd.DataFrame, finetune: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd of the AUC by label, task and N_target in every evaluation, with the
+    """Mean and sd of the AUC by label, cohort, task and N_target in every evaluation, with the
     paper's value where task and N_target match (fine-tuning: training from scratch only)."""
     keys = SUMMARY_KEYS
     tuned_frame = finetune.rename(columns={"init_kind": "kind"})

@@ -23,10 +23,10 @@ from yaware.data.dataset import ScanDataset
 from yaware.data.grid import check_fits_encoder
 from yaware.data.labels import binary_labels
 from yaware.data.participants import ID_COLUMN, read_table
-from yaware.data.splits import drawn_rows
+from yaware.data.splits import task_pool, training_draw
 from yaware.errors import ConfigError, DataError
 from yaware.evaluate.probes import scores
-from yaware.io import make_folder, save_json, save_table, write_atomic
+from yaware.io import save_json, save_table, write_atomic
 from yaware.models import build_encoder
 from yaware.models.checkpoint import portable_state_dict, read_checkpoint, save_checkpoint
 from yaware.models.weights import (
@@ -37,6 +37,7 @@ from yaware.models.weights import (
     trained_shape_of,
     warn_if_trained_on_another_grid,
 )
+from yaware.run_folder import locked_folder
 from yaware.train.allocator import keep_freed_memory
 from yaware.train.common import (
     autocast,
@@ -146,7 +147,15 @@ def finetune(cfg: FinetuneConfig) -> Path:
     # Unusable inputs stop the run before it writes anything.
     sets = _split_datasets(cfg)
     check_fits_encoder(cfg.encoder, sets["train"].shape, cfg.train_data)
-    make_folder(out)
+    with locked_folder(out, "finetune"):  # a second run into it is refused
+        return _train_classifier(cfg, sets, device, amp)
+
+
+def _train_classifier(
+    cfg: FinetuneConfig, sets: dict[str, ScanDataset], device: torch.device, amp
+) -> Path:
+    """The epochs, each saving last.pt and best.pt, then the test predictions."""
+    out = Path(cfg.out_dir)
     write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
     model, origin, layout = _classifier(cfg, sets["train"].shape, device)
     loss_fn = _loss(cfg, sets["train"], device)
@@ -157,6 +166,15 @@ def finetune(cfg: FinetuneConfig) -> Path:
     policy = build_policy(cfg.augmentation, sets["train"].shape, seed=cfg.seed)
     meta = {"encoder": cfg.encoder, "mode": "classifier", "yaware_version": __version__}
     meta |= {"config": to_dict(cfg), **origin}
+    meta["effective_batch_size"] = min(cfg.batch_size, len(sets["train"]))
+    if cfg.batch_size > len(sets["train"]):
+        log.warning(
+            "batch_size %d is larger than the %d training scans: each step trains on all of "
+            "them (effective batch %d, recorded in the checkpoint's meta)",
+            cfg.batch_size,
+            len(sets["train"]),
+            meta["effective_batch_size"],
+        )
     history: list[dict[str, Any]] = []
     best_score = -np.inf  # the kept epoch's
 
@@ -302,14 +320,18 @@ def run_finetune(
     trust: bool,
     settings: dict,
     seed: int,
+    split_seed: int,
+    cohort: str,
     threads: int,
 ) -> None:
-    """The finetune job: one start (a checkpoint, or none: from scratch) trained on one draw
-    of the draws job's table, tested on the split's test rows (and its external sites)."""
+    """The finetune job: one start (a checkpoint, or none: from scratch) trained on one draw,
+    tested on the split's test rows (and its external sites). The job makes its draw with
+    the draws job's function, so a new N_target reruns no fine-tuning done."""
     torch.set_num_threads(threads)
     out = Path(outputs["metrics"]).parent
     split = read_table(inputs["split"])
-    chosen = drawn_rows(read_table(inputs["draws"]), n_target, repeat, inputs["draws"])
+    pool = task_pool(inputs["participants"], split, task)
+    chosen = training_draw(pool, n_target, repeat, split_seed, cohort)
     save_table(out / "train_rows.tsv", chosen)
     test = split.loc[split["split"] == "test", [ID_COLUMN, "session"]]
     save_table(out / "test_rows.tsv", test)
