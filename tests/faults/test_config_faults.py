@@ -421,3 +421,24 @@ def test_a_yaml_error_in_the_config_is_named_by_line(tmp_path, edit, message):
     where = f"line {line}, column 1" if "\t" in edit[1] else f"line {line + 1}, column "
     assert f"config/config.yaml, {where}" in output, output[-2000:]
     assert message in output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty (or holds comments only): the workflow's settings go there"),
+        ("# all commented out\n# synthetic:\n", "is empty (or holds comments only)"),
+        ("- synthetic\n- pretraining\n", "holds a list, not a mapping of keys at the top level"),
+    ],
+    ids=["empty", "comments", "list"],
+)
+def test_an_empty_config_is_named_with_its_file(tmp_path, text, message):
+    """An emptied config/config.yaml got Snakemake's "must be given as JSON or YAML with
+    keys at top level", which names no file."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(text)
+    done = snakemake(tmp_path, "-n")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Job stats" not in output
+    assert f"config/config.yaml {message}" in output, output[-2000:]
+    assert "Traceback" not in output

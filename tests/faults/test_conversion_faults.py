@@ -4,12 +4,11 @@ since QC."""
 import os
 import signal
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from tests.workflow.helpers import make_workdir, snakemake, start_snakemake, wait_until
-from tests.workflow.test_cat12_faults import VOXEL_MM, _affine, _brain, _write_scan
+from tests.workflow.test_cat12_faults import VOXEL_MM, _brain, _write_scan
 
 COHORT = {
     "synthetic": {
@@ -61,13 +60,14 @@ def test_maps_that_overflow_float16_stop_the_conversion_with_the_file_named(tmp_
     rng = np.random.default_rng(1)
     for i in range(5):
         _write_scan(root, f"s{i}", _brain(rng))
-    # Same anatomy, raw intensities (e.g. a T1 in place of the grey-matter map).
-    huge = _write_scan(root, "raw", _brain(rng))
-    nib.save(nib.Nifti1Image(_brain(rng) * 1e6, _affine()), huge)
+    # A good map whose TIV in the table is off by a unit: scaled to the reference TIV
+    # (1500 / 0.01), its values overflow float16. (A map of raw intensities, a T1 in place
+    # of the grey-matter map, is excluded by QC before: tests/workflow/test_cat12_faults.)
+    _write_scan(root, "raw", _brain(rng))
     names = [f"s{i}" for i in range(5)] + ["raw"]
     (tmp_path / "participants.tsv").write_text(
-        "participant_id\tsession\tage\n"
-        + "".join(f"{n}\t1\t{40 + k}\n" for k, n in enumerate(names))
+        "participant_id\tsession\tage\ttiv\n"
+        + "".join(f"{n}\t1\t{40 + k}\t{0.01 if n == 'raw' else ''}\n" for k, n in enumerate(names))
     )
     config = {
         "synthetic": {"cohorts": {}},

@@ -62,6 +62,7 @@ def test_an_array_cohort_is_checked_map_by_map_and_converted_row_for_row(arrays,
     table = read(arrays["adni"] / "participants.tsv")
     broken = maps.copy()
     broken[3, 0, 10, 10, 10] = np.nan
+    broken[7] *= 1000  # a map saved scaled, as integer storage often is
     np.save(tmp_path / "adni.npy", broken[:, 0])  # (N, X, Y, Z) is read too
     table["NCR"], table["IQR"] = 2.0, 2.0
     table.loc[5, "NCR"] = 5.1  # brainprep's qc.tsv columns, with a poor mark
@@ -88,8 +89,10 @@ def test_an_array_cohort_is_checked_map_by_map_and_converted_row_for_row(arrays,
     qc = read(workdir / "results/qc/eval/qc.tsv")
     assert qc.loc[3, "reason"] == "map 3 of the array: 1 voxels are NaN or infinite"
     assert qc.loc[5, "reason"] == "NCR 5.10 >= 4.5"
-    assert qc["qc"].sum() == len(table) - 2
-    kept = [i for i in range(len(table)) if i not in (3, 5)]
+    assert qc.loc[7, "reason"].startswith("map 7 of the array: voxels up to ")
+    assert "not a grey-matter density map (0 to about 1.5)" in qc.loc[7, "reason"]
+    assert qc["qc"].sum() == len(table) - 3
+    kept = [i for i in range(len(table)) if i not in (3, 5, 7)]
     data = np.load(workdir / "results/data/eval/data.npy")
     np.testing.assert_array_equal(data, maps[kept])  # same grid, no scaling: the same values
     aligned = read(workdir / "results/data/eval/participants.tsv")
@@ -132,6 +135,12 @@ def test_an_array_cohort_is_checked_map_by_map_and_converted_row_for_row(arrays,
         ("missing", "cohorts.eval.array: nowhere.npy is not a file"),
         ("not npy", "not a readable .npy array"),
         ("no ids", "no 'participant_id' column; the table has ['age', 'diagnosis']: add one"),
+        (
+            "int16",
+            "maps stored as int16; grey-matter densities are fractions (0 to about 1.5), so "
+            "integer maps were scaled (often by 1000). Save them as floats in their unit, e.g. "
+            "np.save(out, np.load(path).astype(np.float32) / 1000)",
+        ),
     ],
 )
 def test_an_array_cohort_that_does_not_fit_is_named_before_any_job(
@@ -157,9 +166,44 @@ def test_an_array_cohort_that_does_not_fit_is_named_before_any_job(
         spec["array"] = "nowhere.npy"
     if fault == "not npy":
         spec["array"] = str(tmp_path / "adni.tsv")
+    if fault == "int16":  # as some tools save maps: scaled by 1000
+        maps = np.load(arrays["adni"] / "data.npy")
+        np.save(tmp_path / "scaled.npy", np.round(maps * 1000).astype(np.int16))
+        spec["array"] = str(tmp_path / "scaled.npy")
     workdir = make_workdir(tmp_path / "work", _config({"eval": spec}))
     done = snakemake(workdir, "-n")
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert expected in output
     assert "Traceback" not in output
+
+
+def test_blank_rows_at_the_end_of_a_table_are_left_out_by_name(arrays, tmp_path):
+    """A spreadsheet export ends with rows of tabs: they were counted as rows (the array
+    then 'held fewer maps than the table') or excluded as unsafe ids. They are left out,
+    and the log names their lines."""
+    table = read(arrays["adni"] / "participants.tsv")
+    text = table.to_csv(sep="\t", index=False) + "\t" * (len(table.columns) - 1) + "\n" * 2
+    (tmp_path / "adni.tsv").write_text(text + "\t\t\n")
+    spec = {
+        "role": "evaluate",
+        "participants": str(tmp_path / "adni.tsv"),
+        "array": str(arrays["adni"] / "data.npy"),
+        "voxel_mm": 6.0,
+        "task": TASK,
+    }
+    pre = {
+        "role": "pretrain",
+        "participants": str(arrays["bhb"] / "participants.tsv"),
+        "array": str(arrays["bhb"] / "data.npy"),
+        "voxel_mm": 6.0,
+    }
+    workdir = make_workdir(tmp_path / "work", _config({"pre": pre, "eval": spec}))
+    done = snakemake(workdir, "--cores", "1", "results/qc/eval/qc.tsv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    qc = read(workdir / "results/qc/eval/qc.tsv")
+    assert len(qc) == len(table) and qc["qc"].all()
+    first = len(table) + 2  # the header is line 1
+    lines = ", ".join(str(n) for n in (first, first + 1, first + 2))
+    log = (workdir / "results/logs/qc_metrics/eval.log").read_text()
+    assert f"adni.tsv: 3 blank rows left out (lines {lines}: empty cells only)" in log

@@ -2,6 +2,7 @@
 
 import gzip
 import shutil
+import unicodedata
 
 import nibabel as nib
 import numpy as np
@@ -127,6 +128,9 @@ def faulty_run(tmp_path_factory):
     dangling.unlink()
     dangling.symlink_to(base / "store" / "gone.nii.gz")
     _write_scan(root, "unlisted", _brain(rng))  # a folder with no table row
+    _write_scan(root, "rawt1", _brain(rng) * 1000)  # raw intensities, no grey-matter map
+    # Folder and file names decomposed (NFD, as macOS writes them), the table's id composed.
+    _write_scan(root, unicodedata.normalize("NFD", "Zoë"), _brain(rng))
     # Folders that disagree with the table's session "1": ses-01, and no session level.
     _write_scan(root, "sesname", _brain(rng))
     (root / "sub-sesname" / "ses-1").rename(root / "sub-sesname" / "ses-01")
@@ -174,6 +178,8 @@ def faulty_run(tmp_path_factory):
         "swapped",
         "sesname",
         "nosessions",
+        unicodedata.normalize("NFC", "Zoë"),
+        "rawt1",
     ]
     table = pd.DataFrame(
         {"participant_id": names, "session": "1", "age": 40 + np.arange(len(names)), "sex": "F"}
@@ -228,6 +234,7 @@ EXPECTED = {
     "nomarks": "report lacks NCR or IQR marks",
     "badxml": "unreadable report cat_sub-badxml_ses-1_T1w.xml (",
     "../evil": "unsafe participant_id",
+    "rawt1": "not a grey-matter density map (0 to about 1.5)",
 }
 
 
@@ -243,7 +250,7 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
     assert list(duplicated["qc"]) == ["1", "0"] and "duplicated" in duplicated["reason"].iloc[1]
     passing = qc[qc["qc"] == "1"]
     good = [f"good{i}" for i in range(8) if i != 3]
-    expected = [*good, "intscaled", "linked", "canonical", "swapped", "singleton"]
+    expected = [*good, "intscaled", "linked", "canonical", "swapped", "singleton", "Zoë"]
     assert sorted(passing["participant_id"]) == sorted(expected)
     assert "unlisted" not in set(qc["participant_id"])
     shape = qc.loc[qc["participant_id"] == "shape", "reason"].iloc[0]
@@ -256,7 +263,7 @@ def test_every_fault_is_excluded_with_its_reason(faulty_run):
 def test_only_the_good_scans_are_converted(faulty_run):
     data = np.load(faulty_run / "results/data/hand/data.npy")
     table = pd.read_csv(faulty_run / "results/data/hand/participants.tsv", sep="\t")
-    assert data.shape == (12, 1, *SHAPE) and len(table) == 12
+    assert data.shape == (13, 1, *SHAPE) and len(table) == 13
     assert np.isfinite(data).all()
 
 

@@ -13,7 +13,9 @@ entity (``<root>/sub-<id>/anat/mri/mwp1sub-<id>_T1w.nii``), as CAT12 writes it n
 BIDS ``sub-<id>/anat/sub-<id>_T1w.nii``. CAT12 run on one folder of BIDS-named inputs
 writes ``<root>/mri/`` and ``<root>/report/`` (a flat root: no ``sub-*`` folders), where
 each scan is looked for by the same names. Identifiers are taken with or without their BIDS
-prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``. A map whose name
+prefix: participant_id ``sub-01`` or ``01``, session ``ses-1`` or ``1``, and compared in
+any Unicode normal form (macOS writes ``Zoë`` decomposed, NFD; a table holds it composed,
+NFC). A map whose name
 carries other BIDS entities (``_acq-mprage``, ``_rec-norm``, a run the table does not name)
 is used when it is the only one of its subject and session; its report is the one CAT12
 writes for the same input, ``cat_<name of the map without mwp1>.xml``.
@@ -26,6 +28,7 @@ import functools
 import math
 import os
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +141,11 @@ def _maps_with_other_entities(
 def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | None = None) -> Found:
     """Search the layout for a scan's map and report (``mri/`` and ``report/`` folders or
     none, 'u' or 'r' prefix, .nii or .nii.gz)."""
+    flat = flat_layout(root)
+    if not flat:
+        subject, session = _as_on_disk(Path(root), subject, session)
     stem = _stem(subject, session, run)
-    anat = Path(root) if flat_layout(root) else _anat(root, subject, session)
+    anat = Path(root) if flat else _anat(root, subject, session)
     images = [
         folder / f"mwp1{prefix}{stem}{ext}"
         for folder in _map_folders(anat)
@@ -175,6 +181,18 @@ def find_scan(root: str | os.PathLike, subject: str, session: str, run: str | No
         layout = "" if anat == Path(root) else _layout_hint(Path(root), subject, session)
         found.problem += _other_outputs_hint(anat, stem) or layout
     return found
+
+
+def _as_on_disk(root: Path, subject: str, session: str) -> tuple[str, str]:
+    """The subject and session as their folders spell them, where those differ from the
+    table's only in Unicode normal form; else as given."""
+    if subject.isascii() and session.isascii():
+        return subject, session
+    for form in ("NFC", "NFD"):
+        spelt = unicodedata.normalize(form, subject), unicodedata.normalize(form, session)
+        if _anat(root, *spelt).parent.is_dir():
+            return spelt
+    return subject, session
 
 
 def _other_outputs_hint(anat: Path, stem: str) -> str:

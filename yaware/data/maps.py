@@ -66,13 +66,24 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
     return data
 
 
+# A modulated grey-matter map holds densities from 0 to about 1.5; far above that, the map
+# was stored scaled (by 100 or 1000, as integers often are) or is another kind of image.
+MAX_DENSITY = 5.0
+
+
 def check_values(data: np.ndarray) -> None:
-    """Raises DataError for NaN or infinite voxels, or a map of zeros only."""
+    """Raises DataError for NaN or infinite voxels, a map of zeros only, or values no
+    grey-matter density takes."""
     finite = np.isfinite(data)
     if not finite.all():
         raise DataError(f"{int((~finite).sum())} voxels are NaN or infinite")
     if not data.any():
         raise DataError("all voxels are zero")
+    if (top := float(data.max())) > MAX_DENSITY:
+        raise DataError(
+            f"voxels up to {top:g}: not a grey-matter density map (0 to about 1.5). A map "
+            "stored scaled (e.g. by 1000) must be divided back; a T1 image is no GM map"
+        )
 
 
 # CAT12's usual output grids, to name the one an array's maps are on.
@@ -100,7 +111,13 @@ def open_map_array(path: str | os.PathLike, grid: Grid, n_rows: int | None = Non
             f"{path}: maps of shape {array.shape[1:]}, not the shape of CAT12's "
             f"{grid.voxel_mm:g} mm grid {grid.shape}" + (hint if on else "")
         )
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+    if np.issubdtype(array.dtype, np.integer):
+        raise DataError(
+            f"{path}: maps stored as {array.dtype}; grey-matter densities are fractions (0 to "
+            "about 1.5), so integer maps were scaled (often by 1000). Save them as floats in "
+            "their unit, e.g. np.save(out, np.load(path).astype(np.float32) / 1000)"
+        )
+    if not np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{path}: dtype {array.dtype}; the maps must be real numbers")
     if n_rows is not None and len(array) != n_rows:
         raise DataError(

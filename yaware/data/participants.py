@@ -1,5 +1,6 @@
 """Participants tables (BIDS ``participants.tsv`` or CSV) and the selection of their rows."""
 
+import logging
 import os
 import re
 import warnings
@@ -10,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from yaware.errors import DataError
+
+log = logging.getLogger(__name__)
 
 ID_COLUMN = "participant_id"
 # BIDS names a table's session column ``session_id`` (sessions.tsv, and the tables merged
@@ -47,6 +50,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     # Text"), else UTF-8 (pandas skips UTF-8's own mark).
     encoding = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
     table = _parse(path, sep, encoding)
+    if blank := _blank_lines(table, path):  # read again: their empty cells typed the columns
+        table = _parse(path, sep, encoding, skip=[line - 1 for line in blank])
     if len(table.columns) == 1 and sep == "\t" and "," in table.columns[0]:
         raise DataError(
             f"{path} looks comma-separated but is read as a tab-separated BIDS table: "
@@ -67,7 +72,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-def _parse(path: Path, sep: str, encoding: str) -> pd.DataFrame:
+def _parse(path: Path, sep: str, encoding: str, skip: Sequence[int] = ()) -> pd.DataFrame:
     """The table's text as a frame, ids verbatim; its faults named with the fix."""
     try:
         with warnings.catch_warnings():
@@ -88,6 +93,9 @@ def _parse(path: Path, sep: str, encoding: str) -> pd.DataFrame:
                 dtype=dict.fromkeys(verbatim, str),
                 keep_default_na=False,
                 na_values={c: _NA_VALUES for c in columns if c not in verbatim},
+                # Row i is then line i + 2, for _blank_lines to name.
+                skip_blank_lines=False,
+                skiprows=list(skip),
             )
     except UnicodeDecodeError as err:
         raise DataError(
@@ -102,6 +110,20 @@ def _parse(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{path} is empty; it needs a header row and one row per scan") from err
     return table
+
+
+def _blank_lines(table: pd.DataFrame, path: Path) -> list[int]:
+    """The lines of ``table``'s rows whose every cell is empty (tabs or commas only, as a
+    spreadsheet exports rows it once used), with a log line naming them."""
+    text = table.astype(str).apply(lambda column: column.str.strip())
+    blank = (table.isna() | (text == "") | (text == "nan")).all(axis=1).to_numpy()
+    lines = [int(i) + 2 for i in np.flatnonzero(blank)]
+    if lines:
+        shown = ", ".join(map(str, lines[:10])) + (" ..." if len(lines) > 10 else "")
+        log.warning(
+            "%s: %d blank rows left out (lines %s: empty cells only)", path, len(lines), shown
+        )
+    return lines
 
 
 # How workbooks open: a zip archive (.xlsx, .ods) or an OLE2 compound file (.xls).

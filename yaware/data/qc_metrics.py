@@ -17,6 +17,7 @@ by ``measure_array_cohort``: the same row and map checks, marks and TIV from the
 import logging
 import math
 import os
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -243,7 +244,8 @@ def unlisted_subjects(cat12_root: str | os.PathLike, listed: set[str]) -> list[s
     if not root.is_dir():
         return []
     folders = (p.name[4:] for p in root.iterdir() if p.is_dir() and p.name.startswith("sub-"))
-    return sorted(name for name in folders if name not in listed)
+    listed = {unicodedata.normalize("NFC", name) for name in listed}  # NFD from macOS
+    return sorted(name for name in folders if unicodedata.normalize("NFC", name) not in listed)
 
 
 def _warn_unlisted(cat12_root: str | os.PathLike, listed: set[str], source: str) -> None:

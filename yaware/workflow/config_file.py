@@ -11,8 +11,9 @@ import yaml
 
 
 def check_yaml(path: str | os.PathLike) -> None:
-    """Raise ValueError naming the line and column of a YAML syntax error in ``path``;
-    a file that is not there is left to Snakemake (a --configfile may stand in for it)."""
+    """Raise ValueError naming the line and column of a YAML syntax error in ``path``, or
+    saying that it is empty or no mapping; a file that is not there is left to Snakemake
+    (a --configfile may stand in for it)."""
     path = Path(path)
     if not path.is_file():
         return
@@ -21,7 +22,7 @@ def check_yaml(path: str | os.PathLike) -> None:
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text; save it as UTF-8") from None
     try:
-        yaml.safe_load(text)
+        content = yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         if mark is None:
@@ -35,3 +36,14 @@ def check_yaml(path: str | os.PathLike) -> None:
         ) from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if content is None:
+        raise ValueError(
+            f"{path} is empty (or holds comments only): the workflow's settings go there. "
+            "Restore it from git (git checkout -- config/config.yaml), or copy "
+            "config/paper.yaml there"
+        )
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"{path} holds a {type(content).__name__}, not a mapping of keys at the top "
+            "level (such as 'synthetic:' and 'pretraining:'); see docs/config.md"
+        )
