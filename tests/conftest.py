@@ -106,3 +106,16 @@ def zscored_representations(model: torch.nn.Module, scans: np.ndarray) -> np.nda
     x = (x - x.mean(dim=(1, 2, 3, 4), keepdim=True)) / x.std(dim=(1, 2, 3, 4), keepdim=True)
     with torch.no_grad():
         return model.representation(x).numpy()
+
+
+def signal_after_one_epoch(config: Path, out_dir: Path, signum: int) -> tuple[int, str]:
+    """``yaware pretrain --config config`` in a child process, sent ``signum`` once its
+    first epoch is written; its exit status and stderr."""
+    from tests.workflow.helpers import wait_until
+
+    command = [sys.executable, "-m", "yaware.cli", "pretrain", "--config", str(config)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until((out_dir / "metrics.csv").exists, process, "one epoch")
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from yaware import __version__
 from yaware.errors import YAwareError
+from yaware.run_folder import expand_path
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -15,7 +16,10 @@ def _pretrain(args: argparse.Namespace) -> None:
     from yaware.train.pretrain import pretrain
 
     cfg = load_config(PretrainConfig, args.config)
-    print(pretrain(cfg, resume=args.resume, stop_after_epochs=args.stop_after_epochs))
+    last = pretrain(
+        cfg, resume=args.resume, stop_after_epochs=args.stop_after_epochs, overwrite=args.overwrite
+    )
+    print(last)
     distributed.shutdown()  # torchrun's processes: after a finished run only
 
 
@@ -30,19 +34,29 @@ def _extract(args: argparse.Namespace) -> None:
     from yaware.errors import OutputError
     from yaware.evaluate.features import extract_features, load_encoder
     from yaware.io import output_path_problem, save_npy
+    from yaware.run_folder import refuse_input_as_output, refuse_overwrite
     from yaware.train.common import resolve_device
 
-    if problem := output_path_problem(args.out):  # before the work, not after it
+    out = args.out
+    refuse_input_as_output(out, {"--data": args.data, "--checkpoint": args.checkpoint})
+    if problem := output_path_problem(out):  # before the work, not after it
         raise OutputError(problem)
+    if not args.overwrite:
+        refuse_overwrite([out])
     model, name = load_encoder(args.checkpoint, args.encoder, trust=args.trust_checkpoint)
     features = extract_features(model, args.data, args.batch_size, str(resolve_device(args.device)))
-    save_npy(args.out, features)
-    print(f"{args.out}: {features.shape[0]} scans x {features.shape[1]} features ({name})")
+    save_npy(out, features)
+    print(f"{out}: {features.shape[0]} scans x {features.shape[1]} features ({name})")
 
 
 def _toy_data(args: argparse.Namespace) -> None:
-    from yaware.data.toy import write_toy_cohort
+    from pathlib import Path
 
+    from yaware.data.toy import TOY_FILES, write_toy_cohort
+    from yaware.run_folder import refuse_overwrite
+
+    if not args.overwrite:
+        refuse_overwrite([Path(args.out) / name for name in TOY_FILES])
     write_toy_cohort(args.out, args.n, tuple(args.shape), args.seed)
     print(f"{args.out}: train/val arrays and tables of {args.n} generated scans")
 
@@ -74,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML file of PretrainConfig keys")
     p.add_argument("--resume", action="store_true", help="continue from out_dir/last.pt if present")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an out_dir that holds a run, replacing its files",
+    )
+    p.add_argument(
         "--stop-after-epochs",
         type=_at_least(1),
         default=None,
@@ -97,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "are those of, else densenet121)",
     )
     p.add_argument("--batch-size", type=_at_least(1), default=8)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--trust-checkpoint",
@@ -110,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_at_least(3), default=120, help="scans, 80 %% train and 20 %% val")
     p.add_argument("--shape", type=_at_least(1), nargs=3, default=(32, 38, 32))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
     p.set_defaults(run=_toy_data)
     return parser
 
@@ -122,8 +143,15 @@ def _message(err: YAwareError) -> str:
     return text
 
 
+# The options that name files: ``~`` and ``$VARIABLES`` in them are expanded, as in configs.
+PATH_OPTIONS = ("config", "checkpoint", "data", "out")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for option in PATH_OPTIONS:
+        if isinstance(getattr(args, option, None), str):
+            setattr(args, option, expand_path(getattr(args, option)))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -137,7 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Interrupted as err:
         print(f"yaware {args.command}: {err}", file=sys.stderr)
-        return 143
+        return 128 + err.signum
+    except KeyboardInterrupt:
+        print(
+            f"yaware {args.command}: interrupted (Ctrl-C); nothing more was saved", file=sys.stderr
+        )
+        return 130
     return 0
 
 

@@ -3,13 +3,12 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import torch
 
-from tests.conftest import pretrain_keys, run_cli, write_config
+from tests.conftest import pretrain_keys, run_cli, signal_after_one_epoch, write_config
 from tests.workflow.helpers import (
     TINY_EXPERIMENT,
     make_workdir,
@@ -31,12 +30,8 @@ def test_sigterm_saves_mid_epoch_and_resume_matches_an_uninterrupted_run(toy_coh
     straight = read_checkpoint(pretrain(build_config(PretrainConfig, keys)))
     keys["out_dir"] = str(tmp_path / "stopped")
     config = write_config(tmp_path / "stopped.yaml", **keys)
-    command = [sys.executable, "-m", "yaware.cli", "pretrain", "--config", str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until((tmp_path / "stopped" / "metrics.csv").exists, process, "one epoch")
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr
+    status, stderr = signal_after_one_epoch(config, tmp_path / "stopped", signal.SIGTERM)
+    assert status == 143, stderr
     assert "resume" in stderr and "Traceback" not in stderr
     saved = read_checkpoint(tmp_path / "stopped" / "last.pt")
     assert 1 <= saved["epoch"] < 40

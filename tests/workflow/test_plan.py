@@ -79,6 +79,7 @@ def test_the_plan_is_what_snakemake_runs():
         ({"splits.external_sites": {"bhb": ["1"]}}, "splits.external_sites"),
         ({"pretraining.cohorts": ["adni"]}, "pretraining.cohorts"),
         ({"pretraining.methods": {}}, "pretraining.methods"),
+        ({"pretraining.warmup_epochs": 3, "pretraining.epochs": 3}, "pretraining.warmup_epochs"),
         (
             {"cohorts": {"x": {"role": "evaluate", "participants": "p.tsv", "cat12_root": "c"}}},
             "needs a task",

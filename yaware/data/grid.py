@@ -75,6 +75,12 @@ def check_fits_encoder(encoder: str, row_shape: tuple[int, ...], source: str) ->
     what ``encoder`` takes: one channel (a grey-matter map), and no side smaller than its
     pooling needs. Either would end in a traceback deep inside torch."""
     channels, shape = row_shape[0], tuple(row_shape[1:])
+    if channels != 1 and len(row_shape) == 4 and row_shape[-1] == 1:
+        raise DataError(
+            f"{source}: scans of shape {tuple(row_shape)}, the channel last (N, X, Y, Z, 1); "
+            "the encoders take it first (N, 1, X, Y, Z): move it, e.g. "
+            "np.save(path, np.moveaxis(np.load(path), -1, 1))"
+        )
     if channels != 1:
         raise DataError(
             f"{source}: scans of {channels} channels; the encoders take one (the grey-matter "

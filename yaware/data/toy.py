@@ -45,6 +45,9 @@ def toy_scans(
     return scans, table
 
 
+TOY_FILES = ("train.npy", "train.tsv", "val.npy", "val.tsv")
+
+
 def write_toy_cohort(out: str | Path, n: int, shape: tuple[int, int, int], seed: int = 0) -> None:
     """``train.npy``/``train.tsv`` (80 %) and ``val.npy``/``val.tsv`` (20 %) in ``out``."""
     scans, table = toy_scans(n, shape, seed)

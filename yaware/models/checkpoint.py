@@ -23,6 +23,7 @@ from torch import nn
 
 from yaware.errors import CheckpointError
 from yaware.io import write_atomic
+from yaware.run_folder import folder_hint
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> Any:
         CheckpointError: missing, truncated or foreign file, or a pickle carrying objects.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; {folder_hint(path)}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     if path.stat().st_size == 0:

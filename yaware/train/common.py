@@ -139,30 +139,43 @@ def lr_factor(options: TrainingOptions, step: int, steps_per_epoch: int) -> floa
 
 
 class StopRequest:
-    """Turns SIGTERM (Slurm's time limit, scancel) into a flag the loop checks per step."""
+    """Turns SIGTERM (Slurm's time limit, scancel) and a first SIGINT (Ctrl-C) into a flag
+    the loop checks per step; a second Ctrl-C stops at once, without saving."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = 0
 
     def _handle(self, signum: int, frame: Any) -> None:
-        log.warning("signal %d received: saving a checkpoint after this step", signum)
-        self.requested = True
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
+        hint = " (Ctrl-C again to quit without saving)" if signum == signal.SIGINT else ""
+        log.warning("signal %d received: saving a checkpoint after this step%s", signum, hint)
+        self.requested, self.signum = True, signum
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["StopRequest"]:
         try:
-            previous = signal.signal(signal.SIGTERM, self._handle)
+            previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         except ValueError:  # not the main thread: leave signals alone
             yield self
             return
         try:
             yield self
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class Interrupted(Exception):
-    """Raised after a checkpoint was saved on SIGTERM; the CLI exits with status 143."""
+    """Raised after a checkpoint was saved on a signal; the CLI exits with 128 + its
+    number (143 for SIGTERM, 130 for Ctrl-C)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 def require_finite_losses(row: dict[str, Any], lr: float, kept: str) -> None:

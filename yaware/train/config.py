@@ -22,6 +22,7 @@ from yaware.losses.kernels import check_kernel_spec
 from yaware.losses.yaware_infonce import METHODS as LOSS_VARIANTS
 from yaware.losses.yaware_infonce import NORMALISATIONS
 from yaware.models import ENCODERS
+from yaware.run_folder import expand_path, folder_hint
 
 PRETRAIN_METHODS = ("yaware", "simclr", "age_supervision", "model_genesis")
 SCHEDULES = ("none", "cosine")
@@ -108,6 +109,35 @@ class FinetuneConfig(TrainingOptions):
 
 C = TypeVar("C", bound=TrainingOptions)
 
+# The keys that name files or folders: ``~`` and ``$VARIABLES`` in them are expanded.
+PATH_KEYS = (
+    "out_dir",
+    "train_data",
+    "train_table",
+    "val_data",
+    "val_table",
+    "test_data",
+    "test_table",
+    "train_split",
+    "val_split",
+    "test_split",
+    "external_split",
+    "pretrained",
+)
+
+
+def _expanded(mapping: dict[str, Any]) -> dict[str, Any]:
+    """``mapping`` with ``~`` and ``$VARIABLES`` expanded in every path it names."""
+
+    def expand(value: Any) -> Any:
+        if isinstance(value, str):
+            return expand_path(value)
+        if isinstance(value, list):
+            return [expand(v) for v in value]
+        return value
+
+    return {key: expand(v) if key in PATH_KEYS else v for key, v in mapping.items()}
+
 
 def _matches(value: Any, annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
@@ -145,14 +175,14 @@ def build_config(cls: type[C], mapping: dict[str, Any], source: str = "config") 
                 f"{source}: key {key!r} must be {_type_name(hints[key])}, got {value!r}"
             )
     check_finite_numbers(mapping, source)
-    config = cls(**mapping)
+    config = cls(**_expanded(mapping))
     _check_values(config, source)
     return config
 
 
 def load_config(cls: type[C], path: str | Path) -> C:
     """Read a YAML config file and check it (see :func:`build_config`)."""
-    path = Path(path)
+    path = Path(expand_path(str(path)))
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -181,6 +211,12 @@ def _check_values(config: TrainingOptions, source: str) -> None:
     for key, low in (("epochs", 1), ("batch_size", 2), ("warmup_epochs", 0), ("num_workers", 0)):
         if getattr(config, key) < low:
             raise ConfigError(f"{source}: {key} must be >= {low}, got {getattr(config, key)}")
+    if config.warmup_epochs and config.warmup_epochs >= config.epochs:
+        raise ConfigError(
+            f"{source}: warmup_epochs {config.warmup_epochs} >= epochs {config.epochs}: the "
+            "learning rate would never reach lr (nor a cosine schedule decay); make "
+            "warmup_epochs smaller than epochs"
+        )
     for key in ("lr", "weight_decay"):
         if getattr(config, key) < 0 or (key == "lr" and config.lr == 0):
             raise ConfigError(f"{source}: {key} must be positive, got {getattr(config, key)}")
@@ -210,6 +246,8 @@ def _check_values(config: TrainingOptions, source: str) -> None:
 def _check_file(config: TrainingOptions, key: str, source: str) -> None:
     value = getattr(config, key, None)
     for path in value if isinstance(value, list) else [value]:
+        if path and Path(path).is_dir():
+            raise ConfigError(f"{source}: {key} {path!r} is a folder; {folder_hint(path)}")
         if path and not Path(path).is_file():
             raise ConfigError(f"{source}: {key} {path!r} does not exist; check the path")
 

@@ -10,6 +10,7 @@ SIGTERM saves a mid-epoch checkpoint first. On the CPU with a fixed seed a resum
 ends with the same weights as an uninterrupted one.
 """
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,9 +28,10 @@ from yaware.augment import AugmentationPolicy, build_policy
 from yaware.augment.genesis import GenesisCorruption
 from yaware.data.grid import check_fits_encoder
 from yaware.errors import ConfigError, DataError
-from yaware.io import make_folder, publish, write_atomic
+from yaware.io import publish, write_atomic
 from yaware.models import build_encoder
 from yaware.models.checkpoint import portable_state_dict, read_checkpoint, save_checkpoint
+from yaware.run_folder import locked_folder
 from yaware.train import distributed
 from yaware.train.allocator import keep_freed_memory
 from yaware.train.common import (
@@ -48,6 +50,7 @@ from yaware.train.common import (
 )
 from yaware.train.config import PretrainConfig, as_list, to_dict
 from yaware.train.objectives import OBJECTIVES, Objective, PretrainNetwork
+from yaware.train.pretrain_checks import check_out_dir, check_resume_epochs, check_sets
 from yaware.train.pretrain_data import label_stats, pretraining_sets
 from yaware.train.resume import check_resumable, restore
 from yaware.train.staging import staged
@@ -152,10 +155,15 @@ class _Run:
 
 
 def pretrain(
-    cfg: PretrainConfig, resume: bool = False, stop_after_epochs: int | None = None
+    cfg: PretrainConfig,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Run (or resume) a pretraining; returns the path of ``last.pt``.
 
+    A folder that holds a run is refused unless ``resume`` (go on from its ``last.pt``) or
+    ``overwrite`` (start over). The folder is locked for the run's length (rank 0).
     ``stop_after_epochs`` ends this invocation after that many epochs in total, leaving a
     checkpoint to resume from (used to split long runs and to test resumption).
     """
@@ -163,7 +171,6 @@ def pretrain(
     device = distributed.init_from_env(cfg.device) or resolve_device(cfg.device)
     if device.type == "cpu":
         keep_freed_memory()
-    main = distributed.is_main()  # rank 0 writes every file
     if cfg.compile:
         require_compiler(device)
     amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
@@ -172,30 +179,47 @@ def pretrain(
     check_fits_encoder(cfg.encoder, shape, as_list(cfg.train_data)[0])
     if len(train_set) < 2:
         raise DataError(f"{cfg.train_table}: at least 2 training scans are needed")
-    last = out / "last.pt"
-    kept = read_checkpoint(last) if resume and last.is_file() else None
-    if kept is not None:
-        check_resumable(last, kept, cfg)
-    if main:
-        make_folder(out)
-        write_atomic(out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode()))
-    run, objective, loader, sampler = _build(cfg, device, amp, train_set, shape, last)
-    if kept is not None:
-        run.state = restore(kept, run)
-        log.info("resuming %s at epoch %d step %d", last, run.state["epoch"], run.state["step"])
-    end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+    notes = check_sets(cfg, train_set, val_set) if distributed.is_main() else {}
+    lock = locked_folder(out, "pretrain") if distributed.is_main() else contextlib.nullcontext()
+    with lock:
+        last = out / "last.pt"
+        kept = read_checkpoint(last) if resume and last.is_file() else None
+        if kept is not None:
+            check_resumable(last, kept, cfg)
+            check_resume_epochs(last, kept, cfg.epochs)
+        if distributed.is_main():
+            check_out_dir(out, resume, overwrite)
+            write_atomic(
+                out / "config.yaml", lambda h: h.write(yaml.safe_dump(to_dict(cfg)).encode())
+            )
+        run, objective, loader, sampler = _build(cfg, device, amp, train_set, shape, last)
+        run.meta |= notes
+        if kept is not None:
+            run.state = restore(kept, run)
+            log.info("resuming %s at epoch %d step %d", last, run.state["epoch"], run.state["step"])
+        end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+        _train(run, objective, loader, sampler, val_set, shape, device, end)
+    return last
+
+
+def _train(
+    run: _Run, objective: Objective, loader, sampler, val_set, shape, device, end: int
+) -> None:
+    """The epochs from where the run is to ``end``, then the files a workflow manager's
+    retry may have removed."""
+    cfg, out = run.cfg, run.last.parent
     with StopRequest().installed() as stop:
         for epoch in range(run.state["epoch"], end):
             row = _train_epoch(run, objective, loader, sampler, epoch, stop, device)
             row["val_loss"] = _validate(objective, val_set, shape, cfg, device)
             row = {key: row[key] for key in HISTORY_COLUMNS}
             _end_epoch(run, row, epoch, out)
+    main = distributed.is_main()  # rank 0 writes every file
     if main and not (out / "best.pt").exists() and (out / BEST_KEPT).exists():
         publish(out / BEST_KEPT, out / "best.pt")  # removed by a workflow manager's retry
     if main and not (out / "metrics.csv").exists() and run.state["history"]:
         write_history(out / "metrics.csv", run.state["history"])
     distributed.barrier()
-    return last
 
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "scans_per_s")
@@ -289,7 +313,9 @@ def _train_epoch(
             partial["loss"] += float(loss_sum)
             partial["seconds"] += time.perf_counter() - start
             run.save(epoch, step + 1, partial)
-            raise Interrupted(f"stopped by signal; resume from {run.last} with --resume")
+            raise Interrupted(
+                f"stopped by signal; resume from {run.last} with --resume", stop.signum or 15
+            )
     partial["loss"] += float(loss_sum)
     seconds = partial["seconds"] + time.perf_counter() - start
     # Scans one epoch trains on, over every rank: fewer than the batch size times the

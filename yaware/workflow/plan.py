@@ -219,6 +219,12 @@ def plan(config: dict) -> Plan:
     evaluation = [name for name, spec in cohorts.items() if spec["role"] == "evaluate"]
     _check_held_out_cohorts(config, evaluation)
     pretraining = config["pretraining"]
+    if 0 < pretraining["warmup_epochs"] >= pretraining["epochs"]:
+        raise ValueError(
+            f"pretraining.warmup_epochs {pretraining['warmup_epochs']} >= epochs "
+            f"{pretraining['epochs']}: the learning rate would never reach lr; make "
+            "warmup_epochs smaller than epochs"
+        )
     planned = {e.name: e for e in experiments(pretraining)}
     external = _external_models(config, planned)
     if not planned and not external:
