@@ -19,6 +19,7 @@ from tests.workflow.helpers import wait_until
 from yaware.losses import NTXentLoss, YAwareInfoNCE
 from yaware.models.checkpoint import read_checkpoint
 from yaware.train import distributed
+from yaware.workflow.launch import pretrain_command
 
 BATCH, FEATURES = 12, 20
 LOSSES = {
@@ -183,3 +184,22 @@ def test_sigterm_under_torchrun_stops_every_rank_and_resume_matches(toy_cohort, 
     assert resumed["epoch"] == 30
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+
+
+@pytest.mark.parametrize(
+    ("nodelist", "head"),
+    [("gpu[03-05],gpu09", "gpu03"), ("n[1,3-4]", "n1"), ("rack[1-2]-n[01-02],x9", "rack1-n01")],
+)
+def test_several_nodes_start_one_torchrun_per_node_meeting_at_the_first(nodelist, head):
+    """The command a multi-node pretraining job runs, from the allocation's node list (a
+    pure function: tests/slurm checks the node list's first host against Slurm's own)."""
+    env = {"SLURM_JOB_NODELIST": nodelist, "SLURM_JOB_ID": "77"}
+    command = pretrain_command("run.yaml", gpus=8, nodes=4, env=env)
+    assert command[:3] == ["srun", "--nodes=4", "--ntasks-per-node=1"]
+    assert "--nnodes=4" in command and "--nproc-per-node=2" in command
+    assert f"--rdzv-endpoint={head}:29500" in command and "--rdzv-id=77" in command
+    assert command[-4:] == ["pretrain", "--config", "run.yaml", "--resume"]
+    single = pretrain_command("run.yaml", gpus=2, nodes=1, env={})
+    assert "--standalone" in single and "--nproc-per-node=2" in single and "srun" not in single
+    with pytest.raises(ValueError, match="evenly"):
+        pretrain_command("run.yaml", gpus=3, nodes=2, env=env)

@@ -152,12 +152,14 @@ def test_cli_pretrain_then_extract(toy_cohort, tmp_path):
     features = np.load(out)
     n_val = len(pd.read_csv(toy_cohort / "val.tsv", sep="\t"))
     assert features.shape == (n_val, 128) and np.isfinite(features).all()
-    # Same numbers as the encoder rebuilt in this process, row for row.
-    model, name = load_encoder(tmp_path / "run" / "last.pt")
-    assert name == "tinycnn"
-    np.testing.assert_allclose(
-        features, extract_features(model, toy_cohort / "val.npy"), rtol=1e-5, atol=1e-6
-    )
+    # Same numbers as an independent forward pass: the checkpoint's weights loaded
+    # strictly into a network built here, the scans z-scored here.
+    checkpoint = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["meta"]["encoder"] == "tinycnn"
+    model = build_model("tinycnn")
+    model.load_state_dict(checkpoint["model"])
+    expected = zscored_representations(model.eval(), np.load(toy_cohort / "val.npy"))
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(features[0], features[1])
     assert "was trained on" not in done.stderr  # the grid it was trained on
     # Another encoder asked for than the checkpoint records: named, with the fix, before
@@ -558,7 +560,9 @@ def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrai
         checkpoint = pretrain(
             build_config(PretrainConfig, pretrain_keys(toy_cohort, tmp_path / "pre", epochs=1))
         )
-    keys = finetune_keys(toy_cohort, tmp_path / "ft")
+    # A learning rate too small to move a weight measurably: the fine-tuned network's
+    # weights are then those it started from.
+    keys = finetune_keys(toy_cohort, tmp_path / "ft", lr=1e-12)
     if checkpoint:
         keys["pretrained"] = str(checkpoint)
     done = run_cli("finetune", "--config", str(write_config(tmp_path / "ft.yaml", **keys)))
@@ -577,8 +581,12 @@ def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrai
     save_file(best["model"], tmp_path / "ft.safetensors")  # refuses strided tensors
     meta = best["meta"]
     assert meta["pretrained"] == (str(checkpoint) if pretrained else None)
-    if pretrained:
-        assert meta["loaded"] > 0
+    if pretrained:  # every encoder weight is the checkpoint's, not a fresh draw
+        started = read_checkpoint(checkpoint)["model"]
+        weights = [k for k, v in started.items() if k.startswith("features.") and v.ndim > 1]
+        assert weights and meta["loaded"] >= len(weights)
+        for key in weights:
+            torch.testing.assert_close(best["model"][key], started[key], rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,9 @@ resume from its checkpoint. Its outputs are compared with a local run of the sam
 Then, in copies of that run, features jobs bundled into one Slurm job with docs/cluster.md's
 grouping options, compared with the same features made alone and made locally; and a
 bundle in which one job fails, which must keep what its other job made.
-Select with `-m slurm`; needs root (the script installs Debian's slurm and munge packages).
+Every test run includes these tests, CI's too (`scripts/test.sh`); `-m "not slurm"` leaves
+them out, `-m slurm` runs them alone. The cluster needs root and apt-get (the script
+installs Debian's slurm and munge packages); without them the tests skip.
 """
 
 import os
@@ -30,7 +32,7 @@ from tests.workflow.helpers import (
     wait_until,
 )
 from yaware.models.checkpoint import read_checkpoint
-from yaware.workflow.launch import pretrain_command
+from yaware.workflow.launch import first_host
 
 pytestmark = pytest.mark.slurm
 
@@ -179,15 +181,14 @@ def test_a_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_run):
     assert (workdir / TARGET).is_file()
 
 
-def test_several_nodes_start_one_torchrun_per_node_meeting_at_the_first(cluster):
-    env = {"SLURM_JOB_NODELIST": "gpu[03-05],gpu09", "SLURM_JOB_ID": "77"}
-    command = pretrain_command("run.yaml", gpus=8, nodes=4, env=env)
-    assert command[:3] == ["srun", "--nodes=4", "--ntasks-per-node=1"]
-    assert "--nproc-per-node=2" in command
-    assert "--rdzv-endpoint=gpu03:29500" in command and "--rdzv-id=77" in command
-    assert command[-4:] == ["pretrain", "--config", "run.yaml", "--resume"]
-    with pytest.raises(ValueError, match="evenly"):
-        pretrain_command("run.yaml", gpus=3, nodes=2, env=env)
+def test_the_first_host_is_the_one_slurm_itself_lists_first(cluster):
+    """The pure parser of yaware.workflow.launch against Slurm's own expansion."""
+    for nodelist in ("gpu[03-05],gpu09", "n[1,3-4]", "rack[1-2]-n[01-02],x9", "solo"):
+        done = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert first_host(nodelist) == done.stdout.split()[0], nodelist
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Command lines that start a pretraining with one process per GPU (torchrun, srun)."""
 
 import os
-import subprocess
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,11 +10,16 @@ RENDEZVOUS_PORT = 29500
 
 
 def first_host(nodelist: str) -> str:
-    """The first host name of a Slurm node list such as ``gpu[03-05],gpu09``."""
-    done = subprocess.run(
-        ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True
-    )
-    return done.stdout.split()[0]
+    """The first host name of a Slurm node list, as ``scontrol show hostnames`` lists it:
+    ``gpu03`` of ``gpu[03-05],gpu09``, ``rack1-n01`` of ``rack[1-2]-n[01-02]``."""
+    depth, end = 0, len(nodelist)
+    for i, char in enumerate(nodelist):  # the first entry ends at a comma outside brackets
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            end = i
+            break
+    # Each bracket's first value: "03" of "[03-05]", "1" of "[1,3-4]".
+    return re.sub(r"\[([^\],-]+)[^\]]*\]", r"\1", nodelist[:end].strip())
 
 
 def pretrain_command(
