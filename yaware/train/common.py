@@ -127,6 +127,21 @@ def make_loader(
     return loader, sampler
 
 
+def effective_batch(options: TrainingOptions, n_train: int) -> dict[str, int]:
+    """The batch each step trains on (the whole set when it is smaller than
+    ``batch_size``), warned about then; what a checkpoint's meta records."""
+    batch = min(options.batch_size, n_train)
+    if options.batch_size > n_train:
+        log.warning(
+            "batch_size %d is larger than the %d training scans: each step trains on all of "
+            "them (effective batch %d, recorded in the checkpoint's meta)",
+            options.batch_size,
+            n_train,
+            batch,
+        )
+    return {"effective_batch_size": batch}
+
+
 def lr_factor(options: TrainingOptions, step: int, steps_per_epoch: int) -> float:
     """Linear warm-up then, with ``schedule: cosine``, cosine decay to zero."""
     warmup = options.warmup_epochs * steps_per_epoch

@@ -42,6 +42,7 @@ from yaware.train.allocator import keep_freed_memory
 from yaware.train.common import (
     autocast,
     autocast_dtype,
+    effective_batch,
     lr_factor,
     make_loader,
     memory_format,
@@ -165,16 +166,7 @@ def _train_classifier(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s, steps))
     policy = build_policy(cfg.augmentation, sets["train"].shape, seed=cfg.seed)
     meta = {"encoder": cfg.encoder, "mode": "classifier", "yaware_version": __version__}
-    meta |= {"config": to_dict(cfg), **origin}
-    meta["effective_batch_size"] = min(cfg.batch_size, len(sets["train"]))
-    if cfg.batch_size > len(sets["train"]):
-        log.warning(
-            "batch_size %d is larger than the %d training scans: each step trains on all of "
-            "them (effective batch %d, recorded in the checkpoint's meta)",
-            cfg.batch_size,
-            len(sets["train"]),
-            meta["effective_batch_size"],
-        )
+    meta |= {"config": to_dict(cfg), **origin, **effective_batch(cfg, len(sets["train"]))}
     history: list[dict[str, Any]] = []
     best_score = -np.inf  # the kept epoch's
 

@@ -10,6 +10,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from yaware.data.qc_metrics import MAX_AGE_YEARS
 from yaware.errors import CheckpointError, OutputError
+from yaware.train.common import effective_batch
 from yaware.train.config import PretrainConfig, as_list
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,7 @@ def _shared_scans(train: Dataset, val: Dataset | None) -> int:
 def check_sets(cfg: PretrainConfig, train: Dataset, val: Dataset | None) -> dict[str, Any]:
     """Warn where the sets make the run's records mislead; returns what the checkpoint
     records of it: the effective batch and what best.pt is chosen on."""
-    batch = min(cfg.batch_size, len(train))
-    if cfg.batch_size > len(train):
-        log.warning(
-            "batch_size %d is larger than the %d training scans: each step trains on all of "
-            "them (effective batch %d, recorded in the checkpoint's meta)",
-            cfg.batch_size,
-            len(train),
-            batch,
-        )
+    batch = effective_batch(cfg, len(train))
     chosen_on = "validation loss"
     n_val = 0 if val is None else len(val)
     if n_val < 2:
@@ -92,7 +85,7 @@ def check_sets(cfg: PretrainConfig, train: Dataset, val: Dataset | None) -> dict
         )
     if cfg.method in LABELLED:
         _check_labels(cfg, train)
-    return {"effective_batch_size": batch, "best_chosen_on": chosen_on}
+    return batch | {"best_chosen_on": chosen_on}
 
 
 def _check_labels(cfg: PretrainConfig, train: Dataset) -> None:
