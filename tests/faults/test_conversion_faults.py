@@ -62,7 +62,7 @@ def test_maps_that_overflow_float16_stop_the_conversion_with_the_file_named(tmp_
         _write_scan(root, f"s{i}", _brain(rng))
     # A good map whose TIV in the table is off by a unit: scaled to the reference TIV
     # (1500 / 0.01), its values overflow float16. (A map of raw intensities, a T1 in place
-    # of the grey-matter map, is excluded by QC before: tests/workflow/test_cat12_faults.)
+    # of the grey-matter map, is excluded earlier, by QC: tests/workflow/test_cat12_faults.)
     _write_scan(root, "raw", _brain(rng))
     names = [f"s{i}" for i in range(5)] + ["raw"]
     (tmp_path / "participants.tsv").write_text(
