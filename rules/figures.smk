@@ -68,3 +68,26 @@ rule figure_sigma:
         config=config,
     script:
         "../workflow_scripts/figure_sigma.py"
+
+
+rule figure_age_curve:
+    input:
+        metrics=[f"results/pretrain/{e}/metrics.csv" for e in EXPERIMENTS],
+        age_site="results/tables/age_site.csv",
+    output:
+        report(
+            "results/figures/fig4_age_mae_by_epoch.png",
+            caption="../report/fig4.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/figures/fig4.log",
+    conda:
+        "../envs/yaware.yaml"
+    params:
+        code=code_version("figure_age_curve"),
+        labels=[MODELS[e]["label"] for e in EXPERIMENTS],
+        seeds=[EXPERIMENTS[e].seed for e in EXPERIMENTS],
+        config=config,
+    script:
+        "../workflow_scripts/figure_age_curve.py"

@@ -14,4 +14,5 @@ run_logged(
     tasks=snakemake.params.tasks,
     inits=snakemake.params.inits,
     config=snakemake.params.config,
+    controls=snakemake.params.controls,
 )

@@ -368,12 +368,14 @@ def test_the_summary_states_the_pretraining_setup_that_made_it(run):
 
 
 def test_figures_are_non_empty_pngs(run):
-    for name in ("fig1_auc_vs_n_target", "fig2_umap", "fig3_sigma"):
+    for name in ("fig1_auc_vs_n_target", "fig2_umap", "fig3_sigma", "fig4_age_mae_by_epoch"):
         data = (run / f"results/figures/{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
     for model in MODELS[:4]:
         assert (run / f"results/pretrain/{model}/loss.png").stat().st_size > 5_000
-        assert len(pd.read_csv(run / f"results/pretrain/{model}/metrics.csv")) == 2
+        metrics = pd.read_csv(run / f"results/pretrain/{model}/metrics.csv")
+        assert len(metrics) == 2 and metrics["val_age_mae"].between(0, 80).all()  # Figure 4's
+        assert list((run / f"results/pretrain/{model}").glob("events.out.tfevents.*"))
 
 
 def test_report_gathers_the_figures(run):
@@ -646,6 +648,41 @@ def test_two_cohorts_of_one_task_are_tabled_compared_and_drawn_apart(run, tmp_pa
     assert len(adni) == len(oasis) > 0
     figure = work / "results" / "figures" / "fig1_auc_vs_n_target.png"
     assert _panels_of(figure, 4.6) == pytest.approx(3)
+
+
+def test_control_cohorts_are_simulated_tabled_drawn_and_stated_in_the_summary(run, tmp_path):
+    """The positive control (accelerated ageing alone, 10 years) and the negative control
+    (AD's regional pattern alone): their ground truth in truth.tsv, their tasks marked in
+    every table and panel, and the summary's statement of each."""
+    cohorts = dict(TINY["synthetic"]["cohorts"])
+    cohorts["ageing"] = cohorts["adni"] | {"diagnosis": "accelerated_ageing", "n_subjects": 40}
+    cohorts["regional"] = cohorts["adni"] | {"diagnosis": "regional_atrophy", "n_subjects": 42}
+    work = tmp_path / "work"
+    _run_with_cohorts(run, work, cohorts)
+    for cohort, gap in (("ageing", 10.0), ("regional", 0.0)):
+        folder = work / "results" / "synth" / cohort
+        truth = pd.read_csv(folder / "truth.tsv", sep="\t").merge(
+            pd.read_csv(folder / "participants.tsv", sep="\t"), on=["participant_id", "session"]
+        )
+        patients = truth["diagnosis"] != "control"
+        assert patients.any() and (~patients).any()
+        aged = truth["brain_age"] - truth["age"]
+        np.testing.assert_allclose(aged[patients], gap)
+        np.testing.assert_allclose(aged[~patients], 0.0)
+    linear = pd.read_csv(work / "results" / "tables" / "linear_probe.csv")
+    tasks = dict(zip(linear["cohort"], linear["task"], strict=False))
+    assert tasks["ageing"] == "AGEING vs CTL (positive control)"
+    assert tasks["regional"] == "REGIONAL vs CTL (negative control)"
+    summary = (work / "results" / "tables" / "summary.md").read_text()
+    section = summary.split("## Controls with known ground truth")[1].split("## ")[0]
+    assert "**ageing**, positive control: its patients differ by accelerated ageing alone" in (
+        section
+    )
+    assert "y-Aware (sigma=5) minus SimCLR: " in section
+    assert "Shown by" in section or "**Not shown: the representations do not carry" in section
+    assert "**regional**, negative control" in section
+    figure = work / "results" / "figures" / "fig1_auc_vs_n_target.png"
+    assert _panels_of(figure, 4.6) == pytest.approx(4)
 
 
 def _edited_repo(tmp_path, module: str) -> Path:

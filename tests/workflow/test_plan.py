@@ -106,3 +106,21 @@ def test_planning_reads_no_file(tmp_path, monkeypatch):
     assert planned.cohorts["oasis"]["array"] == str(Path("~/m.npy").expanduser())
     assert "oasis" in planned.evaluation_cohorts
     assert planned.task_name("oasis") == "AD vs CN"
+
+
+def test_control_cohorts_are_named_marked_and_aged_by_their_own_gap():
+    """A config whose brain_age_gap names the diseases only (as config/config.yaml's did)
+    still ages the positive control by its gap; the negative control is not aged."""
+    cohorts = _config()["synthetic"]["cohorts"] | {
+        "ageing": {"role": "evaluate", "n_subjects": 40, "diagnosis": "accelerated_ageing"},
+        "regional": {"role": "evaluate", "n_subjects": 40, "diagnosis": "regional_atrophy"},
+    }
+    planned = plan(
+        _config(**{"synthetic.cohorts": cohorts, "synthetic.brain_age_gap": {"alzheimer": 10.0}})
+    )
+    assert planned.task_name("ageing") == "AGEING vs CTL (positive control)"
+    assert planned.task_name("regional") == "REGIONAL vs CTL (negative control)"
+    assert planned.control_of("adni") == "" and planned.task_name("adni") == "AD vs CTL"
+    assert planned.brain_age_gap("ageing") == {"accelerated_ageing": 10.0}
+    assert planned.brain_age_gap("regional") == {"regional_atrophy": 0.0}
+    assert planned.brain_age_gap("adni") == {"alzheimer": 10.0}

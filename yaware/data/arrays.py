@@ -46,7 +46,8 @@ class NpyArray:
         if dtype not in (np.float32, np.float16, np.float64):
             raise DataError(
                 f"{self.path} holds {dtype}; expected float32 or float16 scans: "
-                "np.save(path, np.load(path).astype(np.float32))"
+                "np.save(path, np.load(path).astype(np.float32)), divided by the scale the "
+                "values were stored with (integer grey-matter maps are often x 1000)"
             )
         self.shape: tuple[int, ...] = tuple(shape)
         self.dtype = np.dtype(dtype)

@@ -19,7 +19,8 @@ adult grey-matter volume. Per subject it then applies:
 
 Regions are smooth bilateral blobs at published MNI coordinates (no atlas licence needed).
 A few scans are planted as QC failures (heavy noise, misregistration, wrong tissue); the
-truth is written to ``truth.tsv`` beside, never into, ``participants.tsv``.
+truth (those failures, and each scan's brain age: its age plus its diagnosis's gap) is
+written to ``truth.tsv`` beside, never into, ``participants.tsv``.
 
 Output layout (CAT12 BIDS-like derivatives)::
 
@@ -104,6 +105,11 @@ DISEASE_PATTERNS: dict[str, dict[str, float]] = {
         "thalamus": -0.010,
     },
 }
+
+# Controls with known ground truth (yaware.workflow.plan.CONTROLS): accelerated ageing
+# alone (its gap, no pattern; positive), AD's regional pattern alone (no gap; negative).
+DISEASE_PATTERNS["accelerated_ageing"] = {}
+DISEASE_PATTERNS["regional_atrophy"] = dict(DISEASE_PATTERNS["alzheimer"])
 
 PLANTED_FAILURES = ("noise", "misregistration", "wrong_tissue")
 
@@ -362,8 +368,11 @@ def write_cohort(root: str | Path, spec: CohortSpec, settings: SimulationSetting
     with ThreadPoolExecutor(max(1, settings.threads)) as pool:
         tivs = list(pool.map(write_one, records))
     table["tiv"] = np.round(tivs, 4)  # as written in the report
-    public = [c for c in table.columns if not c.startswith("_") and c != "planted_failure"]
-    save_table(root / "truth.tsv", table[["participant_id", "session", "planted_failure"]])
+    gaps = table["diagnosis"].map(lambda d: float(settings.brain_age_gap.get(d, 0.0)))
+    table["brain_age"] = table["age"] + gaps  # what simulate_scan aged each scan by
+    hidden = ["planted_failure", "brain_age"]
+    save_table(root / "truth.tsv", table[["participant_id", "session", *hidden]])
+    public = [c for c in table.columns if not c.startswith("_") and c not in hidden]
     save_table(root / "participants.tsv", table[public])
     log.info("%s: %d scans of %d subjects", spec.name, len(table), spec.n_subjects)
     return table[public]

@@ -7,7 +7,7 @@ import pandas as pd
 from yaware.data.labels import binary_labels
 from yaware.data.participants import read_table
 from yaware.evaluate.captions import describe_pretraining, describe_umap
-from yaware.evaluate.plots import auc_vs_n_target, sigma_effect, umap_panels
+from yaware.evaluate.plots import age_mae_by_epoch, auc_vs_n_target, sigma_effect, umap_panels
 
 
 def run_figure_auc(
@@ -25,6 +25,28 @@ def run_figure_sigma(linear: str, age_site: str, out: str, config: dict) -> None
     """Figure 3: AUC and age MAE against sigma (0 = SimCLR)."""
     caption = f"{describe_pretraining(config['pretraining'])}; data: {linear}, {age_site}"
     sigma_effect(pd.read_csv(linear), pd.read_csv(age_site), out, caption)
+
+
+def run_figure_age_curve(
+    metrics: list[str], labels: list[str], seeds: list[int], age_site: str, out: str, config: dict
+) -> None:
+    """Figure 4: the validation age probe of every pretraining, epoch by epoch (each job's
+    metrics.csv), beside the floors of age_site.csv."""
+    curves = pd.concat(
+        [
+            pd.read_csv(path)[["epoch", "val_age_mae"]].assign(label=label, seed=seed)
+            for path, label, seed in zip(metrics, labels, seeds, strict=True)
+        ],
+        ignore_index=True,
+    )
+    table = pd.read_csv(age_site)
+    caption = (
+        "Ridge probe of age on a fixed subset of the training scans' representations, scored "
+        f"on the validation scans after each epoch; {describe_pretraining(config['pretraining'])}"
+        f"; floors: the final probe of {age_site}; data: results/pretrain/<experiment>/"
+        f"metrics.csv of {len(metrics)} runs"
+    )
+    age_mae_by_epoch(curves, table[table["kind"] == "floor"], out, caption)
 
 
 def run_figure_umap(

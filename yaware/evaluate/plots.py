@@ -163,3 +163,27 @@ def umap_panels(
         ax.set_yticks([])
     axes[0][0].legend(fontsize=8)
     _save_with_caption(fig, path, caption, fontsize=7)
+
+
+def age_mae_by_epoch(
+    curves: pd.DataFrame, floors: pd.DataFrame, path: str | os.PathLike, caption: str
+) -> None:
+    """Figure 4: each label's validation age-probe MAE per pretraining epoch (mean +- sd
+    over seeds), beside the floors' MAE of the final probe. ``curves``: label, seed,
+    epoch, val_age_mae; ``floors``: the floor rows of age_site.csv."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, group in curves.groupby("label", sort=False):
+        stats = group.groupby("epoch")["val_age_mae"].agg(["mean", "std"]).reset_index()
+        ax.plot(stats["epoch"], stats["mean"], marker="o", markersize=3, label=label)
+        spread = stats["std"].fillna(0)
+        ax.fill_between(stats["epoch"], stats["mean"] - spread, stats["mean"] + spread, alpha=0.15)
+    for label, group in floors.groupby("label"):
+        style = {k: v for k, v in FLOOR_STYLES.get(label, DEFAULT_FLOOR).items() if k != "marker"}
+        ax.axhline(group["age_mae"].mean(), label=label, **style)
+    if len(floors):
+        constant = floors["age_mae_constant"].mean()
+        ax.axhline(constant, color="crimson", linestyle="--", label="constant predictor")
+    ax.set_xlabel("pretraining epoch")
+    ax.set_ylabel("validation age MAE (years)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    _save_with_caption(fig, path, caption)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from yaware.evaluate.comparisons import paired_differences, with_q_values
+from yaware.evaluate.controls import control_section
 from yaware.evaluate.markdown import markdown
 from yaware.evaluate.paper import PAPER_AUC, PAPER_METHOD
 from yaware.evaluate.summary import summary_note, summary_tail
@@ -141,9 +142,11 @@ def run_tables(
     tasks: dict,
     inits: dict,
     config: dict,
+    controls: dict | None = None,
 ) -> None:
     """The tables job. ``linear``: the (model, cohort) of each probe file; ``finetune``: the
-    job (init, cohort, n_target, repeat) of each fine-tuning file, in the inputs' order."""
+    job (init, cohort, n_target, repeat) of each fine-tuning file, in the inputs' order;
+    ``controls``: 'positive control' or 'negative control' of each control cohort."""
     probed = gather_linear(
         [(model, path) for (model, _), path in zip(linear, inputs["linear"], strict=True)], models
     )
@@ -157,5 +160,9 @@ def run_tables(
     summary = summary_table(probed, tuned)
     save_table(outputs["summary"], summary)
     note = summary_note(age_site, config)
-    tail = summary_tail(comparisons, config["comparisons"])
+    methods = dict(zip(probed["label"], probed["method"], strict=True))
+    controls_text = control_section(comparisons, methods, controls or {})
+    tail = "\n\n".join(
+        t for t in (controls_text, summary_tail(comparisons, config["comparisons"])) if t
+    )
     markdown(summary, outputs["markdown"], "Results", note, tail=tail)

@@ -55,6 +55,7 @@ from yaware.train.common import (
 )
 from yaware.train.config import FinetuneConfig, build_config, to_dict
 from yaware.train.staging import staged
+from yaware.train.watch import EventLog, effective_batch
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ def _train_classifier(
     meta = {"encoder": cfg.encoder, "mode": "classifier", "yaware_version": __version__}
     meta |= {"config": to_dict(cfg), **origin, **effective_batch(cfg, len(sets["train"]))}
     history: list[dict[str, Any]] = []
+    events = EventLog(out, "finetune", fresh=True)  # TensorBoard, beside metrics.csv
     best_score = -np.inf  # the kept epoch's
 
     def prepare(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,6 +210,8 @@ def _train_classifier(
             best_score = score
             save_checkpoint(out / "best.pt", payload)
         write_history(out / "metrics.csv", history)
+        events.add(row)
+    events.close()
     if "test" in sets:
         _write_test_predictions(out, sets["test"], sets.get("external"), cfg, device, layout)
     return out / "best.pt"

@@ -54,6 +54,7 @@ from yaware.train.pretrain_checks import check_out_dir, check_resume_epochs, che
 from yaware.train.pretrain_data import label_stats, pretraining_sets
 from yaware.train.resume import check_resumable, restore
 from yaware.train.staging import staged
+from yaware.train.watch import EventLog, validation_age_mae
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class _Run:
     corruption: GenesisCorruption | None
     meta: dict[str, Any]
     last: Path
+    layout: torch.memory_format = torch.contiguous_format
     state: dict[str, Any] = field(
         default_factory=lambda: {
             "epoch": 0,
@@ -198,23 +200,33 @@ def pretrain(
             run.state = restore(kept, run)
             log.info("resuming %s at epoch %d step %d", last, run.state["epoch"], run.state["step"])
         end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
-        _train(run, objective, loader, sampler, val_set, shape, device, end)
+        _train(run, objective, loader, sampler, (train_set, val_set), shape, device, end)
     return last
 
 
 def _train(
-    run: _Run, objective: Objective, loader, sampler, val_set, shape, device, end: int
+    run: _Run, objective: Objective, loader, sampler, sets: tuple, shape, device, end: int
 ) -> None:
-    """The epochs from where the run is to ``end``, then the files a workflow manager's
-    retry may have removed."""
+    """The epochs from where the run is to ``end``, each with its validation loss and age
+    probe, then the files a workflow manager's retry may have removed."""
     cfg, out = run.cfg, run.last.parent
+    main = distributed.is_main()  # rank 0 writes every file
+    fresh = run.state["epoch"] == 0 and run.state["step"] == 0
+    events = EventLog(out, "pretrain", fresh) if main else None
     with StopRequest().installed() as stop:
         for epoch in range(run.state["epoch"], end):
             row = _train_epoch(run, objective, loader, sampler, epoch, stop, device)
-            row["val_loss"] = _validate(objective, val_set, shape, cfg, device)
+            row["val_loss"] = _validate(objective, sets[1], shape, cfg, device)
+            # Every method's representation probed for the proxy label, SimCLR's too.
+            row["val_age_mae"] = (
+                validation_age_mae(run.model, *sets, device, run.layout) if main else None
+            )
             row = {key: row[key] for key in HISTORY_COLUMNS}
             _end_epoch(run, row, epoch, out)
-    main = distributed.is_main()  # rank 0 writes every file
+            if events:
+                events.add(row)
+    if events:
+        events.close()
     if main and not (out / "best.pt").exists() and (out / BEST_KEPT).exists():
         publish(out / BEST_KEPT, out / "best.pt")  # removed by a workflow manager's retry
     if main and not (out / "metrics.csv").exists() and run.state["history"]:
@@ -222,7 +234,7 @@ def _train(
     distributed.barrier()
 
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds", "scans_per_s")
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_age_mae", "lr", "seconds", "scans_per_s")
 
 
 def _build(
@@ -263,7 +275,7 @@ def _build(
         "yaware_version": __version__,
         "config": to_dict(cfg),
     }
-    run = _Run(cfg, model, extras, optimizer, scheduler, policy, corruption, meta, last)
+    run = _Run(cfg, model, extras, optimizer, scheduler, policy, corruption, meta, last, layout)
     return run, objective, loader, sampler
 
 

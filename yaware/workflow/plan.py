@@ -34,7 +34,13 @@ TASK_ABBREVIATIONS = {
     "schizophrenia": "SCZ",
     "bipolar": "BD",
     "control": "CTL",
+    "accelerated_ageing": "AGEING",
+    "regional_atrophy": "REGIONAL",
 }
+# The simulator's controls with known ground truth: which control each diagnosis is, and
+# its brain-age gap where the config's synthetic.brain_age_gap does not name it.
+CONTROLS = {"accelerated_ageing": "positive control", "regional_atrophy": "negative control"}
+CONTROL_GAPS = {"accelerated_ageing": 10.0, "regional_atrophy": 0.0}
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,12 @@ class Plan:
         def side(values: list) -> str:
             return "+".join(TASK_ABBREVIATIONS.get(str(v), str(v)) for v in values)
 
-        return f"{side(task['positive'])} vs {side(task['negative'])}"
+        name = f"{side(task['positive'])} vs {side(task['negative'])}"
+        return f"{name} ({control})" if (control := self.control_of(cohort)) else name
+
+    def control_of(self, cohort: str) -> str:
+        """'positive control' or 'negative control' for a simulated control cohort, else ''."""
+        return CONTROLS.get(str(self.cohorts[cohort].get("diagnosis")), "")
 
     def n_targets(self, cohort: str) -> list[int]:
         return self.cohorts[cohort].get("n_target") or self.config["splits"]["n_target"]
@@ -152,7 +163,7 @@ class Plan:
         healthy controls. Another disease's gap then resimulates no cohort without that
         disease (and so retrains nothing pretrained on healthy scans)."""
         diagnosis = self.config["synthetic"]["cohorts"][synthetic].get("diagnosis")
-        gaps = self.config["synthetic"]["brain_age_gap"]
+        gaps = CONTROL_GAPS | self.config["synthetic"]["brain_age_gap"]
         return order_free({diagnosis: gaps[diagnosis]} if diagnosis in gaps else {})
 
     def cohort_keys(self, cohort: str, keys: tuple[str, ...]) -> dict:
@@ -201,6 +212,8 @@ class Plan:
         if not self.evaluation_cohorts:
             return [f"results/probes/{model}/age_site.json" for model in self.models]
         figures = ["results/figures/fig1_auc_vs_n_target.png"]
+        if self.experiments:  # the validation age probe of each epoch
+            figures.append("results/figures/fig4_age_mae_by_epoch.png")
         if {"yaware", "simclr"} & {e.method for e in self.experiments.values()}:
             figures.append("results/figures/fig3_sigma.png")  # AUC and age MAE against sigma
         if self.umap_models:
@@ -257,6 +270,7 @@ def cohorts_of(config: dict) -> dict[str, dict]:
             "cat12_root": f"results/synth/{name}/cat12",
             "voxel_mm": config["synthetic"]["voxel_mm"],
             "task": task,
+            "diagnosis": spec.get("diagnosis"),
             "synthetic": True,
         }
     for name, spec in config["cohorts"].items():

@@ -1,0 +1,94 @@
+"""Training you can watch: each pretraining epoch's validation age probe, and every
+epoch's numbers as TensorBoard event files beside ``metrics.csv``
+(``tensorboard --logdir results/pretrain``)."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from yaware.augment.transforms import ZScore
+
+log = logging.getLogger(__name__)
+
+# Training scans the per-epoch probe fits on: evenly spaced over the set, the same each
+# epoch. The workflow's age_site_probe fits on every training scan of the final encoder.
+PROBE_TRAIN_SCANS = 512
+PROBE_BATCH = 32
+EVENT_FILES = "events.out.tfevents.*"
+
+
+@torch.no_grad()
+def _representations(
+    model: nn.Module, dataset: Dataset, rows: np.ndarray, device: torch.device, layout
+) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's representation of the z-scored scans ``rows`` and their first label."""
+    zscore, features, labels = ZScore(), [], []
+    for start in range(0, len(rows), PROBE_BATCH):
+        items = [dataset[int(i)] for i in rows[start : start + PROBE_BATCH]]
+        x = torch.stack([x for x, _ in items]).to(device).float().contiguous(memory_format=layout)
+        features.append(model.representation(zscore.apply(x, {})).float().cpu().numpy())
+        labels += [float(np.asarray(y, dtype=float).reshape(-1)[0]) for _, y in items]
+    return np.concatenate(features), np.asarray(labels)
+
+
+def validation_age_mae(
+    model: nn.Module, train: Dataset, val: Dataset | None, device: torch.device, layout
+) -> float | None:
+    """MAE of a ridge probe of the (first) proxy label, age by default: fitted on up to
+    ``PROBE_TRAIN_SCANS`` training scans' representations, scored on the validation scans.
+    None without a validation set of two scans or more."""
+    if val is None or len(val) < 2:
+        return None
+    rows = np.unique(np.linspace(0, len(train) - 1, min(len(train), PROBE_TRAIN_SCANS)).astype(int))
+    from yaware.evaluate.probes import age_probe  # scikit-learn: only when a run probes
+
+    was_training = model.training
+    model.eval()
+    try:
+        train_x, train_y = _representations(model, train, rows, device, layout)
+        val_x, val_y = _representations(model, val, np.arange(len(val)), device, layout)
+    finally:
+        model.train(was_training)
+    return age_probe(train_x, train_y, val_x, val_y)["age_mae"]
+
+
+def effective_batch(cfg: Any, n_train: int) -> dict[str, int]:
+    """The batch each step trains on, warned about when the set is smaller than
+    ``batch_size``; what a checkpoint's meta records."""
+    batch = min(cfg.batch_size, n_train)
+    if cfg.batch_size > n_train:
+        log.warning(
+            "batch_size %d is larger than the %d training scans: each step trains on all of "
+            "them (effective batch %d, recorded in the checkpoint's meta)",
+            cfg.batch_size,
+            n_train,
+            batch,
+        )
+    return {"effective_batch_size": batch}
+
+
+class EventLog:
+    """TensorBoard scalars of each epoch's row, under ``<stage>/<key>``, in ``folder``."""
+
+    def __init__(self, folder: Path, stage: str, fresh: bool) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: ~1 s
+
+        if fresh:  # a run started over: the earlier run's curves are not this one's
+            for old in folder.glob(EVENT_FILES):
+                old.unlink()
+        self.stage = stage
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def add(self, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, int | float):
+                self.writer.add_scalar(f"{self.stage}/{key}", float(value), int(row["epoch"]))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
