@@ -93,6 +93,11 @@ class Plan:
         return [name for name in self.models if name != PCA_NAME]
 
     @property
+    def floor_models(self) -> list[str]:
+        """The representations no pretraining made (PCA of the voxels, random encoders)."""
+        return [name for name, spec in self.models.items() if spec["kind"] == "floor"]
+
+    @property
     def pretraining(self) -> dict:
         return self.config["pretraining"]
 
