@@ -80,13 +80,19 @@ def train_and_probe(run: Path, cohort: str, keys: dict, scratch: Path) -> dict[s
         maes[kept] = probe(run, cohort, features)["age_mae"]
     history = pd.read_csv(scratch / "metrics.csv")
     best = history.loc[history["val_loss"].idxmin()]
+    by_probe = history.loc[history["val_age_mae"].idxmin()]  # the engine's per-epoch probe
     return {
+        "epoch_probe": f"{by_probe['val_age_mae']:.2f} ({int(by_probe['epoch'])})",
         "age_mae": maes["best"],
         "age_mae_last": maes["last"],
         "best_epoch": int(best["epoch"]),
         "train_loss": float(history["train_loss"].iloc[-1]),
         "seconds": seconds,
     }
+
+
+def _floor_row(label: str, mae: float) -> list[str]:
+    return [label, "", f"{mae:.2f}", *[""] * 6]
 
 
 def voxel_floors(run: Path, cohort: str, components: int = 128) -> list[list]:
@@ -109,7 +115,7 @@ def voxel_floors(run: Path, cohort: str, components: int = 128) -> list[list]:
             path = Path(tmp) / "pca.npy"
             np.save(path, pca.transform(x).astype(np.float32))
             mae = probe(run, cohort, path)["age_mae"]
-            rows.append([f"floor: PCA of the {name}", "", f"{mae:.2f}", "", "", "", "", ""])
+            rows.append(_floor_row(f"floor: PCA of the {name}", mae))
     return rows
 
 
@@ -117,11 +123,11 @@ def floors(run: Path) -> list[list]:
     """The floors as the run's own age_site table has them (mean over seeds)."""
     table = pd.read_csv(run / "results" / "tables" / "age_site.csv")
     rows = [
-        [f"floor: {label}", "", f"{group['age_mae'].mean():.2f}", "", "", "", "", ""]
+        _floor_row(f"floor: {label}", group["age_mae"].mean())
         for label, group in table[table["kind"] == "floor"].groupby("label")
     ]
     constant = table["age_mae_constant"].mean()
-    return [*rows, ["floor: constant predictor", "", f"{constant:.2f}", "", "", "", "", ""]]
+    return [*rows, _floor_row("floor: constant predictor", constant)]
 
 
 def main() -> None:
@@ -149,15 +155,16 @@ def main() -> None:
                     keys |= {"seed": seed, "out_dir": str(scratch)}
                     results.append(train_and_probe(args.run, args.cohort, keys, scratch))
                 maes = [r["age_mae"] for r in results]
-                spread = statistics.stdev(maes) if len(maes) > 1 else float("nan")
+                spread = f"{statistics.stdev(maes):.2f}" if len(maes) > 1 else ""
                 last = statistics.mean(r["age_mae_last"] for r in results)
                 rows.append(
                     [
                         variant,
                         method,
                         f"{statistics.mean(maes):.2f}",
-                        f"{spread:.2f}",
+                        spread,
                         f"{last:.2f}",
+                        " ".join(r["epoch_probe"] for r in results),
                         " ".join(str(r["best_epoch"]) for r in results),
                         f"{statistics.mean(r['train_loss'] for r in results):.3f}",
                         f"{statistics.mean(r['seconds'] for r in results):.0f}",
@@ -165,6 +172,7 @@ def main() -> None:
                 )
                 print(" | ".join(rows[-1]), flush=True)
     header = ["variant", "method", "age MAE (best.pt)", "sd over seeds", "age MAE (last.pt)"]
+    header += ["lowest epoch probe (epoch)"]
     header += ["best epoch", "last train loss", "s"]
     print(f"\nseeds {args.seeds}; validation age probe of the pretraining split\n")
     print(markdown_table(header, rows + voxel_floors(args.run, args.cohort) + floors(args.run)))

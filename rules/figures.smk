@@ -73,7 +73,7 @@ rule figure_sigma:
 rule figure_age_curve:
     input:
         metrics=[f"results/pretrain/{e}/metrics.csv" for e in EXPERIMENTS],
-        age_site="results/tables/age_site.csv",
+        floors=[f"results/probes/{m}/age_site.json" for m in PLAN.floor_models],
     output:
         report(
             "results/figures/fig4_age_mae_by_epoch.png",
@@ -88,6 +88,7 @@ rule figure_age_curve:
         code=code_version("figure_age_curve"),
         labels=[MODELS[e]["label"] for e in EXPERIMENTS],
         seeds=[EXPERIMENTS[e].seed for e in EXPERIMENTS],
-        config=config,
+        floor_labels=[MODELS[m]["label"] for m in PLAN.floor_models],
+        pretraining=job_settings(config["pretraining"]),
     script:
         "../workflow_scripts/figure_age_curve.py"

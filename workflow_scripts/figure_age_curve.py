@@ -9,7 +9,7 @@ run_logged(
     metrics=list(snakemake.input.metrics),
     labels=snakemake.params.labels,
     seeds=snakemake.params.seeds,
-    age_site=snakemake.input.age_site,
+    floors=dict(zip(snakemake.params.floor_labels, snakemake.input.floors, strict=True)),
     out=snakemake.output[0],
-    config=snakemake.params.config,
+    pretraining=snakemake.params.pretraining,
 )

@@ -1,6 +1,9 @@
 """The figure jobs: the paper's Figures 1 to 3, each drawn from files the workflow wrote,
 with a caption that names the pretraining and those files."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -28,10 +31,15 @@ def run_figure_sigma(linear: str, age_site: str, out: str, config: dict) -> None
 
 
 def run_figure_age_curve(
-    metrics: list[str], labels: list[str], seeds: list[int], age_site: str, out: str, config: dict
+    metrics: list[str],
+    labels: list[str],
+    seeds: list[int],
+    floors: dict[str, str],
+    out: str,
+    pretraining: dict,
 ) -> None:
     """Figure 4: the validation age probe of every pretraining, epoch by epoch (each job's
-    metrics.csv), beside the floors of age_site.csv."""
+    metrics.csv), beside the floors' final age probe (their age_site.json, by label)."""
     curves = pd.concat(
         [
             pd.read_csv(path)[["epoch", "val_age_mae"]].assign(label=label, seed=seed)
@@ -39,14 +47,16 @@ def run_figure_age_curve(
         ],
         ignore_index=True,
     )
-    table = pd.read_csv(age_site)
+    floor_rows = pd.DataFrame(
+        [{"label": label, **json.loads(Path(path).read_text())} for label, path in floors.items()]
+    )
     caption = (
         "Ridge probe of age on a fixed subset of the training scans' representations, scored "
-        f"on the validation scans after each epoch; {describe_pretraining(config['pretraining'])}"
-        f"; floors: the final probe of {age_site}; data: results/pretrain/<experiment>/"
-        f"metrics.csv of {len(metrics)} runs"
+        f"on the validation scans after each epoch; {describe_pretraining(pretraining)}; "
+        f"data: results/pretrain/<experiment>/metrics.csv of {len(metrics)} runs; floors: "
+        f"{', '.join(floors.values())}"
     )
-    age_mae_by_epoch(curves, table[table["kind"] == "floor"], out, caption)
+    age_mae_by_epoch(curves, floor_rows, out, caption)
 
 
 def run_figure_umap(

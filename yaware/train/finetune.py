@@ -55,7 +55,7 @@ from yaware.train.common import (
 )
 from yaware.train.config import FinetuneConfig, build_config, to_dict
 from yaware.train.staging import staged
-from yaware.train.watch import EventLog, effective_batch
+from yaware.train.watch import EventLog
 
 log = logging.getLogger(__name__)
 

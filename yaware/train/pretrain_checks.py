@@ -12,7 +12,6 @@ from yaware.data.qc_metrics import MAX_AGE_YEARS
 from yaware.errors import CheckpointError, OutputError
 from yaware.train.common import effective_batch
 from yaware.train.config import PretrainConfig, as_list
-from yaware.train.watch import effective_batch
 
 log = logging.getLogger(__name__)
 

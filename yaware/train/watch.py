@@ -57,21 +57,6 @@ def validation_age_mae(
     return age_probe(train_x, train_y, val_x, val_y)["age_mae"]
 
 
-def effective_batch(cfg: Any, n_train: int) -> dict[str, int]:
-    """The batch each step trains on, warned about when the set is smaller than
-    ``batch_size``; what a checkpoint's meta records."""
-    batch = min(cfg.batch_size, n_train)
-    if cfg.batch_size > n_train:
-        log.warning(
-            "batch_size %d is larger than the %d training scans: each step trains on all of "
-            "them (effective batch %d, recorded in the checkpoint's meta)",
-            cfg.batch_size,
-            n_train,
-            batch,
-        )
-    return {"effective_batch_size": batch}
-
-
 class EventLog:
     """TensorBoard scalars of each epoch's row, under ``<stage>/<key>``, in ``folder``."""
 
