@@ -133,7 +133,9 @@ rule tables:
         linear=[(m, c) for m in MODELS for c in EVALUATION_COHORTS],
         finetune=[vars(job) for job in PLAN.finetune_jobs],
         tasks={c: PLAN.task_name(c) for c in EVALUATION_COHORTS},
-        controls={c: PLAN.control_of(c) for c in EVALUATION_COHORTS if PLAN.control_of(c)},
+        controls={
+            c: PLAN.control_of(c) for c in EVALUATION_COHORTS if PLAN.control_of(c)
+        },
         inits=PLAN.finetune_inits,
         config=config,
         code=code_version("tables"),

@@ -32,6 +32,7 @@ from tests.workflow.helpers import (
     wait_until,
 )
 from yaware.models.checkpoint import read_checkpoint
+from yaware.train.watch import EVENT_FILES
 from yaware.workflow.launch import first_host
 
 pytestmark = pytest.mark.slurm
@@ -126,9 +127,13 @@ def local_run(tmp_path_factory):
 
 
 def _result_files(workdir: Path) -> set[str]:
+    """The result files by name; a TensorBoard event file by its folder, since its name
+    holds the host, the time and the pid (and a resumed run writes a second one)."""
     root = workdir / "results"
     return {
-        str(p.relative_to(root))
+        str(p.parent.relative_to(root) / EVENT_FILES)
+        if p.match(EVENT_FILES)
+        else str(p.relative_to(root))
         for p in root.rglob("*")
         if p.is_file() and p.relative_to(root).parts[:2] != ("logs", "slurm")
     }

@@ -54,26 +54,33 @@ def validation_age_mae(
         val_x, val_y = _representations(model, val, np.arange(len(val)), device, layout)
     finally:
         model.train(was_training)
+    if not (np.isfinite(train_x).all() and np.isfinite(val_x).all()):
+        return None  # a diverged encoder: the epoch's finite-loss check names it
     return age_probe(train_x, train_y, val_x, val_y)["age_mae"]
 
 
 class EventLog:
-    """TensorBoard scalars of each epoch's row, under ``<stage>/<key>``, in ``folder``."""
+    """TensorBoard scalars of each epoch's row, under ``<stage>/<key>``, in ``folder``.
+    The event file is opened with the first row, after that epoch's checkpoint is written,
+    so a run that fails before it leaves no file."""
 
     def __init__(self, folder: Path, stage: str, fresh: bool) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: ~1 s
-
-        if fresh:  # a run started over: the earlier run's curves are not this one's
-            for old in folder.glob(EVENT_FILES):
-                old.unlink()
-        self.stage = stage
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.folder, self.stage, self.fresh = folder, stage, fresh
+        self.writer = None
 
     def add(self, row: dict[str, Any]) -> None:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: ~1 s
+
+            if self.fresh:  # a run started over: the earlier run's curves are not this one's
+                for old in self.folder.glob(EVENT_FILES):
+                    old.unlink()
+            self.writer = SummaryWriter(log_dir=str(self.folder))
         for key, value in row.items():
             if key != "epoch" and isinstance(value, int | float):
                 self.writer.add_scalar(f"{self.stage}/{key}", float(value), int(row["epoch"]))
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
