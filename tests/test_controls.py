@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from yaware.data.synth import regional_log_change
+from yaware.data.brain_effects import regional_log_change
 from yaware.evaluate.controls import NOT_SHOWN, control_section
 
 METHODS = {"SimCLR": "simclr", "y-Aware (sigma=2)": "yaware", "y-Aware (sigma=5)": "yaware"}

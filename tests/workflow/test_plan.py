@@ -126,19 +126,18 @@ def test_control_cohorts_are_named_marked_and_aged_by_their_own_gap():
     assert planned.brain_age_gap("adni") == {"alzheimer": 10.0}
 
 
-def test_the_controls_config_adds_both_controls_to_the_default_run():
-    """config/controls.yaml, given with --configfile, merges into config/config.yaml as
-    Snakemake merges them: the default's cohorts plus the two controls."""
-    from snakemake.utils import update_config
-
+def test_the_default_run_holds_both_controls():
+    """The default config plans a positive and a negative control beside the disease
+    tasks, each marked as such, with its recipe's brain-age gap."""
     config = _config()
-    update_config(config, yaml.safe_load((REPO / "config" / "controls.yaml").read_text()))
     validate(config, str(REPO / "config" / "schema.yaml"))
     planned = plan(config)
-    default = [
-        c for c, spec in _config()["synthetic"]["cohorts"].items() if spec["role"] == "evaluate"
+    assert planned.evaluation_cohorts[-2:] == ["ageing_control", "regional_control"]
+    assert [c for c in planned.evaluation_cohorts if planned.control_of(c)] == [
+        "ageing_control",
+        "regional_control",
     ]
-    assert planned.evaluation_cohorts == [*default, "ageing_control", "regional_control"]
     assert planned.task_name("ageing_control") == "AGEING vs CTL (positive control)"
     assert planned.task_name("regional_control") == "REGIONAL vs CTL (negative control)"
     assert planned.brain_age_gap("ageing_control") == {"accelerated_ageing": 10.0}
+    assert planned.brain_age_gap("regional_control") == {"regional_atrophy": 0.0}

@@ -5,13 +5,17 @@ Every scan starts from the ICBM152 2009 grey-matter template that ships inside n
 (no download), resampled to the CAT12 box at the configured voxel size and scaled to an
 adult grey-matter volume. Per subject it then applies:
 
-- ageing: a global decline (about -0.3 %/year in young adults, -0.8 %/year after 60) plus
-  faster regional loss in insula, frontal, superior parietal and cingulate cortex, the
-  hippocampus (about -1.4 %/year in the elderly) and periventricular grey matter;
+- ageing: a global decline (about -0.3 %/year in young adults, -0.8 %/year after 60) whose
+  rate varies smoothly over the brain (one fixed map for every subject, SD
+  ``ageing_map_sd`` %/year), plus faster regional loss in insula, frontal, superior
+  parietal and cingulate cortex, the hippocampus (about -1.4 %/year in the elderly) and
+  periventricular grey matter;
 - diagnosis: accelerated ageing by the disease's brain-age gap (BrainAGE studies) plus
   its own regional pattern (AD: medial temporal 10-25 % lower; schizophrenia: small
   hippocampal, amygdala, thalamic, frontal and temporal deficits, Cohen's d about -0.3 to
   -0.5; bipolar disorder: smaller still);
+- head size: a modulated map scales with the subject's TIV, whose spread (SD 7 %) TIV
+  scaling removes; the GM fraction of TIV keeps a 3 % spread at a given age;
 - sex: males about 10 % larger (a modulated map scales with local volume);
 - smooth per-subject variability, so no two scans are alike;
 - site: intensity scale and offset, extra smoothness, noise level, a smooth
@@ -44,72 +48,19 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from yaware.data.brain_effects import (
+    AGEING_MAP_SD,
+    AGEING_MAP_SEED,
+    GM_FRACTION_SD,
+    REGIONS,
+    global_ageing,
+    regional_log_change,
+)
 from yaware.data.cat12 import image_path, report_path, write_report
 from yaware.data.grid import Grid, cat12_grid
 from yaware.io import save_table, write_atomic
 
 log = logging.getLogger(__name__)
-
-# Bilateral region centres (MNI mm, left hemisphere; mirrored on x) and blob widths (mm).
-REGIONS: dict[str, tuple[tuple[float, float, float], float]] = {
-    "hippocampus": ((-26.0, -22.0, -14.0), 7.0),
-    "amygdala": ((-23.0, -4.0, -20.0), 6.0),
-    "parahippocampal": ((-24.0, -32.0, -16.0), 7.0),
-    "temporal": ((-55.0, -20.0, -10.0), 12.0),
-    "insula": ((-38.0, 4.0, 2.0), 9.0),
-    "frontal": ((-28.0, 40.0, 30.0), 14.0),
-    "parietal": ((-26.0, -60.0, 56.0), 12.0),
-    "cingulate": ((-5.0, 24.0, 28.0), 9.0),
-    "precuneus": ((-6.0, -56.0, 34.0), 10.0),
-    "thalamus": ((-12.0, -18.0, 8.0), 7.0),
-    "periventricular": ((-14.0, 8.0, 12.0), 8.0),
-}
-
-# Extra regional ageing in %/year, over the global decline (from age 30; hippocampus
-# accelerates after 60).
-REGIONAL_AGEING = {
-    "insula": 0.30,
-    "frontal": 0.30,
-    "parietal": 0.25,
-    "cingulate": 0.25,
-    "periventricular": 0.30,
-    "hippocampus": 0.10,
-}
-HIPPOCAMPAL_ELDERLY_EXTRA = 0.50  # %/year after 60: about -1.4 %/year in total
-
-# Regional GM change (fraction) of each diagnosis, beyond its accelerated ageing.
-# AD: medial temporal 10-25 % lower, milder posterior cingulate/precuneus loss.
-# SCZ: ENIGMA Cohen's d x the regional between-subject SD of these maps (about 7 %).
-# BD: about half of SCZ.
-DISEASE_PATTERNS: dict[str, dict[str, float]] = {
-    "alzheimer": {
-        "hippocampus": -0.18,
-        "amygdala": -0.15,
-        "parahippocampal": -0.12,
-        "temporal": -0.05,
-        "precuneus": -0.05,
-        "cingulate": -0.03,
-    },
-    "schizophrenia": {
-        "hippocampus": -0.032,
-        "amygdala": -0.022,
-        "thalamus": -0.022,
-        "frontal": -0.030,
-        "temporal": -0.030,
-        "insula": -0.020,
-    },
-    "bipolar": {
-        "hippocampus": -0.015,
-        "frontal": -0.012,
-        "insula": -0.012,
-        "thalamus": -0.010,
-    },
-}
-
-# Controls with known ground truth (yaware.workflow.plan.CONTROLS): accelerated ageing
-# alone (its gap, no pattern; positive), AD's regional pattern alone (no gap; negative).
-DISEASE_PATTERNS["accelerated_ageing"] = {}
-DISEASE_PATTERNS["regional_atrophy"] = dict(DISEASE_PATTERNS["alzheimer"])
 
 PLANTED_FAILURES = ("noise", "misregistration", "wrong_tissue")
 
@@ -137,6 +88,11 @@ class SimulationSettings:
     """Settings shared by the cohorts of one simulation."""
 
     voxel_mm: float = 3.0
+    # SD over the brain of the voxelwise GM ageing rate around the global decline, in
+    # %/year: calibrated so that the PCA + ridge age floor of the default pretraining
+    # cohort is about 5 years, the published floor over the lifespan
+    # (benchmarks/simulator_age_floor.py; Franke et al. 2010, NeuroImage 50:883).
+    ageing_map_sd: float = AGEING_MAP_SD
     brain_age_gap: Mapping[str, float] = field(
         default_factory=lambda: {"alzheimer": 10.0, "schizophrenia": 5.5, "bipolar": 1.5}
     )
@@ -176,18 +132,12 @@ def _region_blobs(voxel_mm: float) -> dict[str, np.ndarray]:
     return blobs
 
 
-def global_ageing(age: float) -> float:
-    """Relative global GM volume: -0.3 %/year from 20, another -0.5 %/year after 55."""
-    return math.exp(-0.003 * (age - 20.0) - 0.005 * max(0.0, age - 55.0))
-
-
-def regional_log_change(age: float, diagnosis: str | None) -> dict[str, float]:
-    """Log GM change per region for one subject (ageing beyond the global decline, disease)."""
-    change = {r: -rate / 100 * max(0.0, age - 30.0) for r, rate in REGIONAL_AGEING.items()}
-    change["hippocampus"] -= HIPPOCAMPAL_ELDERLY_EXTRA / 100 * max(0.0, age - 60.0)
-    for region, effect in DISEASE_PATTERNS.get(diagnosis or "", {}).items():
-        change[region] = change.get(region, 0.0) + math.log1p(effect)
-    return change
+@cache
+def ageing_map(voxel_mm: float) -> np.ndarray:
+    """Where grey matter ages faster (positive) or slower than the global decline: a
+    smooth field of unit SD, the same for every subject and cohort."""
+    shape = cat12_grid(voxel_mm).shape
+    return _smooth_field(np.random.default_rng(AGEING_MAP_SEED), shape, 18.0 / voxel_mm)
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 6) -> np.ndarray:
@@ -291,11 +241,14 @@ def simulate_scan(
     log_change = np.zeros(gm.shape, np.float32)
     for region, value in regional_log_change(brain_age, diagnosis).items():
         log_change += value * blobs[region]
+    ageing_rate = settings.ageing_map_sd / 100 * ageing_map(settings.voxel_mm)
+    log_change -= ageing_rate * (brain_age - 20.0)
     # Stable over sessions of a subject: global size and the smooth anatomy field.
     # Two scales of smooth anatomy variation: inter-subject correlations of the maps end
     # near those of real CAT12 maps (r about 0.85-0.95) rather than near 1.
     anatomy = 0.10 * _smooth_field(subject, gm.shape) + 0.12 * _smooth_field(subject, gm.shape, 3)
-    individual = subject.normal(1.0, 0.05) * np.clip(1.0 + anatomy, 0.3, None)
+    head = float(row["_tiv_factor"]) * subject.normal(1.0, GM_FRACTION_SD)
+    individual = head * np.clip(1.0 + anatomy, 0.3, None)
     sex_scale = 1.10 if row["sex"] == "M" else 1.0
     tissue = wm if row["planted_failure"] == "wrong_tissue" else gm
     scan = 0.72 * tissue * global_ageing(brain_age) * sex_scale * individual * np.exp(log_change)
