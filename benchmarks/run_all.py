@@ -43,6 +43,12 @@ BENCHMARKS = [
     ),
     ("DenseNet121 step on a GPU: lower bound", "benchmarks.step_bounds", [], []),
     ("Encoder costs", "benchmarks.encoder_costs", [], ["--grids", "6"]),
+    (
+        "The simulator's age signal against a published floor",
+        "benchmarks.simulator_age_floor",
+        [],
+        ["--values", "0.12", "--seeds", "0"],
+    ),
 ]
 
 

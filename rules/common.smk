@@ -5,12 +5,13 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from yaware.workflow.checks import check_cohort_files, check_finite, check_model_files
-from yaware.workflow.experiments import SCRATCH_NAME
+from yaware.workflow.experiments import SCRATCH_NAME, leave_out_null_methods
 from yaware.workflow.fingerprint import code_fingerprint
 from yaware.workflow.plan import QC_THRESHOLDS, SHARED_SCANS, cohorts_of, plan
 from yaware.workflow.rule_params import SPEED_ONLY, job_settings, order_free
 
 validate(config, schema="../config/schema.yaml")
+leave_out_null_methods(config)
 check_finite(config)
 check_cohort_files(cohorts_of(config), config)
 PLAN = plan(config)

@@ -333,3 +333,31 @@ def test_encoder_costs_counts_on_the_meta_device_what_a_real_pass_counts():
         assert float(params) == pytest.approx(millions, abs=0.05)
         assert int(features) == model.num_features
         assert float(ratio) == pytest.approx(float(gflops) / baseline, abs=0.01)
+
+
+def test_simulator_age_floor_finds_more_age_where_the_ageing_map_is_stronger(tmp_path):
+    """The calibration benchmark on a 200-subject cohort: the PCA floor falls as the
+    voxelwise ageing rate spreads, on raw and z-scored voxels, and stays under the constant."""
+    config = yaml.safe_load((Path(__file__).parents[1] / "config/config.yaml").read_text())
+    cohorts = config["synthetic"]["cohorts"]
+    cohorts["bhb"] = cohorts["bhb"] | {"n_subjects": 200}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    done = run_benchmark(
+        "simulator_age_floor",
+        "--values",
+        "0",
+        "0.3",
+        "--seeds",
+        "0",
+        "--config",
+        str(tmp_path / "c.yaml"),
+    )
+    rows = {
+        float(cells[0]): [float(c.split()[0]) for c in cells[1:]]
+        for line in done.stdout.splitlines()
+        if line.startswith("| 0")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    (raw_off, z_off, constant), (raw_on, z_on, _) = rows[0.0], rows[0.3]
+    assert raw_on < raw_off - 1 and z_on < z_off - 1
+    assert max(raw_on, z_on) < constant

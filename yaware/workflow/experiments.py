@@ -51,12 +51,22 @@ UNREAD_SETTINGS = {
 }
 
 
+def leave_out_null_methods(config: dict) -> None:
+    """Remove the pretraining methods set to null: how a config given on top of another
+    (``--configfile``) drops one of its methods, since Snakemake merges the two."""
+    methods = config["pretraining"]["methods"]
+    config["pretraining"]["methods"] = {m: o for m, o in methods.items() if o is not None}
+
+
 def experiments(pretraining: dict) -> list[Experiment]:
-    """Every experiment of the config's ``pretraining`` section (methods x sigmas x seeds)."""
+    """Every experiment of the config's ``pretraining`` section (methods x sigmas x seeds);
+    a method set to null is left out."""
     out = []
     for seed in pretraining["seeds"]:
         for method, options in pretraining["methods"].items():
-            sigmas = (options or {}).get("sigma")
+            if options is None:
+                continue
+            sigmas = options.get("sigma")
             # Model Genesis trains on its own corruptions of unaugmented scans: named with
             # augmentation "none", it is not retrained for another augmentation.
             unread = "augmentation" in UNREAD_SETTINGS[method]
