@@ -202,3 +202,22 @@ def test_a_tie_within_rounding_error_counts_half():
     )
     row = paired_differences(frame, "auc", ["simclr"], "linear probe").iloc[0]
     assert row["p_better"] == pytest.approx(0.75)  # a tie and a win
+
+
+def test_q_values_are_computed_when_an_evaluation_has_no_rows():
+    """With fine-tuning switched off its table is empty; the linear probe's tested rows
+    still get their q-values (the concatenation must not leave p-values as objects)."""
+    from yaware.evaluate.tables import compare
+
+    linear = pd.concat(
+        [
+            _rows("y-Aware", "yaware", lambda seed, repeat: 0.70 + 0.01 * repeat),
+            _rows("SimCLR", "simclr", lambda seed, repeat: 0.60 + 0.03 * seed),
+        ],
+        ignore_index=True,
+    )
+    no_fine_tuning = pd.DataFrame(columns=linear.columns)
+    table = compare(linear, no_fine_tuning, {"baselines": ["simclr"], "confidence": 0.95})
+    assert len(table) == 1 and table["p_value"].dtype == float
+    assert table["q_value"].iloc[0] == pytest.approx(table["p_value"].iloc[0])
+    assert 0 < table["p_value"].iloc[0] < 1

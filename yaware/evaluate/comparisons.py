@@ -134,8 +134,10 @@ def paired_differences(
 def with_q_values(table: pd.DataFrame) -> pd.DataFrame:
     """Benjamini-Hochberg q-values over every tested row of the table: a table of many
     comparisons finds some p < 0.05 by chance alone."""
-    tested = table["p_value"].notna()
+    # An evaluation without rows (fine-tuning switched off) leaves the column of objects.
+    p_values = table["p_value"].astype(float)
+    tested = p_values.notna()
     q = pd.Series(np.nan, index=table.index)
     if tested.any():
-        q[tested] = stats.false_discovery_control(table.loc[tested, "p_value"].to_numpy())
-    return table.assign(q_value=q)
+        q[tested] = stats.false_discovery_control(p_values[tested].to_numpy())
+    return table.assign(p_value=p_values, q_value=q)
