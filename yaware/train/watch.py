@@ -2,7 +2,6 @@
 epoch's numbers as TensorBoard event files beside ``metrics.csv``
 (``tensorboard --logdir results/pretrain``)."""
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from yaware.augment.transforms import ZScore
-
-log = logging.getLogger(__name__)
 
 # Training scans the per-epoch probe fits on: evenly spaced over the set, the same each
 # epoch. The workflow's age_site_probe fits on every training scan of the final encoder.
