@@ -227,6 +227,11 @@ def simulate_subjects(spec: CohortSpec, settings: SimulationSettings) -> pd.Data
     return table
 
 
+def _brain_age(age: float, diagnosis: str, settings: SimulationSettings) -> float:
+    """A scan's age plus its diagnosis's brain-age gap (none for a control)."""
+    return age + float(settings.brain_age_gap.get(diagnosis, 0.0))
+
+
 def simulate_scan(
     row: Mapping[str, Any], sites: Sequence[_Site], settings: SimulationSettings
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -237,7 +242,7 @@ def simulate_scan(
     subject = np.random.default_rng(int(row["_subject_seed"]))
     scan_rng = np.random.default_rng([int(row["_subject_seed"]), int(row["session"])])
     diagnosis = None if row["diagnosis"] == "control" else str(row["diagnosis"])
-    brain_age = float(row["age"]) + float(settings.brain_age_gap.get(diagnosis or "", 0.0))
+    brain_age = _brain_age(float(row["age"]), str(row["diagnosis"]), settings)
     log_change = np.zeros(gm.shape, np.float32)
     for region, value in regional_log_change(brain_age, diagnosis).items():
         log_change += value * blobs[region]
@@ -321,8 +326,10 @@ def write_cohort(root: str | Path, spec: CohortSpec, settings: SimulationSetting
     with ThreadPoolExecutor(max(1, settings.threads)) as pool:
         tivs = list(pool.map(write_one, records))
     table["tiv"] = np.round(tivs, 4)  # as written in the report
-    gaps = table["diagnosis"].map(lambda d: float(settings.brain_age_gap.get(d, 0.0)))
-    table["brain_age"] = table["age"] + gaps  # what simulate_scan aged each scan by
+    table["brain_age"] = [  # what simulate_scan aged each scan by
+        _brain_age(age, diagnosis, settings)
+        for age, diagnosis in zip(table["age"], table["diagnosis"], strict=True)
+    ]
     hidden = ["planted_failure", "brain_age"]
     save_table(root / "truth.tsv", table[["participant_id", "session", *hidden]])
     public = [c for c in table.columns if not c.startswith("_") and c not in hidden]

@@ -59,13 +59,11 @@ def leave_out_null_methods(config: dict) -> None:
 
 
 def experiments(pretraining: dict) -> list[Experiment]:
-    """Every experiment of the config's ``pretraining`` section (methods x sigmas x seeds);
-    a method set to null is left out."""
+    """Every experiment of the config's ``pretraining`` section (methods x sigmas x seeds),
+    once ``leave_out_null_methods`` has removed the methods set to null."""
     out = []
     for seed in pretraining["seeds"]:
         for method, options in pretraining["methods"].items():
-            if options is None:
-                continue
             sigmas = options.get("sigma")
             # Model Genesis trains on its own corruptions of unaugmented scans: named with
             # augmentation "none", it is not retrained for another augmentation.
