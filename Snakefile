@@ -15,23 +15,12 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-
-
-wildcard_constraints:
-    cohort=one_of(COHORTS),
-    synthetic=one_of(PLAN.synthetic),
-    experiment=one_of(EXPERIMENTS),
-    init=one_of([*EXPERIMENTS, *PLAN.external, SCRATCH_NAME]),
-    model=one_of(MODELS),
-    n_target=r"\d+",
-    repeat=r"\d+",
-
-
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
 include: "rules/features.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
+include: "rules/openbhb.smk"
 
 
 rule all:

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from yaware.workflow.checks import check_cohort_files, check_finite, check_model_files
 from yaware.workflow.experiments import SCRATCH_NAME, leave_out_null_methods
 from yaware.workflow.fingerprint import code_fingerprint
+from yaware.workflow.openbhb_plan import OPENBHB_KEYS, OPENBHB_TABLE
 from yaware.workflow.plan import QC_THRESHOLDS, SHARED_SCANS, cohorts_of, plan
 from yaware.workflow.rule_params import SPEED_ONLY, job_settings, order_free
 
@@ -23,6 +24,9 @@ MODELS = PLAN.models
 PRETRAINING = PLAN.pretraining
 PRETRAIN_COHORTS = PLAN.pretrain_cohorts
 EVALUATION_COHORTS = PLAN.evaluation_cohorts
+OPENBHB_ROI_COHORTS = [
+    c for c in PLAN.openbhb_cohorts if COHORTS[c].get("openbhb_roi_floor")
+]
 
 
 def code_version(script):
@@ -40,6 +44,12 @@ def one_of(names):
 
 def get_participants(wildcards):
     return COHORTS[wildcards.cohort]["participants"]
+
+
+def get_openbhb_table(wildcards):
+    """An OpenBHB copy's participants.tsv; none when the job fetches what is missing."""
+    spec = COHORTS[wildcards.cohort]
+    return [] if spec.get("openbhb_download") else spec["openbhb_table"]
 
 
 def get_array(wildcards):
@@ -94,3 +104,13 @@ def get_umap_inputs(wildcards):
 
 def get_final_output():
     return PLAN.final_targets()
+
+
+wildcard_constraints:
+    cohort=one_of(COHORTS),
+    synthetic=one_of(PLAN.synthetic),
+    experiment=one_of(EXPERIMENTS),
+    init=one_of([*EXPERIMENTS, *PLAN.external, SCRATCH_NAME]),
+    model=one_of(MODELS),
+    n_target=r"\d+",
+    repeat=r"\d+",

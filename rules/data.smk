@@ -48,7 +48,7 @@ rule qc_metrics:
         runtime=60,
     params:
         name=lambda wc: wc.cohort,
-        cohort=get_cohort_keys("role", "cat12_root", "voxel_mm"),
+        cohort=get_cohort_keys("role", "cat12_root", "voxel_mm", "openbhb_root"),
         settings=job_settings(config["qc"], leave_out=QC_THRESHOLDS),
         label=config["pretrain_label"],
         code=code_version("qc_metrics"),
@@ -129,7 +129,7 @@ rule split:
         runtime=10,
     params:
         name=lambda wc: wc.cohort,
-        cohort=get_cohort_keys("role", "task"),
+        cohort=get_cohort_keys("role", "task", "openbhb_root"),
         settings=lambda wc: PLAN.split_settings(wc.cohort),
         code=code_version("split"),
     script:

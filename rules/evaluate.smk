@@ -106,6 +106,7 @@ rule tables:
         # The leak check guards the results here. As an ancient input of the probes, a
         # rerun of the check hid the probes' own reasons to rerun (docs/reruns.md).
         checked=[SHARED_SCANS],
+        openbhb=PLAN.openbhb_tables,
     output:
         linear="results/tables/linear_probe.csv",
         age_site="results/tables/age_site.csv",

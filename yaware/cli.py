@@ -61,6 +61,14 @@ def _toy_data(args: argparse.Namespace) -> None:
     print(f"{args.out}: train/val arrays and tables of {args.n} generated scans")
 
 
+def _openbhb_download(args: argparse.Namespace) -> None:
+    from yaware.data.openbhb import REVISION
+    from yaware.data.openbhb_fetch import fetch_openbhb
+
+    fetched = fetch_openbhb(args.root, roi=args.roi)
+    print(f"{args.root}: {len(fetched)} files fetched (OpenBHB revision {REVISION[:12]})")
+
+
 def _at_least(smallest: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``smallest`` (argparse names the option)."""
 
@@ -132,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
     p.set_defaults(run=_toy_data)
+
+    p = sub.add_parser(
+        "openbhb-download",
+        help="fetch OpenBHB's participants.tsv and VBM maps that are missing under --root",
+    )
+    p.add_argument("--root", required=True, help="the copy's folder (created if absent)")
+    p.add_argument("--roi", action="store_true", help="fetch the ROI volumes (vbm_roi) too")
+    p.set_defaults(run=_openbhb_download)
     return parser
 
 
@@ -144,7 +160,7 @@ def _message(err: YAwareError) -> str:
 
 
 # The options that name files: ``~`` and ``$VARIABLES`` in them are expanded, as in configs.
-PATH_OPTIONS = ("config", "checkpoint", "data", "out")
+PATH_OPTIONS = ("config", "checkpoint", "data", "out", "root")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

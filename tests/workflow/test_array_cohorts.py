@@ -131,7 +131,10 @@ def test_an_array_cohort_is_checked_map_by_map_and_converted_row_for_row(arrays,
             "not the shape of CAT12's 3 mm grid (61, 73, 61); they are on CAT12's 6 mm "
             "grid: set the cohort's voxel_mm: 6",
         ),
-        ("both", "cohorts.eval: set one of cat12_root (a CAT12 derivatives folder) and array"),
+        (
+            "both",
+            "cohorts.eval: set participants and one of cat12_root (a CAT12 derivatives folder)",
+        ),
         ("missing", "cohorts.eval.array: nowhere.npy is not a file"),
         ("not npy", "not a readable .npy array"),
         ("no ids", "no 'participant_id' column; the table has ['age', 'diagnosis']: add one"),

@@ -112,7 +112,7 @@ def _scan_name(ids: Sequence[str]) -> str:
 
 
 def scan_voxels(path: str, source: Grid) -> np.ndarray:
-    """A NIfTI map that passed QC, loaded and checked again."""
+    """A map that passed QC (NIfTI, or .npy), loaded and checked again."""
     try:
         return load_map(path, source)
     except DataError as err:  # it passed QC: the file changed or went since

@@ -32,6 +32,8 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
         DataError: unreadable file, not 3-D, wrong shape/voxel size/affine, NaN/inf or
             all zeros; the message says which and what the grid should be.
     """
+    if str(path).endswith(".npy"):
+        return load_npy_map(path, grid)
     try:
         # Trailing axes of length 1 (X, Y, Z, 1[, 1]), as some tools save a 3-D map.
         image = nib.funcs.squeeze_image(nib.load(path))
@@ -62,6 +64,30 @@ def load_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
         raise DataError(f"voxel size {tuple(map(float, zooms))} mm, expected {grid.voxel_mm} mm")
     if not np.allclose(image.affine, grid.affine, atol=1e-2):
         raise DataError("affine is not the template space's (not normalised to MNI by CAT12?)")
+    check_values(data)
+    return data
+
+
+def load_npy_map(path: str | os.PathLike, grid: Grid) -> np.ndarray:
+    """A map stored as a ``.npy`` of shape (1, X, Y, Z) or (X, Y, Z) on ``grid`` (as
+    OpenBHB's), which holds no affine: its shape and values are checked."""
+    if not os.path.isfile(path):
+        raise DataError(f"missing file {path}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as err:  # numpy raises several types for a broken or foreign file
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: not a readable .npy array ({detail})") from err
+    shape = array.shape[1:] if array.ndim == 4 and array.shape[0] == 1 else array.shape
+    if shape != grid.shape:
+        raise DataError(
+            f"{path}: shape {array.shape}; a map on CAT12's {grid.voxel_mm:g} mm grid is "
+            f"(1, {', '.join(map(str, grid.shape))}); fetch the file again, or set the "
+            "cohort's voxel_mm to the grid it is on"
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DataError(f"{path}: dtype {array.dtype}; expected grey-matter densities as floats")
+    data = np.asarray(array, dtype=np.float32).reshape(shape)
     check_values(data)
     return data
 

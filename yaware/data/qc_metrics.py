@@ -11,7 +11,8 @@ missing age where age is the label). A bad scan never stops the stage.
 ``measure_cohort`` reads every map and report (the costly part) into a metrics table;
 :mod:`yaware.data.qc` then judges it against the thresholds, reading no map again. An
 array cohort (the maps as one ``.npy``, row i of the table describing map i) is measured
-by ``measure_array_cohort``: the same row and map checks, marks and TIV from the table.
+by ``measure_array_cohort``: the same row and map checks, marks and TIV from the table;
+an OpenBHB copy (a ``.npy`` per scan, named in the ``path`` column) by ``measure_npy_cohort``.
 """
 
 import logging
@@ -29,6 +30,7 @@ import pandas as pd
 from yaware.data.cat12 import find_scan, read_report, report_for
 from yaware.data.grid import Grid, cat12_grid
 from yaware.data.maps import check_values, load_map, open_map_array
+from yaware.data.openbhb import fetch_hint
 from yaware.data.participants import ID_COLUMN, missing_column, not_a_number, read_table
 from yaware.errors import DataError
 from yaware.io import save_table
@@ -237,6 +239,50 @@ def measure_array_cohort(
     return _metrics(rows, scans, corr, no_marks)
 
 
+def measure_npy_cohort(
+    participants: str | os.PathLike,
+    grid: Grid,
+    corr_voxel_mm: float = 6.0,
+    required_columns: Sequence[str] = (),
+    threads: int = 1,
+    fix_missing: str = "",
+) -> pd.DataFrame:
+    """Metrics of a cohort whose table gives each scan's ``.npy`` map in its ``path``
+    column (an indexed OpenBHB copy, :mod:`yaware.data.openbhb`): each map checked and its
+    corr_mean measured, the TIV from the table's ``tiv`` column where it has one. Such maps
+    come with no CAT12 report, so the thresholds on its marks do not apply. ``fix_missing``
+    follows the problem of a missing map (how to fetch it)."""
+    rows, scans, _ = _checked_rows(participants, required_columns)
+    if "path" not in rows:
+        raise missing_column(rows, "path", str(participants), "index the copy again")
+    tiv = pd.to_numeric(rows.get("tiv", pd.Series(math.nan, index=rows.index)), errors="coerce")
+    factor = max(1, round(corr_voxel_mm / grid.voxel_mm))
+
+    def check(i: int) -> None:
+        scan, path = scans[i], Path(str(rows["path"].iloc[i]))
+        scan.path = str(path)
+        if scan.reasons:
+            return
+        if not path.parent.parent.is_dir():
+            scan.reasons.append(
+                f"listed in the table, but no folder {path.parent.parent}; {fix_missing}"
+            )
+            return
+        try:
+            data = load_map(path, grid)
+        except DataError as err:
+            missing = not path.is_file()
+            scan.reasons.append(f"{err}; {fix_missing}" if missing else str(err))
+            return
+        scan.coarse = coarse_map(data, factor).ravel()
+        scan.marks, scan.tiv = {}, float(tiv.iloc[i])
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(check, range(len(scans))))
+    corr = _corr_mean([s.coarse if not s.reasons else None for s in scans])
+    return _metrics(rows, scans, corr, no_marks=None)
+
+
 def unlisted_subjects(cat12_root: str | os.PathLike, listed: set[str]) -> list[str]:
     """Subjects with a ``sub-<id>`` folder under the CAT12 root but no table row
     (``listed``: the table's ids without their ``sub-`` prefix)."""
@@ -331,14 +377,21 @@ def run_qc_metrics(
     """The qc_metrics job: an array cohort's maps are its one input file; a CAT12 cohort's
     are found under its ``cat12_root``."""
     required = [label] if cohort["role"] == "pretrain" else []
-    metrics = (measure_array_cohort if array else measure_cohort)(
-        participants,
-        array or cohort["cat12_root"],
-        cat12_grid(cohort["voxel_mm"]),
-        settings["corr_voxel_mm"],
-        required,
-        threads,
-    )
+    grid = cat12_grid(cohort["voxel_mm"])
+    if cohort.get("openbhb_root"):
+        fix = fetch_hint(cohort["openbhb_root"])
+        metrics = measure_npy_cohort(
+            participants, grid, settings["corr_voxel_mm"], required, threads, fix
+        )
+    else:
+        metrics = (measure_array_cohort if array else measure_cohort)(
+            participants,
+            array or cohort["cat12_root"],
+            grid,
+            settings["corr_voxel_mm"],
+            required,
+            threads,
+        )
     save_table(metrics_path, metrics)
     unusable = int((metrics["problem"] != "").sum())
     # Each scan's problem is in metrics.tsv; the qc job's log lists every exclusion.

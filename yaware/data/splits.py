@@ -1,6 +1,7 @@
 """Leak-free splits: by subject, never by scan, stratified by site, age bin and sex.
 
-- Pretraining cohorts: ``train`` / ``val``.
+- Pretraining cohorts: ``train`` / ``val`` (a cohort with an official split, as OpenBHB:
+  drawn inside its ``train`` side, the official test sides kept).
 - Evaluation cohorts: a fixed held-out ``test`` set, the rest ``train`` (the pool), and
   for each N_target and repeat r a stratified draw of N_target training subjects (the
   paper's x axis). Optionally whole sites held out as ``external``. Evaluation uses one
@@ -91,6 +92,21 @@ def pretrain_split(table: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame
             "split": np.where(val, "val", "train"),
         }
     )
+
+
+def official_pretrain_split(table: pd.DataFrame, settings: SplitSettings) -> pd.DataFrame:
+    """A pretraining cohort distributed with its own split (OpenBHB's ``official_split``):
+    ``train`` / ``val`` drawn inside its ``train`` rows only; every other row keeps its
+    official side (``internal_test``, ``external_test``), which no pretraining reads."""
+    official = table["official_split"].astype(str)
+    train = table[official == "train"]
+    if train.empty:
+        raise DataError("no row has official_split 'train': there is nothing to pretrain on")
+    split = pd.DataFrame(
+        {ID_COLUMN: table[ID_COLUMN], "session": table["session"], "split": official}
+    )
+    split.loc[train.index, "split"] = pretrain_split(train, settings)["split"].to_numpy()
+    return split
 
 
 def session_order(sessions: pd.Series) -> pd.Series:
@@ -325,7 +341,9 @@ def run_split(participants: str, outputs: dict, name: str, cohort: dict, setting
     table = read_table(participants)
     split_settings = SplitSettings(**settings)
     task = cohort.get("task")
-    if cohort["role"] == "pretrain":
+    if cohort["role"] == "pretrain" and cohort.get("openbhb_root"):
+        split = official_pretrain_split(table, split_settings)
+    elif cohort["role"] == "pretrain":
         split = pretrain_split(table, split_settings)
     else:
         labels, in_task = binary_labels(

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from yaware.data.participants import read_table
 from yaware.evaluate.comparisons import paired_differences, with_q_values
 from yaware.evaluate.controls import control_section
 from yaware.evaluate.markdown import markdown
+from yaware.evaluate.openbhb_metrics import openbhb_section
 from yaware.evaluate.paper import PAPER_AUC, PAPER_METHOD
 from yaware.evaluate.summary import summary_note, summary_tail
 from yaware.evaluate.tasks import EXTERNAL_COLUMNS
@@ -162,7 +164,8 @@ def run_tables(
     note = summary_note(age_site, config)
     methods = dict(zip(probed["label"], probed["method"], strict=True))
     controls_text = control_section(comparisons, methods, controls or {})
+    openbhb = [openbhb_section(read_table(path)) for path in inputs.get("openbhb", [])]
     tail = "\n\n".join(
-        t for t in (controls_text, summary_tail(comparisons, config["comparisons"])) if t
+        t for t in (controls_text, summary_tail(comparisons, config["comparisons"]), *openbhb) if t
     )
     markdown(summary, outputs["markdown"], "Results", note, tail=tail)

@@ -43,6 +43,9 @@ def check_model_files(plan: Plan) -> None:
 
 
 def _check_cohort(name: str, spec: dict, config: dict) -> None:
+    if spec.get("openbhb_root"):
+        _check_openbhb(name, spec, config)
+        return
     if not Path(spec["participants"]).is_file():
         raise ValueError(
             f"cohorts.{name}.participants: {spec['participants']} is not a file; point "
@@ -61,6 +64,27 @@ def _check_cohort(name: str, spec: dict, config: dict) -> None:
         _check_array(name, spec)
     else:
         _check_cat12_root(name, spec)
+
+
+def _check_openbhb(name: str, spec: dict, config: dict) -> None:
+    """An OpenBHB copy's root and table, unless the workflow fetches what is missing."""
+    from yaware.data.openbhb import fetch_hint, read_openbhb_table
+
+    if spec.get("openbhb_download"):
+        return
+    root, table = spec["openbhb_root"], spec["openbhb_table"]
+    for path, what in ((root, "is not a folder"), (table, "does not exist")):
+        if not Path(path).exists():
+            raise ValueError(
+                f"cohorts.{name}.openbhb_root: {path} {what}; {fetch_hint(root)}, or point "
+                "openbhb_root at the folder that holds OpenBHB's participants.tsv"
+            )
+    try:
+        read_openbhb_table(table)
+    except DataError as err:
+        raise ValueError(f"cohorts.{name}.openbhb_root: {err}") from None
+    if name in (config["pretraining"]["cohorts"] or [name]):
+        _check_pretraining_label(name, {**spec, "participants": table}, config)
 
 
 def _read(spec: dict):

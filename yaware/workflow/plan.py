@@ -18,6 +18,7 @@ from yaware.workflow.experiments import (
     experiments,
     random_encoder_name,
 )
+from yaware.workflow.openbhb_plan import OPENBHB_TABLE, openbhb_cohort
 from yaware.workflow.representations import (
     check_external_labels,
     finetune_starts,
@@ -225,8 +226,17 @@ class Plan:
             figures.append("results/figures/fig2_umap.png")
         return [*figures, "results/tables/summary.md"]
 
+    @property
+    def openbhb_cohorts(self) -> list[str]:
+        """The pretraining cohorts read from an OpenBHB copy: scored on its test splits."""
+        return [c for c in self.pretrain_cohorts if self.cohorts[c].get("openbhb_root")]
+
+    @property
+    def openbhb_tables(self) -> list[str]:
+        return [OPENBHB_TABLE] if self.openbhb_cohorts else []
+
     def final_targets(self) -> list[str]:
-        return [*self.data_outputs(), *self.evaluation_outputs()]
+        return [*self.data_outputs(), *self.evaluation_outputs(), *self.openbhb_tables]
 
 
 def plan(config: dict) -> Plan:
@@ -279,18 +289,7 @@ def cohorts_of(config: dict) -> dict[str, dict]:
             "synthetic": True,
         }
     for name, spec in config["cohorts"].items():
-        if ("cat12_root" in spec) == ("array" in spec):
-            raise ValueError(
-                f"cohorts.{name}: set one of cat12_root (a CAT12 derivatives folder) and "
-                "array (a .npy of maps, one per row of the participants table)"
-            )
-        source = "array" if "array" in spec else "cat12_root"
-        # "~/data/..." as a shell would read it; Snakemake and Python take "~" literally.
-        spec = {
-            **spec,
-            "participants": os.path.expanduser(spec["participants"]),
-            source: os.path.expanduser(spec[source]),
-        }
+        spec = openbhb_cohort(name, spec) if "openbhb_root" in spec else _maps_cohort(name, spec)
         if name in cohorts:
             raise ValueError(f"cohort {name!r} is both synthetic and real: rename one")
         if spec["role"] == "evaluate" and "task" not in spec:
@@ -301,6 +300,23 @@ def cohorts_of(config: dict) -> dict[str, dict]:
     if not cohorts:
         raise ValueError("no cohort: set synthetic.cohorts or cohorts in the config")
     return cohorts
+
+
+def _maps_cohort(name: str, spec: dict) -> dict:
+    """A real cohort whose maps are a CAT12 folder or one array, its paths expanded."""
+    sources = [key for key in ("cat12_root", "array") if key in spec]
+    if len(sources) != 1 or "participants" not in spec:
+        raise ValueError(
+            f"cohorts.{name}: set participants and one of cat12_root (a CAT12 derivatives "
+            "folder), array (a .npy of maps, one per row of the participants table) and "
+            "openbhb_root (an OpenBHB copy)"
+        )
+    # "~/data/..." as a shell would read it; Snakemake and Python take "~" literally.
+    return {
+        **spec,
+        "participants": os.path.expanduser(spec["participants"]),
+        sources[0]: os.path.expanduser(spec[sources[0]]),
+    }
 
 
 def _pretrain_cohorts(config: dict, cohorts: dict[str, dict]) -> list[str]:
