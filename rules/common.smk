@@ -25,7 +25,7 @@ PRETRAINING = PLAN.pretraining
 PRETRAIN_COHORTS = PLAN.pretrain_cohorts
 EVALUATION_COHORTS = PLAN.evaluation_cohorts
 OPENBHB_ROI_COHORTS = [
-    c for c in PLAN.openbhb_cohorts if COHORTS[c].get("openbhb_roi_floor")
+    c for c in PLAN.openbhb_scored if COHORTS[c].get("openbhb_roi_floor")
 ]
 
 

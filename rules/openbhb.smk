@@ -49,12 +49,10 @@ rule openbhb_metrics:
         features=[
             f"results/features/{m}/{c}.npy"
             for m in MODELS
-            for c in PLAN.openbhb_cohorts
+            for c in PLAN.openbhb_scored
         ],
-        participants=[
-            f"results/data/{c}/participants.tsv" for c in PLAN.openbhb_cohorts
-        ],
-        splits=[f"results/splits/{c}/split.tsv" for c in PLAN.openbhb_cohorts],
+        participants=[f"results/data/{c}/participants.tsv" for c in PLAN.openbhb_scored],
+        splits=[f"results/splits/{c}/split.tsv" for c in PLAN.openbhb_scored],
         roi=[f"results/openbhb/{c}/roi.npy" for c in OPENBHB_ROI_COHORTS],
     output:
         OPENBHB_TABLE,
@@ -66,8 +64,8 @@ rule openbhb_metrics:
         mem_mb=2000,
         runtime=30,
     params:
-        pairs=[(m, c) for m in MODELS for c in PLAN.openbhb_cohorts],
-        cohorts=PLAN.openbhb_cohorts,
+        pairs=[(m, c) for m in MODELS for c in PLAN.openbhb_scored],
+        cohorts=PLAN.openbhb_scored,
         roi_cohorts=OPENBHB_ROI_COHORTS,
         models=MODELS,
         label=PRETRAINING["label"],

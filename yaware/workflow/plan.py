@@ -228,12 +228,17 @@ class Plan:
 
     @property
     def openbhb_cohorts(self) -> list[str]:
-        """The pretraining cohorts read from an OpenBHB copy: scored on its test splits."""
-        return [c for c in self.pretrain_cohorts if self.cohorts[c].get("openbhb_root")]
+        """The cohorts read from an OpenBHB copy."""
+        return [c for c, spec in self.cohorts.items() if spec.get("openbhb_root")]
+
+    @property
+    def openbhb_scored(self) -> list[str]:
+        """The OpenBHB cohorts pooled for pretraining: scored on their official tests."""
+        return [c for c in self.openbhb_cohorts if c in self.pretrain_cohorts]
 
     @property
     def openbhb_tables(self) -> list[str]:
-        return [OPENBHB_TABLE] if self.openbhb_cohorts else []
+        return [OPENBHB_TABLE] if self.openbhb_scored else []
 
     def final_targets(self) -> list[str]:
         return [*self.data_outputs(), *self.evaluation_outputs(), *self.openbhb_tables]
