@@ -8,7 +8,7 @@ from benchmarks.blur_matmul import by_matrix_products
 from tests.conftest import finetune_keys, pretrain_keys
 from yaware.augment import POLICIES, AugmentationPolicy, GaussianBlur, build_policy
 from yaware.data.toy import write_toy_cohort
-from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.losses import NTXentLoss, ThresholdInfoNCE, YAwareInfoNCE
 from yaware.models import build_model
 from yaware.models.checkpoint import read_checkpoint
 from yaware.models.densenet import DenseNet3D
@@ -42,7 +42,7 @@ def test_loss_under_autocast_matches_float32_on_the_host(dtype):
     [
         YAwareInfoNCE(sigma=[5.0, 1.0]),
         YAwareInfoNCE(sigma=5.0, kernel="cauchy", normalisation="column"),
-        YAwareInfoNCE(sigma=5.0, method="threshold"),
+        ThresholdInfoNCE(sigma=5.0),
         NTXentLoss(),
     ],
 )

@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from yaware.errors import ConfigError
-from yaware.losses import NTXentLoss, YAwareInfoNCE, label_kernel
+from yaware.losses import (
+    KERNEL_LOSSES,
+    DecoupledUniformityLoss,
+    ExpWInfoNCE,
+    NTXentLoss,
+    RankNContrastLoss,
+    YAwareInfoNCE,
+    label_kernel,
+)
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -26,6 +34,8 @@ def _ref_kernel(ya, yb, name: str, sigma) -> float:
         "exponential": math.exp(-float(np.sum(np.abs(u)))),
         "epanechnikov": max(0.0, 1 - sq),
         "cauchy": 1 / (1 + sq),
+        "linear": max(0.0, 1 - math.sqrt(sq)),
+        "cosine": math.cos(math.pi * math.sqrt(sq) / 2) if sq < 1 else 0.0,
     }[name]
 
 
@@ -90,14 +100,20 @@ def batch():
     return rng.normal(size=(n, d)), rng.normal(size=(n, d)), rng.uniform(20, 80, size=n)
 
 
-@pytest.mark.parametrize("kernel", ["gaussian", "exponential", "epanechnikov", "cauchy"])
+@pytest.mark.parametrize(
+    "kernel", ["gaussian", "exponential", "epanechnikov", "cauchy", "linear", "cosine"]
+)
 @pytest.mark.parametrize("normalisation", ["row", "column"])
-@pytest.mark.parametrize("method", ["yaware", "threshold", "expw"])
-def test_matches_float64_reference(batch, kernel, normalisation, method):
+@pytest.mark.parametrize("method", list(KERNEL_LOSSES))
+@pytest.mark.parametrize("ties", [False, True])
+def test_matches_float64_reference(batch, kernel, normalisation, method, ties):
     z1, z2, y = batch
+    if ties:  # equal labels: equal kernel values, where threshold's strict < matters
+        y = np.round(y / 20) * 20
+        assert len(np.unique(y)) < len(y)
     sigma, tau = 15.0, 0.1  # wide enough that epanechnikov keeps several neighbours
     expected = _ref_loss(z1, z2, y, sigma, tau, kernel, normalisation, method)
-    loss = YAwareInfoNCE(sigma, tau, kernel=kernel, normalisation=normalisation, method=method)
+    loss = KERNEL_LOSSES[method](sigma, tau, kernel=kernel, normalisation=normalisation)
     got = loss(*(torch.tensor(a) for a in (z1, z2, y)))
     assert got.dtype == torch.float64
     assert float(got) == pytest.approx(expected, rel=1e-10, abs=1e-10)
@@ -176,13 +192,21 @@ def test_permutation_invariance(batch):
     assert torch.allclose(loss(z1, z2, y), loss(z1[perm], z2[perm], y[perm]), atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["yaware", "threshold", "expw"])
-def test_gradcheck(method):
+@pytest.mark.parametrize(
+    "loss",
+    [
+        *(loss(5.0, 0.5) for loss in KERNEL_LOSSES.values()),
+        RankNContrastLoss(2.0),
+        DecoupledUniformityLoss(5.0),
+        DecoupledUniformityLoss(None),
+    ],
+    ids=[*KERNEL_LOSSES, "rank_n_contrast", "decoupled_uniformity", "decoupled_no_prior"],
+)
+def test_gradcheck(loss):
     gen = torch.Generator().manual_seed(2)
     z1 = torch.randn(4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     z2 = torch.randn(4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     y = torch.tensor([20.0, 25.0, 40.0, 41.0], dtype=torch.float64)
-    loss = YAwareInfoNCE(5.0, 0.5, method=method)
     assert torch.autograd.gradcheck(lambda a, b: loss(a, b, y), (z1, z2))
 
 
@@ -219,7 +243,6 @@ def test_kernel_computed_on_label_device_without_numpy(batch):
         ({"sigma": -1.0}, "sigma must be > 0"),
         ({"kernel": "gausian"}, "unknown kernel 'gausian'"),
         ({"normalisation": "rows"}, "normalisation must be one of"),
-        ({"method": "supcon"}, "method must be one of"),
     ],
 )
 def test_invalid_options_raise_clear_errors(kwargs, message):
@@ -236,7 +259,7 @@ def test_loss_decreases_when_positives_are_pulled_together():
     centres = torch.randn(4, 16, generator=gen)
     grouped = centres.repeat_interleave(2, dim=0)
     scattered = torch.randn(8, 16, generator=gen)
-    for loss in (YAwareInfoNCE(1.0), YAwareInfoNCE(1.0, method="expw")):
+    for loss in (YAwareInfoNCE(1.0), ExpWInfoNCE(1.0)):
         pulled = loss(grouped + 0.01 * torch.randn(8, 16, generator=gen), grouped, ages)
         apart = loss(scattered, torch.randn(8, 16, generator=gen), ages)
         assert float(pulled) < float(apart)

@@ -13,7 +13,14 @@ from yaware.augment import POLICIES, build_policy
 from yaware.data.splits import SplitSettings, evaluation_split, pretrain_split
 from yaware.errors import CheckpointError, ConfigError, DataError
 from yaware.evaluate.tasks import probe_age_and_site
-from yaware.losses import NTXentLoss, YAwareInfoNCE
+from yaware.losses import (
+    DecoupledUniformityLoss,
+    ExpWInfoNCE,
+    NTXentLoss,
+    RankNContrastLoss,
+    ThresholdInfoNCE,
+    YAwareInfoNCE,
+)
 from yaware.models.checkpoint import read_checkpoint
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,8 +42,9 @@ LOSSES = st.sampled_from(
     [
         YAwareInfoNCE(5.0),
         YAwareInfoNCE(2.0, kernel="cauchy"),
-        YAwareInfoNCE(8.0, method="expw"),
-        YAwareInfoNCE(5.0, method="threshold"),
+        ExpWInfoNCE(8.0),
+        ThresholdInfoNCE(5.0),
+        DecoupledUniformityLoss(5.0),
         NTXentLoss(0.1),
     ]
 )
@@ -55,9 +63,22 @@ def test_loss_invariances(batch, loss):
 
 
 @FAST
+@given(batch=batches(), scale=st.floats(0.1, 10.0), shift=st.floats(-50.0, 50.0))
+def test_rank_n_contrast_reads_only_the_ranks_of_label_distances(batch, scale, shift):
+    z1, z2, ages, seed = batch
+    loss = RankNContrastLoss(2.0)
+    value = loss(z1, z2, ages)
+    perm = torch.randperm(len(ages), generator=torch.Generator().manual_seed(seed))
+    assert torch.allclose(value, loss(z1[perm], z2[perm], ages[perm]), atol=1e-9)
+    assert torch.allclose(value, loss(z2, z1, ages), atol=1e-9)
+    assert torch.allclose(value, loss(z1, z2, scale * ages + shift), atol=1e-9)
+    assert torch.isfinite(value)
+
+
+@FAST
 @given(
     batch=batches(),
-    loss=st.sampled_from([YAwareInfoNCE(5.0), YAwareInfoNCE(5.0, method="expw"), NTXentLoss(0.1)]),
+    loss=st.sampled_from([YAwareInfoNCE(5.0), ExpWInfoNCE(5.0), NTXentLoss(0.1)]),
 )
 def test_positives_pulled_together_lower_the_loss(batch, loss):
     # Same vectors in both configurations, so every anchor's denominator is the same set;

@@ -7,9 +7,12 @@ equals 1 at u = 0:
 - ``exponential`` (laplacian): exp(-|u|_1)
 - ``epanechnikov``: max(0, 1 - |u|^2)
 - ``cauchy``: 1 / (1 + |u|^2)
+- ``linear`` (triangular): max(0, 1 - |u|)
+- ``cosine``: cos(pi |u| / 2) where |u| < 1, else 0
 - ``categorical``: 1 where the labels are equal, else 0 (supervised contrastive)
 
-A vector label (N, k) with one kernel name uses one bandwidth per dimension in the norm.
+(``linear`` and ``cosine`` as nidl's ``KernelMetric`` defines them.) A vector label (N, k)
+with one kernel name uses one bandwidth per dimension in the norm.
 A sequence of kernel names, one per label dimension, gives the product kernel over mixed
 labels, e.g. ``("gaussian", "categorical")`` for (age, sex).
 """
@@ -39,6 +42,21 @@ def _cauchy(u: Tensor) -> Tensor:
     return 1.0 / (1.0 + u.square().sum(-1))
 
 
+def _norm(u: Tensor) -> Tensor:
+    # The norm's gradient at u = 0 (a pair with equal labels) is NaN; the kernels below
+    # read it only through values, and labels carry no gradient.
+    return u.square().sum(-1).sqrt()
+
+
+def _linear(u: Tensor) -> Tensor:
+    return torch.clamp(1.0 - _norm(u), min=0.0)
+
+
+def _cosine(u: Tensor) -> Tensor:
+    norm = _norm(u)
+    return torch.where(norm < 1.0, torch.cos(torch.pi * norm / 2), torch.zeros_like(norm))
+
+
 _SCALED_KERNELS: dict[str, Callable[[Tensor], Tensor]] = {
     "gaussian": _gaussian,
     "rbf": _gaussian,
@@ -46,6 +64,8 @@ _SCALED_KERNELS: dict[str, Callable[[Tensor], Tensor]] = {
     "laplacian": _exponential,
     "epanechnikov": _epanechnikov,
     "cauchy": _cauchy,
+    "linear": _linear,
+    "cosine": _cosine,
 }
 KERNELS = (*_SCALED_KERNELS, "categorical")
 

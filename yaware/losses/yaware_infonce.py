@@ -9,17 +9,15 @@ from yaware.errors import ConfigError
 from yaware.losses._logits import check_temperature, cosine_logits
 from yaware.losses.kernels import check_kernel_spec, label_kernel
 
-METHODS = ("yaware", "threshold", "expw")
 NORMALISATIONS = ("row", "column")
 
 
 class YAwareInfoNCE(nn.Module):
-    """y-Aware InfoNCE loss of Dufumier et al. (MICCAI 2021) and its kernelised variants.
+    """y-Aware InfoNCE loss of Dufumier et al. (MICCAI 2021); the kernelised variants of
+    Barbano et al. (:mod:`.threshold`, :mod:`.expw`) change its denominator only.
 
     References:
         [0] y-Aware InfoNCE, Dufumier et al., MICCAI 2021, https://arxiv.org/abs/2106.08808
-        [1] Kernelised SupCon (threshold, expw), Barbano et al., ISBI 2023,
-            https://arxiv.org/abs/2211.08326
 
     With 2N views z (both views of N scans), logits s_ab = cos(z_a, z_b) / tau and kernel
     weights w_ab = K(y_a, y_b) for b != a, normalised per anchor row (``normalisation="row"``,
@@ -27,10 +25,7 @@ class YAwareInfoNCE(nn.Module):
 
         loss = -(1 / N) * sum_a sum_b w_ab * log(exp(s_ab) / D_ab)
 
-    where D_ab = sum_{c != a} exp(s_ac) for ``method="yaware"``;
-    ``method="threshold"`` repels only the views less similar in label than b,
-    D_ab = exp(s_ab) + sum_{c != a, K_ac < K_ab} exp(s_ac); ``method="expw"`` weakens the
-    repulsion of similar labels, D_ab = sum_{c != a} exp(s_ac * (1 - K_ac)).
+    where D_ab = sum_{c != a} exp(s_ac).
 
     ``normalisation="column"`` divides column b by the sum of row b, as the original code
     does (``weights /= weights.sum(axis=1)`` broadcasts over columns); it reproduces the
@@ -43,7 +38,7 @@ class YAwareInfoNCE(nn.Module):
         kernel: kernel name(s), see :mod:`yaware.losses.kernels`.
 
     Raises:
-        ConfigError: sigma <= 0, unknown kernel, method or normalisation.
+        ConfigError: sigma <= 0, unknown kernel or normalisation.
 
     Examples:
         >>> loss = YAwareInfoNCE(sigma=5.0)
@@ -58,7 +53,6 @@ class YAwareInfoNCE(nn.Module):
         temperature: float = 0.1,
         kernel: str | Sequence[str] = "gaussian",
         normalisation: str = "row",
-        method: str = "yaware",
     ) -> None:
         super().__init__()
         self.kernel, sigmas = check_kernel_spec(kernel, sigma)
@@ -68,10 +62,7 @@ class YAwareInfoNCE(nn.Module):
             raise ConfigError(
                 f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}"
             )
-        if method not in METHODS:
-            raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
         self.normalisation = normalisation
-        self.method = method
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Loss of one batch.
@@ -103,16 +94,6 @@ class YAwareInfoNCE(nn.Module):
     def _log_prob(
         self, logits: torch.Tensor, kernel: torch.Tensor, eye: torch.Tensor
     ) -> torch.Tensor:
-        if self.method == "yaware":
-            return torch.log_softmax(logits, dim=1)
-        if self.method == "expw":
-            damped = (logits * (1.0 - kernel)).masked_fill(eye, float("-inf"))
-            return logits - torch.logsumexp(damped, dim=1, keepdim=True)
-        # threshold: for anchor a and positive b, repel c only where K_ac < K_ab.
-        weaker = kernel[:, None, :] < kernel[:, :, None]  # [a, b, c]: K_ac < K_ab
-        weaker = weaker & ~eye[:, None, :]
-        # A finite fill keeps the gradient finite where no view is weaker (an empty sum).
-        lowest = torch.finfo(logits.dtype).min
-        others = logits[:, None, :].expand_as(weaker).masked_fill(~weaker, lowest)
-        denominator = torch.logaddexp(logits, torch.logsumexp(others, dim=2))  # (2N, 2N)
-        return logits - denominator
+        """log(exp(s_ab) / D_ab) for every anchor a and positive b; D_ab here is y-Aware's
+        sum over every other view. The kernelised variants override it."""
+        return torch.log_softmax(logits, dim=1)

@@ -18,13 +18,27 @@ import yaml
 from yaware.augment import POLICIES
 from yaware.data.finite import check_finite_numbers
 from yaware.errors import ConfigError
+from yaware.losses import KERNEL_LOSSES
+from yaware.losses.bandwidth import RULES as BANDWIDTH_RULES
 from yaware.losses.kernels import check_kernel_spec
-from yaware.losses.yaware_infonce import METHODS as LOSS_VARIANTS
 from yaware.losses.yaware_infonce import NORMALISATIONS
 from yaware.models import ENCODERS
 from yaware.run_folder import expand_path, folder_hint
 
-PRETRAIN_METHODS = ("yaware", "simclr", "age_supervision", "model_genesis")
+LOSS_VARIANTS = tuple(KERNEL_LOSSES)
+PRETRAIN_METHODS = (
+    "yaware",
+    "simclr",
+    "age_supervision",
+    "model_genesis",
+    "threshold",
+    "expw",
+    "rank_n_contrast",
+    "decoupled_uniformity",
+)
+# The methods whose loss weighs pairs by a kernel on the label (sigma required); decoupled
+# uniformity's kernel prior is optional (sigma None: none).
+KERNEL_METHODS = ("yaware", "threshold", "expw")
 SCHEDULES = ("none", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
@@ -68,11 +82,12 @@ class PretrainConfig(TrainingOptions):
     val_split: str | list[str] | None = None
     label: str | list[str] = "age"
     method: str = "yaware"
-    sigma: float | list[float] | None = 5.0
+    sigma: float | list[float] | str | None = 5.0
     temperature: float = 0.1
     kernel: str | list[str] = "gaussian"
     normalisation: str = "row"
     loss_variant: str = "yaware"
+    prior_lambda: float = 0.01
     sync_batchnorm: bool = False
     compile: bool = False
 
@@ -228,9 +243,18 @@ def _check_values(config: TrainingOptions, source: str) -> None:
             raise ConfigError(f"{source}: temperature must be > 0, got {config.temperature}")
         if config.method == "age_supervision" and not isinstance(config.label, str):
             raise ConfigError(f"{source}: age_supervision regresses one label; got {config.label}")
-        if config.method == "yaware":
+        if config.method in KERNEL_METHODS or (
+            config.method == "decoupled_uniformity" and config.sigma is not None
+        ):
+            # A rule (scott, silverman) is checked here and resolved on the training labels.
+            rule = isinstance(config.sigma, str)
+            if rule and config.sigma not in BANDWIDTH_RULES:
+                raise ConfigError(
+                    f"{source}: sigma {config.sigma!r} is no bandwidth rule; give a number, "
+                    f"one per label dimension, or one of {BANDWIDTH_RULES}"
+                )
             try:
-                check_kernel_spec(config.kernel, config.sigma)
+                check_kernel_spec(config.kernel, 1.0 if rule else config.sigma)
             except ConfigError as err:
                 raise ConfigError(f"{source}: {err}") from None
     if isinstance(config, FinetuneConfig):

@@ -51,7 +51,7 @@ from yaware.train.common import (
 from yaware.train.config import PretrainConfig, as_list, to_dict
 from yaware.train.objectives import OBJECTIVES, Objective, PretrainNetwork
 from yaware.train.pretrain_checks import check_out_dir, check_resume_epochs, check_sets
-from yaware.train.pretrain_data import label_stats, pretraining_sets
+from yaware.train.pretrain_data import label_stats, pretraining_sets, with_rule_bandwidth
 from yaware.train.resume import check_resumable, restore
 from yaware.train.staging import staged
 from yaware.train.watch import EventLog, validation_age_mae
@@ -178,6 +178,7 @@ def pretrain(
     amp = autocast_dtype(cfg.precision, device)  # refuses bf16 on the CPU before any output
     # Unusable inputs stop the run before it writes anything.
     train_set, val_set, shape = pretraining_sets(cfg)
+    cfg = with_rule_bandwidth(cfg, train_set)
     check_fits_encoder(cfg.encoder, shape, as_list(cfg.train_data)[0])
     if len(train_set) < 2:
         raise DataError(f"{cfg.train_table}: at least 2 training scans are needed")

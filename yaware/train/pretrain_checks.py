@@ -18,7 +18,14 @@ log = logging.getLogger(__name__)
 # What a run writes in its folder besides config.yaml.
 RUN_FILES = ("last.pt", "best.pt", ".best.pt", "metrics.csv")
 # Methods whose loss reads the label.
-LABELLED = ("yaware", "age_supervision")
+LABELLED = (
+    "yaware",
+    "age_supervision",
+    "threshold",
+    "expw",
+    "rank_n_contrast",
+    "decoupled_uniformity",
+)
 
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:

@@ -1,14 +1,20 @@
 """The training and validation sets of a pretraining: several cohorts pooled, each
 subset to its split's rows, with the kernel's categorical labels coded alike in all."""
 
+import dataclasses
+import logging
+
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
 from yaware.data.dataset import ScanDataset
 from yaware.data.participants import category_codes, read_table
 from yaware.errors import ConfigError
+from yaware.losses.bandwidth import rule_bandwidth
 from yaware.train.common import split_indices
 from yaware.train.config import PretrainConfig, as_list
+
+log = logging.getLogger(__name__)
 
 
 def pretraining_sets(cfg: PretrainConfig) -> tuple[Dataset, Dataset | None, tuple[int, ...]]:
@@ -63,9 +69,28 @@ def _subset(dataset: ScanDataset, split: str | None, source: str) -> ScanDataset
     return dataset
 
 
+def training_labels(dataset: Dataset) -> np.ndarray:
+    """The labels (N, k) of a dataset's rows (its parts pooled)."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    return np.concatenate(
+        [np.asarray(p.labels, float)[p.indices].reshape(len(p.indices), -1) for p in parts]
+    )
+
+
 def label_stats(dataset: Dataset) -> tuple[float, float]:
     parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
     labels = np.concatenate(
         [np.asarray(p.labels)[p.indices].reshape(len(p.indices), -1)[:, 0] for p in parts]
     )
     return float(labels.mean()), float(max(labels.std(), 1e-6))
+
+
+def with_rule_bandwidth(cfg: PretrainConfig, train_set: Dataset) -> PretrainConfig:
+    """``cfg`` with a sigma given as a rule (``scott``, ``silverman``) replaced by its value
+    on the training labels, one per label dimension; ``cfg`` itself otherwise. The run's
+    config.yaml and checkpoints then record the value (a resumed run computes the same)."""
+    if not isinstance(cfg.sigma, str):
+        return cfg
+    sigma = rule_bandwidth(training_labels(train_set), cfg.sigma)
+    log.info("sigma by %s's rule on %d training labels: %s", cfg.sigma, len(train_set), sigma)
+    return dataclasses.replace(cfg, sigma=sigma[0] if len(sigma) == 1 else list(sigma))

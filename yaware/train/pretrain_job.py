@@ -92,8 +92,14 @@ def _pretrain_config(
             )
         },
     }
-    if experiment["sigma"] is not None:
+    if isinstance(experiment["sigma"], str):  # a bandwidth rule, resolved by the engine
+        keys["sigma"] = experiment["sigma"]
+    elif experiment["sigma"] is not None:
         keys["sigma"] = float(experiment["sigma"])
+    elif experiment["method"] == "decoupled_uniformity":
+        keys["sigma"] = None  # no kernel prior
+    if "prior_lambda" in settings:
+        keys["prior_lambda"] = settings["prior_lambda"]
     return build_config(PretrainConfig, keys, source="workflow config (pretraining)")
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Experiment:
     method: str
-    sigma: float | None
+    sigma: float | str | None  # a number, or a bandwidth rule (scott, silverman)
     augmentation: str
     encoder: str
     seed: int
@@ -24,17 +24,22 @@ class Experiment:
     @property
     def label(self) -> str:
         """The method as a figure legend shows it."""
+        sigma = "" if self.sigma is None else f" (sigma={_number(self.sigma)})"
         labels = {
-            "yaware": f"y-Aware (sigma={_number(self.sigma or 0)})",
+            "yaware": f"y-Aware{sigma}",
             "simclr": "SimCLR",
             "age_supervision": "Age supervision",
             "model_genesis": "Model Genesis",
+            "threshold": f"Threshold{sigma}",
+            "expw": f"ExpW{sigma}",
+            "rank_n_contrast": "Rank-N-Contrast",
+            "decoupled_uniformity": f"Decoupled uniformity{sigma}",
         }
         return labels.get(self.method, self.method)
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
+def _number(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 # Pretraining settings a method's training never reads: only y-Aware reads sigma; SimCLR's
@@ -48,7 +53,16 @@ UNREAD_SETTINGS = {
     "yaware": (),
     "age_supervision": ("sigma", "kernel", "temperature"),
     "model_genesis": ("sigma", "kernel", "temperature", "label", "augmentation"),
+    "threshold": (),
+    "expw": (),
+    # Rank-N-Contrast ranks by label distance: no kernel; its temperature is its own
+    # (methods.rank_n_contrast.temperature).
+    "rank_n_contrast": ("sigma", "kernel"),
+    # Decoupled uniformity's potential has no temperature.
+    "decoupled_uniformity": ("temperature",),
 }
+# Method options that stand for the pretraining setting of that name in the method's jobs.
+METHOD_SETTINGS = ("temperature", "prior_lambda")
 
 
 def leave_out_null_methods(config: dict) -> None:

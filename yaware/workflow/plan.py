@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from yaware.workflow.experiments import (
+    METHOD_SETTINGS,
     PCA_NAME,
     SCRATCH_NAME,
     UNREAD_SETTINGS,
@@ -143,9 +144,13 @@ class Plan:
         speed settings) out of the record: a new kernel retrains no SimCLR, Age supervision
         or Model Genesis encoder, a new temperature no Age supervision or Model Genesis one.
         """
-        unread = UNREAD_SETTINGS[self.experiments[experiment].method]
+        method = self.experiments[experiment].method
+        options = self.pretraining["methods"][method]
+        own = {key: options[key] for key in METHOD_SETTINGS if key in options}
         return job_settings(
-            self.pretraining, leave_out=("methods", "seeds"), unrecorded=(*SPEED_ONLY, *unread)
+            self.pretraining | own,
+            leave_out=("methods", "seeds"),
+            unrecorded=(*SPEED_ONLY, *UNREAD_SETTINGS[method]),
         )
 
     def split_settings(self, cohort: str) -> dict:

@@ -19,7 +19,7 @@ def probed_models(config: dict, planned: dict[str, Experiment], external: dict) 
     """Every representation that is probed: the pretrained experiments and the floors."""
     nan = float("nan")
     models = {
-        name: _model(name, e.label, e.method, e.sigma or 0.0, e.seed, "pretrained")
+        name: _model(name, e.label, e.method, _sigma_value(e.sigma), e.seed, "pretrained")
         for name, e in planned.items()
     }
     for name, spec in external.items():
@@ -32,6 +32,14 @@ def probed_models(config: dict, planned: dict[str, Experiment], external: dict) 
     if config["features"]["pca"]:
         models[PCA_NAME] = _model(PCA_NAME, "PCA of voxels", "pca", nan, 0, "floor")
     return models
+
+
+def _sigma_value(sigma: float | str | None) -> float:
+    """The tables' sigma: none (0) without a kernel, NaN for a rule (its value is the
+    pretraining's, in the run's config.yaml)."""
+    if isinstance(sigma, str):
+        return float("nan")
+    return sigma or 0.0
 
 
 def finetune_starts(planned: dict[str, Experiment], external: dict) -> dict[str, dict]:

@@ -17,17 +17,16 @@ loss. sigma -> 0 with distinct labels gives SimCLR. See
 
 from torch import nn
 
-from yaware.losses import YAwareInfoNCE
+from yaware.losses import KERNEL_LOSSES
 from yaware.train.config import PretrainConfig
 from yaware.train.objectives.contrastive import ContrastiveObjective
 
 
 class YAwareObjective(ContrastiveObjective):
     """y-Aware InfoNCE with the config's sigma, temperature, kernel, normalisation and
-    loss variant."""
+    loss variant; the workflow's methods ``threshold`` and ``expw`` are those variants."""
 
     @staticmethod
     def contrastive_loss(cfg: PretrainConfig) -> nn.Module:
-        return YAwareInfoNCE(
-            cfg.sigma, cfg.temperature, cfg.kernel, cfg.normalisation, method=cfg.loss_variant
-        )
+        variant = cfg.method if cfg.method in KERNEL_LOSSES else cfg.loss_variant
+        return KERNEL_LOSSES[variant](cfg.sigma, cfg.temperature, cfg.kernel, cfg.normalisation)
