@@ -7,7 +7,7 @@ from snakemake.utils import validate
 from yaware.workflow.checks import check_cohort_files, check_finite, check_model_files
 from yaware.workflow.experiments import SCRATCH_NAME, leave_out_null_methods
 from yaware.workflow.fingerprint import code_fingerprint
-from yaware.workflow.openbhb_plan import OPENBHB_KEYS, OPENBHB_TABLE
+from yaware.workflow.cohorts import OPENBHB_KEYS, OPENBHB_TABLE
 from yaware.workflow.plan import QC_THRESHOLDS, SHARED_SCANS, cohorts_of, plan
 from yaware.workflow.rule_params import SPEED_ONLY, job_settings, order_free
 
@@ -92,6 +92,15 @@ def get_pretraining_inputs():
         ],
         "split": [f"results/splits/{c}/split.tsv" for c in PRETRAIN_COHORTS],
     }
+
+
+def get_quality_inputs(wildcards):
+    """What the alignment and uniformity of a model read: its checkpoint, if any, and the
+    pretraining cohorts (their validation scans)."""
+    inputs = get_pretraining_inputs()
+    if PLAN.checkpoint_of(wildcards.model):
+        inputs["checkpoint"] = PLAN.checkpoint_of(wildcards.model)
+    return inputs
 
 
 def get_umap_inputs(wildcards):

@@ -59,6 +59,34 @@ rule age_site_probe:
         "../workflow_scripts/age_site_probe.py"
 
 
+rule alignment_uniformity:
+    input:
+        unpack(get_quality_inputs),
+    output:
+        "results/probes/{model}/alignment_uniformity.json",
+    log:
+        "results/logs/alignment_uniformity/{model}.log",
+    benchmark:
+        "results/benchmarks/alignment_uniformity/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(PLAN.neural_models),
+    conda:
+        "../envs/yaware.yaml"
+    threads: config["features"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        encoder=lambda wc: PLAN.encoder_of(wc.model),
+        trust=lambda wc: PLAN.trusted(wc.model),
+        seed=lambda wc: MODELS[wc.model]["seed"],
+        augmentation=PRETRAINING["augmentation"],
+        code=code_version("alignment_uniformity"),
+    script:
+        "../workflow_scripts/alignment_uniformity.py"
+
+
 rule finetune:
     input:
         unpack(get_finetune_inputs),
@@ -107,6 +135,10 @@ rule tables:
         # rerun of the check hid the probes' own reasons to rerun (docs/reruns.md).
         checked=[SHARED_SCANS],
         openbhb=PLAN.openbhb_tables,
+        quality=[
+            f"results/probes/{m}/alignment_uniformity.json"
+            for m in PLAN.quality_models
+        ],
     output:
         linear="results/tables/linear_probe.csv",
         age_site="results/tables/age_site.csv",
@@ -138,6 +170,7 @@ rule tables:
             c: PLAN.control_of(c) for c in EVALUATION_COHORTS if PLAN.control_of(c)
         },
         inits=PLAN.finetune_inits,
+        quality=PLAN.quality_models,
         config=config,
         code=code_version("tables"),
     script:

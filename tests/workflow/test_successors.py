@@ -2,12 +2,13 @@
 its own loss and settings, and is probed and fine-tuned like any other."""
 
 import math
+import re
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow.helpers import make_workdir, snakemake
+from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
 
 SUCCESSORS = {
     "threshold": {"sigma": [5.0]},
@@ -51,6 +52,7 @@ CONFIG = {
     "probes": {"inner_folds": 2},
     "fine_tuning": {"n_target": [10], "repeats": 1, "epochs": 1, "batch_size": 4},
     "comparisons": {"baselines": ["scratch", "threshold"]},
+    "representation_quality": {"enabled": True},
 }
 
 
@@ -100,3 +102,32 @@ def test_each_successor_is_probed_fine_tuned_and_compared(run):
     assert {f"fine-tuned {label}" for label in labels} <= set(tuned["label"])
     comparisons = pd.read_csv(run / "results/tables/comparisons.csv")
     assert "Threshold (sigma=5)" in set(comparisons["baseline"])
+
+
+def test_alignment_and_uniformity_join_the_age_and_site_probes(run):
+    age_site = pd.read_csv(run / "results/tables/age_site.csv").set_index("label")
+    for label in EXPERIMENTS.values():
+        alignment, uniformity = age_site.loc[label, ["alignment", "uniformity"]]
+        assert 0 <= alignment <= 4  # squared distance of two points of the unit sphere
+        assert -8 <= uniformity <= 0  # log of a mean of exp(-2 d^2), d^2 in [0, 4]
+    summary = (run / "results/tables/summary.md").read_text()
+    assert "alignment_mean" in summary and "uniformity_mean" in summary
+
+
+def test_the_successors_config_runs_every_method_under_one_budget(tmp_path):
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    successors = REPO / "config/successors.yaml"
+    methods = yaml.safe_load(successors.read_text())["pretraining"]["methods"]
+    assert set(SUCCESSORS) | {"simclr", "yaware"} <= set(methods)
+    workdir = make_workdir(tmp_path, default)
+    plan = planned_jobs(workdir, "--configfile", str(successors))
+    seeds = len(default["pretraining"]["seeds"])
+    assert plan["pretrain"] == len(methods) * seeds  # one sigma each
+    assert plan["alignment_uniformity"] == plan["pretrain"] + 1  # and the random encoder
+    done = snakemake(workdir, "-n", "--configfile", str(successors))
+    planned = set(re.findall(r"experiment=(\S+)", done.stdout))
+    for method in SUCCESSORS:  # the default's encoder and augmentation, every seed
+        named = {
+            e for e in planned if re.fullmatch(rf"{method}(-sigma5)?_cutout_tinycnn_seed\d", e)
+        }
+        assert len(named) == seeds, (method, planned)

@@ -6,7 +6,14 @@ import pandas as pd
 from yaware.evaluate.captions import describe_pretraining
 from yaware.evaluate.markdown import markdown_table
 
-AGE_SITE_COLUMNS = ("age_mae", "age_mae_constant", "site_balanced_accuracy", "site_chance")
+AGE_SITE_COLUMNS = (
+    "age_mae",
+    "age_mae_constant",
+    "site_balanced_accuracy",
+    "site_chance",
+    "alignment",
+    "uniformity",
+)
 
 
 def age_site_table(age_site: pd.DataFrame) -> pd.DataFrame:

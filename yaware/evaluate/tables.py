@@ -145,14 +145,20 @@ def run_tables(
     inits: dict,
     config: dict,
     controls: dict | None = None,
+    quality: list | None = None,
 ) -> None:
     """The tables job. ``linear``: the (model, cohort) of each probe file; ``finetune``: the
     job (init, cohort, n_target, repeat) of each fine-tuning file, in the inputs' order;
-    ``controls``: 'positive control' or 'negative control' of each control cohort."""
+    ``controls``: 'positive control' or 'negative control' of each control cohort;
+    ``quality``: the model of each alignment and uniformity file, joined to age_site.csv."""
     probed = gather_linear(
         [(model, path) for (model, _), path in zip(linear, inputs["linear"], strict=True)], models
     )
     age_site = gather_json(dict(zip(models, inputs["age_site"], strict=True)), models)
+    if quality:
+        measured = gather_json(dict(zip(quality, inputs["quality"], strict=True)), models)
+        columns = ["model", "alignment", "uniformity"]
+        age_site = age_site.merge(measured[columns], on="model", how="left")
     tuned = finetune_rows(finetune, inputs["finetune"], tasks, inits)
     save_table(outputs["linear"], probed)
     save_table(outputs["age_site"], age_site)

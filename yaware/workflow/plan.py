@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 
+from yaware.workflow.cohorts import OPENBHB_TABLE, cohorts_of
 from yaware.workflow.experiments import (
     METHOD_SETTINGS,
     PCA_NAME,
@@ -19,7 +20,6 @@ from yaware.workflow.experiments import (
     experiments,
     random_encoder_name,
 )
-from yaware.workflow.openbhb_plan import OPENBHB_TABLE, openbhb_cohort
 from yaware.workflow.representations import (
     check_external_labels,
     finetune_starts,
@@ -93,6 +93,11 @@ class Plan:
     @property
     def neural_models(self) -> list[str]:
         return [name for name in self.models if name != PCA_NAME]
+
+    @property
+    def quality_models(self) -> list[str]:
+        """The models whose alignment and uniformity are measured (opt-in)."""
+        return self.neural_models if self.config["representation_quality"]["enabled"] else []
 
     @property
     def floor_models(self) -> list[str]:
@@ -280,53 +285,6 @@ def plan(config: dict) -> Plan:
     result = Plan(config, cohorts, pretrain_cohorts, evaluation, planned, external, models, inits)
     result.finetune_jobs  # noqa: B018  (its settings' errors are named now, not at a rule)
     return result
-
-
-def cohorts_of(config: dict) -> dict[str, dict]:
-    """Every cohort by name: the synthetic ones (written by the workflow) and the real ones."""
-    cohorts = {}
-    for name, spec in config["synthetic"]["cohorts"].items():
-        task = None
-        if spec["role"] == "evaluate":
-            task = {"label": "diagnosis", "positive": [spec["diagnosis"]], "negative": ["control"]}
-        cohorts[name] = {
-            "role": spec["role"],
-            "participants": f"results/synth/{name}/participants.tsv",
-            "cat12_root": f"results/synth/{name}/cat12",
-            "voxel_mm": config["synthetic"]["voxel_mm"],
-            "task": task,
-            "diagnosis": spec.get("diagnosis"),
-            "synthetic": True,
-        }
-    for name, spec in config["cohorts"].items():
-        spec = openbhb_cohort(name, spec) if "openbhb_root" in spec else _maps_cohort(name, spec)
-        if name in cohorts:
-            raise ValueError(f"cohort {name!r} is both synthetic and real: rename one")
-        if spec["role"] == "evaluate" and "task" not in spec:
-            raise ValueError(
-                f"cohorts.{name}: an evaluation cohort needs a task: {{label, positive, negative}}"
-            )
-        cohorts[name] = {**spec, "task": spec.get("task"), "synthetic": False}
-    if not cohorts:
-        raise ValueError("no cohort: set synthetic.cohorts or cohorts in the config")
-    return cohorts
-
-
-def _maps_cohort(name: str, spec: dict) -> dict:
-    """A real cohort whose maps are a CAT12 folder or one array, its paths expanded."""
-    sources = [key for key in ("cat12_root", "array") if key in spec]
-    if len(sources) != 1 or "participants" not in spec:
-        raise ValueError(
-            f"cohorts.{name}: set participants and one of cat12_root (a CAT12 derivatives "
-            "folder), array (a .npy of maps, one per row of the participants table) and "
-            "openbhb_root (an OpenBHB copy)"
-        )
-    # "~/data/..." as a shell would read it; Snakemake and Python take "~" literally.
-    return {
-        **spec,
-        "participants": os.path.expanduser(spec["participants"]),
-        sources[0]: os.path.expanduser(spec[sources[0]]),
-    }
 
 
 def _pretrain_cohorts(config: dict, cohorts: dict[str, dict]) -> list[str]:
