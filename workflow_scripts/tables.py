@@ -15,4 +15,5 @@ run_logged(
     inits=snakemake.params.inits,
     config=snakemake.params.config,
     controls=snakemake.params.controls,
+    quality=snakemake.params.quality,
 )
