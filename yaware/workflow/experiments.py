@@ -42,12 +42,12 @@ def _number(value: float | str) -> str:
     return value if isinstance(value, str) else f"{value:g}"
 
 
-# Pretraining settings a method's training never reads: only y-Aware reads sigma; SimCLR's
-# NT-Xent takes no label and no kernel (its job still checks that the label column is
-# there), Age supervision no temperature or kernel, Model Genesis none of the three, nor
-# the augmentation: it learns from its own corruptions. They are kept out of that method's
-# recorded params (a new kernel retrains the y-Aware experiments only) and out of what a
-# resumed run must keep.
+# Pretraining settings a method's training never reads: only the kernel methods read sigma
+# and the kernel; SimCLR's NT-Xent takes no label and no kernel (its job still checks that
+# the label column is there), Age supervision no temperature or kernel, Model Genesis none
+# of the three, nor the augmentation: it learns from its own corruptions. They are kept out
+# of that method's recorded params (a new kernel retrains the kernel methods' experiments
+# only) and out of what a resumed run must keep.
 UNREAD_SETTINGS = {
     "simclr": ("sigma", "kernel", "label"),
     "yaware": (),
