@@ -90,3 +90,15 @@ def tiny_pretraining_config(epochs: int, **pretraining) -> dict:
             **pretraining,
         },
     }
+
+
+# A small simulated AD cohort at 6 mm: the evaluation cohort of the tiny configs.
+TINY_AD_COHORT = {
+    "role": "evaluate",
+    "n_subjects": 44,
+    "n_sites": 2,
+    "diagnosis": "alzheimer",
+    "age_mean": 75,
+    "age_sd": 6,
+    "age_range": [55, 95],
+}

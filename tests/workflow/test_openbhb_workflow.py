@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.openbhb_replica import make_replica
-from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
+from tests.workflow.helpers import REPO, TINY_AD_COHORT, make_workdir, planned_jobs, snakemake
 
 EXPERIMENT = "yaware-sigma5_cutout_tinycnn_seed0"
 
@@ -18,15 +18,7 @@ def _config(root, **cohort) -> dict:
         "synthetic": {
             "voxel_mm": 6.0,
             "cohorts": {
-                "adni": {
-                    "role": "evaluate",
-                    "n_subjects": 30,
-                    "n_sites": 2,
-                    "diagnosis": "alzheimer",
-                    "age_mean": 75,
-                    "age_sd": 6,
-                    "age_range": [55, 95],
-                }
+                "adni": TINY_AD_COHORT | {"n_subjects": 30},
             },
         },
         "cohorts": {"openbhb": {"role": "pretrain", "openbhb_root": str(root), **cohort}},

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow.helpers import REPO, make_workdir, planned_jobs, snakemake
+from tests.workflow.helpers import REPO, TINY_AD_COHORT, make_workdir, planned_jobs, snakemake
 
 SUCCESSORS = {
     "threshold": {"sigma": [5.0]},
@@ -27,15 +27,7 @@ CONFIG = {
         "voxel_mm": 6.0,
         "cohorts": {
             "bhb": {"role": "pretrain", "n_subjects": 36, "n_sites": 3, "age_range": [20, 85]},
-            "adni": {
-                "role": "evaluate",
-                "n_subjects": 44,
-                "n_sites": 2,
-                "diagnosis": "alzheimer",
-                "age_mean": 75,
-                "age_sd": 6,
-                "age_range": [55, 95],
-            },
+            "adni": TINY_AD_COHORT,
         },
     },
     "qc": {"corr_voxel_mm": 6.0},

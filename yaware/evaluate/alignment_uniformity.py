@@ -20,9 +20,8 @@ import torch.nn.functional as F
 from yaware.augment import build_policy
 from yaware.data.arrays import NpyArray
 from yaware.data.participants import read_table, row_positions
-from yaware.evaluate.features import load_encoder
+from yaware.evaluate.features import model_encoder
 from yaware.io import save_json
-from yaware.models import build_model
 from yaware.train.common import resolve_device
 
 
@@ -68,11 +67,7 @@ def run_alignment_uniformity(
 ) -> None:
     """The alignment_uniformity job: one model on the pooled validation scans."""
     torch.set_num_threads(threads)
-    if checkpoint:
-        model, _ = load_encoder(checkpoint, encoder, trust=trust)
-    else:  # the random encoder floor
-        torch.manual_seed(seed)
-        model = build_model(encoder, "encoder")
+    model = model_encoder(checkpoint, encoder, trust, seed)
     scans = []
     for data, table, split in zip(
         inputs["data"], inputs["participants"], inputs["split"], strict=True

@@ -71,6 +71,15 @@ def extract_features(
     return out
 
 
+def model_encoder(checkpoint: str | None, encoder: str | None, trust: bool, seed: int) -> nn.Module:
+    """A model's encoder: its checkpoint's (encoder None: the one it records), or, without
+    one, the random encoder floor initialised from ``seed``."""
+    if checkpoint:
+        return load_encoder(checkpoint, encoder, trust=trust)[0]
+    torch.manual_seed(seed)
+    return build_model(encoder, "encoder")
+
+
 def run_features(
     data: str,
     output: str,
@@ -84,10 +93,6 @@ def run_features(
     """The features job: one model's representation of every scan of one cohort. Without a
     checkpoint, the floor: an encoder initialised at random from ``seed``."""
     torch.set_num_threads(threads)
-    if checkpoint:  # encoder None: the one the checkpoint records
-        model, _ = load_encoder(checkpoint, encoder, trust=trust)
-    else:
-        torch.manual_seed(seed)
-        model = build_model(encoder, "encoder")
+    model = model_encoder(checkpoint, encoder, trust, seed)
     device = str(resolve_device("auto"))
     save_npy(output, extract_features(model, data, settings["batch_size"], device))
