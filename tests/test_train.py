@@ -594,7 +594,7 @@ def test_finetune_from_pretrained_and_from_scratch(toy_cohort, tmp_path, pretrai
     [
         ({"sigmaa": 2.0}, "unknown key 'sigmaa'; did you mean 'sigma'"),
         ({"sigma": 0.0}, "sigma must be > 0"),
-        ({"sigma": "five"}, "key 'sigma' must be"),
+        ({"sigma": "five"}, "sigma 'five' is no bandwidth rule; give a number"),
         ({"encoder": "vit"}, "encoder must be one of"),
         # YAML's .nan passes every bound (NaN compares false) and .inf passes lr > 0.
         ({"lr": math.nan}, "lr: .nan: not a finite number"),
